@@ -1,0 +1,83 @@
+"""MAML on Omniglot N-way K-shot (Finn et al. 2017, Section 5.2).
+
+Run:
+  METAJAX_DATA_DIR=../shared/data/omniglot python -m experiments.train \
+      --config=experiments/configs/maml_omniglot.py --workdir=/tmp/maml_omniglot
+
+Conv4 (64 filters, stride-2 convs, batch statistics), 28x28 images with
+rotations as new classes, 1 inner SGD step of 0.4 (3 at test), Adam 1e-3,
+meta-batch 32. Characters are split by `split`: "seeded" works on any set of
+zips (the small sets alone included); "vinyals" needs the full release.
+
+Variants (`--config=...maml_omniglot.py:VARIANT`): "" (5-way 1-shot),
+5w5s, 20w1s, 20w5s, smoke (seconds).
+"""
+
+import ml_collections
+
+PAPER = {  # MAML paper, Table 1, full Omniglot
+    (5, 1): "98.7 +- 0.4", (5, 5): "99.9 +- 0.1",
+    (20, 1): "95.8 +- 0.3", (20, 5): "98.9 +- 0.2"}
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.learner = "maml"
+  c.dataset = "omniglot"
+  c.model = "conv4"
+  c.filters = 64
+  c.pooling = "stride"
+  c.conv_impl = "patches"
+  c.first_order = False
+  c.remat = False
+  c.split = "seeded"
+  c.split_seed = 0
+  c.num_train = ml_collections.config_dict.placeholder(int)
+  c.num_val = ml_collections.config_dict.placeholder(int)
+  c.image_size = 28
+  c.rotations = True
+  c.ways = 5
+  c.test_ways = ml_collections.config_dict.placeholder(int)
+  c.shots = 1
+  c.test_shots = ml_collections.config_dict.placeholder(int)
+  c.queries = 15
+  c.test_queries = ml_collections.config_dict.placeholder(int)
+  c.meta_batch_size = 32
+  c.inner_steps = 1
+  c.test_inner_steps = 3
+  c.inner_lr = 0.4
+  c.outer_lr = 1e-3
+  c.num_steps = 10_000
+  c.eval_episodes = 600
+  c.val_every = 500
+  c.val_episodes = 100
+  c.checkpoint_every = 500
+  c.log_every = 100
+  c.seed = 0
+  c.data_dir = ""
+  sizes = {"": (5, 1), "5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
+           "20w5s": (20, 5), "smoke": (5, 1)}
+  if variant not in sizes:
+    raise ValueError(f"Unknown variant {variant!r} of maml_omniglot; valid: "
+                     f"{sorted(sizes)}.")
+  c.ways, c.shots = sizes[variant]
+  if c.ways == 20:
+    c.inner_lr = 0.1
+    c.inner_steps = 5
+    c.test_inner_steps = 5
+    c.meta_batch_size = 16
+    c.queries = 5
+  c.paper_result = (f"MAML paper, full Omniglot {c.ways}-way {c.shots}-shot: "
+                    f"{PAPER[(c.ways, c.shots)]}")
+  if variant == "smoke":
+    c.filters = 8
+    c.image_size = 14
+    c.meta_batch_size = 2
+    c.queries = 2
+    c.num_steps = 4
+    c.eval_episodes = 6
+    c.val_every = 2
+    c.val_episodes = 2
+    c.checkpoint_every = 2
+    c.log_every = 1
+  return c

@@ -1,0 +1,62 @@
+"""metajax: functional meta-learning and few-shot learning in JAX.
+
+A learner is a `Learner` of pure functions (init, adapt, predict, loss); one
+trainer (`meta_train`) and one evaluation (`meta_test`) serve every learner.
+
+Example:
+  import metajax, optax
+  learner = metajax.maml(metajax.models.MLP(1), inner_lr=0.01, task="regression")
+  tasks = metajax.SinusoidSampler(shots=10, queries=10)
+  state = metajax.meta_train(learner, tasks, outer_opt=optax.adam(1e-3),
+                             num_steps=1000, meta_batch_size=25)
+  result = metajax.meta_test(learner, state.meta_params, tasks, episodes=600)
+  print(result.mean, result.ci95)
+"""
+
+from metajax import models
+from metajax.data.episodes import EpisodeSampler
+from metajax.data.episodes import prefetch_to_device
+from metajax.data.episodes import step_rng
+from metajax.data.sinusoid import SinusoidSampler
+from metajax.data.sources import ClassImages
+from metajax.evaluate import EvalResult
+from metajax.evaluate import confidence_interval
+from metajax.evaluate import evaluate as meta_test
+from metajax.learners.maml import maml
+from metajax.runs import Run
+from metajax.runs import load_run
+from metajax.runs import predict
+from metajax.runs import train_and_evaluate
+from metajax.train import NonFiniteError
+from metajax.train import TrainState
+from metajax.train import init_train_state
+from metajax.train import make_meta_step
+from metajax.train import meta_train
+from metajax.types import Episode
+from metajax.types import Learner
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "ClassImages",
+    "Episode",
+    "EpisodeSampler",
+    "EvalResult",
+    "Learner",
+    "NonFiniteError",
+    "Run",
+    "SinusoidSampler",
+    "TrainState",
+    "confidence_interval",
+    "init_train_state",
+    "load_run",
+    "make_meta_step",
+    "maml",
+    "meta_test",
+    "meta_train",
+    "models",
+    "predict",
+    "prefetch_to_device",
+    "step_rng",
+    "train_and_evaluate",
+)

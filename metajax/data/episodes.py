@@ -1,0 +1,156 @@
+"""N-way K-shot episode sampling on the host (numpy), and device prefetching.
+
+Sampling is driven by an explicit `numpy.random.Generator`. The trainer derives
+one generator per step (`step_rng(seed, step)`), so a resumed run samples
+exactly the episodes an uninterrupted run would have.
+"""
+
+import collections
+import itertools
+import threading
+import queue
+from typing import Iterable, Iterator, Optional, Protocol
+
+import jax
+import numpy as np
+
+from metajax.data.sources import ClassImages
+from metajax.types import Episode
+
+
+class TaskSource(Protocol):
+  """Anything that samples meta-batches: `sample_batch(rng, size) -> Episode`."""
+
+  def sample_batch(self, rng: np.random.Generator,
+                   meta_batch_size: int) -> Episode:
+    ...
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+  """The host generator for one step: a pure function of (seed, step)."""
+  return np.random.default_rng([int(seed), int(step)])
+
+
+def _check_positive(name, value, minimum):
+  if not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+class EpisodeSampler:
+  """Samples N-way K-shot Q-query classification episodes.
+
+  Each episode draws `ways` distinct classes, shuffles their order (so label
+  `i` means a different class in every episode), and draws `shots + queries`
+  distinct examples of each class: the first `shots` form the support set, the
+  rest the query set. Support and query are disjoint. Rows are ordered class by
+  class (labels `[0]*shots + [1]*shots + ...`).
+
+  Example:
+    sampler = EpisodeSampler(splits["train"], ways=5, shots=1, queries=15)
+    batch = sampler.sample_batch(np.random.default_rng(0), meta_batch_size=32)
+    batch.support_x.shape  # (32, 5, 28, 28, 1)
+  """
+
+  def __init__(self, classes: ClassImages, *, ways: int, shots: int,
+               queries: int):
+    _check_positive("ways", ways, 2)
+    _check_positive("shots", shots, 1)
+    _check_positive("queries", queries, 1)
+    if classes.num_classes < ways:
+      raise ValueError(
+          f"ways={ways} but this split has only {classes.num_classes} classes; "
+          f"use ways <= {classes.num_classes}.")
+    if classes.min_examples() < shots + queries:
+      raise ValueError(
+          f"shots + queries = {shots + queries} but the smallest class of this "
+          f"split has only {classes.min_examples()} examples; use shots + "
+          f"queries <= {classes.min_examples()}.")
+    self.classes = classes
+    self.ways, self.shots, self.queries = ways, shots, queries
+    images = classes.images
+    self._dense = images if isinstance(images, np.ndarray) else None
+
+  def sample(self, rng: np.random.Generator) -> Episode:
+    """One episode as numpy arrays."""
+    ways, shots, queries = self.ways, self.shots, self.queries
+    chosen = rng.choice(self.classes.num_classes, size=ways, replace=False)
+    per_class = shots + queries
+    if self._dense is not None:
+      n = self._dense.shape[1]
+      # Independent permutation per class; argsort of uniforms is vectorized.
+      idx = np.argsort(rng.random((ways, n)), axis=1)[:, :per_class]
+      x = self._dense[chosen[:, None], idx]  # [ways, per_class, H, W, C]
+    else:
+      x = np.stack([
+          self.classes.images[c][rng.choice(len(self.classes.images[c]),
+                                             size=per_class, replace=False)]
+          for c in chosen])
+    labels = np.arange(ways, dtype=np.int32)
+    support_x = x[:, :shots].reshape((ways * shots,) + x.shape[2:])
+    query_x = x[:, shots:].reshape((ways * queries,) + x.shape[2:])
+    return Episode(support_x=support_x,
+                   support_y=np.repeat(labels, shots),
+                   query_x=query_x,
+                   query_y=np.repeat(labels, queries))
+
+  def sample_batch(self, rng: np.random.Generator,
+                   meta_batch_size: int) -> Episode:
+    """`meta_batch_size` episodes stacked on a leading task axis."""
+    _check_positive("meta_batch_size", meta_batch_size, 1)
+    return stack([self.sample(rng) for _ in range(meta_batch_size)])
+
+
+def stack(episodes: Iterable[Episode]) -> Episode:
+  """Stacks episodes of equal shapes on a new leading task axis."""
+  return jax.tree.map(lambda *xs: np.stack(xs), *episodes)
+
+
+def prefetch_to_device(iterator: Iterator, size: int = 2,
+                       device: Optional[jax.Device] = None) -> Iterator:
+  """Puts the next `size` items of `iterator` on the device ahead of use.
+
+  A background thread pulls from `iterator` (host sampling) and starts the
+  asynchronous host-to-device copy, so both overlap with the current step.
+  Exceptions in the producer are re-raised in the consumer.
+
+  Args:
+    iterator: yields pytrees of numpy arrays.
+    size: how many items to keep in flight.
+    device: target device (default: the first local device).
+
+  Yields:
+    The same pytrees, as device arrays, in the same order.
+  """
+  device = device or jax.local_devices()[0]
+  q = queue.Queue(maxsize=size)
+  done = object()
+  stop = threading.Event()
+
+  def producer():
+    try:
+      for item in iterator:
+        if stop.is_set():
+          return
+        q.put(jax.device_put(item, device))
+      q.put(done)
+    except BaseException as e:  # pylint: disable=broad-except
+      q.put(e)
+
+  thread = threading.Thread(target=producer, daemon=True)
+  thread.start()
+  try:
+    while True:
+      item = q.get()
+      if item is done:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()
+    # Drain so a producer blocked on put() can see `stop` and exit.
+    while thread.is_alive():
+      try:
+        q.get(timeout=0.05)
+      except queue.Empty:
+        pass

@@ -1,0 +1,24 @@
+"""Class-indexed sources: what every classification dataset loader returns."""
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+
+class ClassImages(NamedTuple):
+  """Images of one split, indexed by class.
+
+  Attributes:
+    images: one uint8 array [n_i, H, W, C] per class, or one dense uint8 array
+      [num_classes, n, H, W, C] when every class has n examples.
+    names: one human-readable name per class (e.g. "Greek/character03/rot090").
+  """
+  images: Sequence[np.ndarray]
+  names: Sequence[str]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.images)
+
+  def min_examples(self) -> int:
+    return min(len(c) for c in self.images)

@@ -1,0 +1,282 @@
+"""From a config to a trained, evaluated, saved run, and back.
+
+A config is an `ml_collections.ConfigDict` (see experiments/configs/). This
+module turns one into learners and task sources, runs `train.train` and
+`evaluate.evaluate`, writes `<workdir>/config.json` and `results.json`, and
+loads a finished run so it can be applied to a user's own episodes.
+"""
+
+import json
+import os
+from typing import Any, Dict, NamedTuple, Optional
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from metajax import checkpoint as ckpt_lib
+from metajax import evaluate as eval_lib
+from metajax import train as train_lib
+from metajax.data import episodes as episodes_lib
+from metajax.data.sinusoid import SinusoidSampler
+from metajax.learners.maml import maml
+from metajax.types import Episode, Learner, Params
+
+LEARNERS = ("maml",)
+DATASETS = ("sinusoid", "omniglot")
+MODELS = ("mlp", "conv4")
+DATA_DIR_ENV = "METAJAX_DATA_DIR"
+
+
+def _get(config, name, default=None):
+  return config.get(name, default) if hasattr(config, "get") else default
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field, before any heavy work."""
+
+  def need(name, ok, allowed):
+    value = _get(config, name)
+    if not ok(value):
+      raise ValueError(f"config.{name}={value!r} is invalid: {allowed}.")
+
+  is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+  need("learner", lambda v: v in LEARNERS, f"valid learners are {list(LEARNERS)}")
+  need("dataset", lambda v: v in DATASETS, f"valid datasets are {list(DATASETS)}")
+  need("model", lambda v: v in MODELS, f"valid models are {list(MODELS)}")
+  if config.dataset != "sinusoid":
+    need("ways", lambda v: is_int(v) and v >= 2, "must be an integer >= 2")
+    need("test_ways", lambda v: v is None or (is_int(v) and v >= 2),
+         "must be None or an integer >= 2")
+  need("shots", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+  need("test_shots", lambda v: v is None or (is_int(v) and v >= 1),
+       "must be None or an integer >= 1")
+  need("queries", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+  need("meta_batch_size", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+  need("inner_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
+  need("test_inner_steps", lambda v: v is None or (is_int(v) and v >= 0),
+       "must be None or an integer >= 0")
+  need("inner_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+  need("outer_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+  need("num_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
+  need("eval_episodes", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+  need("seed", is_int, "must be an integer")
+  if config.dataset == "omniglot":
+    data_dir = _get(config, "data_dir") or os.environ.get(DATA_DIR_ENV)
+    if data_dir and not os.path.isdir(data_dir):
+      raise ValueError(
+          f"The Omniglot data folder {data_dir!r} (from "
+          f"{'config.data_dir' if _get(config, 'data_dir') else DATA_DIR_ENV}) "
+          "does not exist. Name a folder holding the official zips, or unset "
+          "both to download through tensorflow-datasets.")
+
+
+def _test_value(config, name):
+  value = _get(config, "test_" + name)
+  return config[name] if value is None else value
+
+
+def build_model(config, num_outputs: int):
+  from metajax import models  # pylint: disable=g-import-not-at-top
+  if config.model == "mlp":
+    return models.MLP(num_outputs, hidden=tuple(_get(config, "hidden", (40, 40))))
+  return models.Conv4(num_outputs, filters=_get(config, "filters", 64),
+                      pooling=_get(config, "pooling", "stride"),
+                      conv_impl=_get(config, "conv_impl", "patches"))
+
+
+def build_learner(config, *, test: bool = False) -> Learner:
+  """The learner of `config`; `test=True` uses the test-time inner steps and ways."""
+  regression = config.dataset == "sinusoid"
+  ways = _test_value(config, "ways") if test else _get(config, "ways")
+  model = build_model(config, 1 if regression else ways)
+  steps = _test_value(config, "inner_steps") if test else config.inner_steps
+  return maml(model, inner_lr=config.inner_lr, inner_steps=steps,
+              first_order=bool(_get(config, "first_order", False)),
+              task="regression" if regression else "classification",
+              remat=bool(_get(config, "remat", False)))
+
+
+def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
+  """Task sources for "train", "val" and "test" (test uses the test_* sizes)."""
+  if config.dataset == "sinusoid":
+    train = SinusoidSampler(shots=config.shots, queries=config.queries)
+    test = SinusoidSampler(shots=_test_value(config, "shots"),
+                           queries=_test_value(config, "queries"))
+    return {"train": train, "val": test, "test": test}
+  from metajax.data import omniglot  # pylint: disable=g-import-not-at-top
+  splits = omniglot.load(
+      data_dir=_get(config, "data_dir") or None,
+      split=_get(config, "split", "seeded"),
+      image_size=_get(config, "image_size", 28),
+      rotations=bool(_get(config, "rotations", True)),
+      seed=_get(config, "split_seed", 0),
+      num_train=_get(config, "num_train"),
+      num_val=_get(config, "num_val"))
+  make = lambda split, ways, shots, queries: episodes_lib.EpisodeSampler(
+      splits[split], ways=ways, shots=shots, queries=queries)
+  test_sizes = [_test_value(config, n) for n in ("ways", "shots", "queries")]
+  return {"train": make("train", config.ways, config.shots, config.queries),
+          "val": make("val", *test_sizes),
+          "test": make("test", *test_sizes)}
+
+
+def _config_dict(config) -> Dict[str, Any]:
+  return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+
+
+def _check_same_config(workdir, config):
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    old = json.load(f)
+  new = _config_dict(config)
+  allowed = {"num_steps", "eval_episodes", "val_every", "val_episodes",
+             "checkpoint_every", "log_every", "data_dir", "paper_result"}
+  diff = sorted(k for k in set(old) | set(new)
+                if k not in allowed and old.get(k) != new.get(k))
+  if diff:
+    raise ValueError(
+        f"{workdir!r} holds a run with a different config (fields "
+        f"{', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
+        "use a new --workdir or the same config to resume.")
+
+
+def _write_json(path, obj):
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(config, workdir: Optional[str], *,
+                       progress: bool = False) -> Dict[str, Any]:
+  """Meta-trains, evaluates on the test classes, writes `results.json`.
+
+  Validates the config and builds the data before anything is written to
+  `workdir`; resumes from `workdir` if it holds a run of the same config.
+
+  Returns:
+    The results dict (also in `<workdir>/results.json`): config, metric,
+    mean, ci95, episodes.
+  """
+  validate(config)
+  sources = build_sources(config)
+  learner = build_learner(config)
+  test_learner = build_learner(config, test=True)
+  if workdir is not None:
+    _check_same_config(workdir, config)
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
+  state = train_lib.meta_train(
+      learner, sources["train"],
+      outer_opt=optax.adam(config.outer_lr), num_steps=config.num_steps,
+      meta_batch_size=config.meta_batch_size, seed=config.seed,
+      workdir=workdir, checkpoint_every=_get(config, "checkpoint_every", 1000),
+      log_every=_get(config, "log_every", 100),
+      val_source=sources["val"], val_learner=test_learner,
+      val_every=_get(config, "val_every", 0),
+      val_episodes=_get(config, "val_episodes", 100), progress=progress)
+  result = eval_lib.evaluate(test_learner, state.meta_params, sources["test"],
+                             episodes=config.eval_episodes,
+                             seed=config.seed + 2)
+  results = {"config": _config_dict(config), "metric": result.metric,
+             "mean": result.mean, "ci95": result.ci95,
+             "episodes": result.episodes}
+  if workdir is not None:
+    _write_json(os.path.join(workdir, "results.json"), results)
+  return results
+
+
+class Run(NamedTuple):
+  """A finished run: its config, test-time learner and meta-parameters."""
+  config: ml_collections.ConfigDict
+  learner: Learner
+  meta_params: Params
+
+
+def load_run(workdir: str, step: Optional[int] = None) -> Run:
+  """Loads the run in `workdir` (its config and latest or given checkpoint)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} holds no run (no config.json).")
+  with open(path, encoding="utf-8") as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  learner = build_learner(config)
+  test_learner = build_learner(config, test=True)
+  outer_opt = optax.adam(config.outer_lr)
+  example = _example_episode(config)
+  init_key, _ = train_lib.seed_keys(config.seed)
+  target = train_lib.init_train_state(learner, outer_opt, init_key,
+                                      jax.tree.map(lambda a: a[None], example))
+  checkpointer = ckpt_lib.Checkpointer(workdir)
+  try:
+    restored, state = checkpointer.restore(target, step)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise ValueError(f"{workdir!r} holds no checkpoint.")
+  return Run(config=config, learner=test_learner, meta_params=state.meta_params)
+
+
+def _input_shape(config):
+  if config.dataset == "sinusoid":
+    return (1,)
+  size = _get(config, "image_size", 28)
+  return (size, size, 1)
+
+
+def _example_episode(config) -> Episode:
+  shape = _input_shape(config)
+  if config.dataset == "sinusoid":
+    z = np.zeros((1,) + shape, np.float32)
+    return Episode(z, np.zeros((1, 1), np.float32), z, np.zeros((1, 1), np.float32))
+  z = np.zeros((1,) + shape, np.uint8)
+  return Episode(z, np.zeros((1,), np.int32), z, np.zeros((1,), np.int32))
+
+
+def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
+  """Adapts `run` to a user's support set and returns outputs for `query_x`.
+
+  Args:
+    run: from `load_run`.
+    support_x: [n, *input_shape]: uint8 images (scaled by 1/255 like the
+      training data) or floats already in the training range.
+    support_y: [n] int labels in 0..ways-1 (classification) or [n, 1] floats.
+    query_x: [m, *input_shape].
+    seed: key for stochastic learners.
+
+  Returns:
+    logits [m, ways] (classification) or predictions [m, 1] (regression).
+  """
+  config = run.config
+  shape = _input_shape(config)
+  support_x, query_x = np.asarray(support_x), np.asarray(query_x)
+  support_y = np.asarray(support_y)
+  for name, x in (("support_x", support_x), ("query_x", query_x)):
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+      raise ValueError(f"{name} has shape {x.shape}; this run expects "
+                       f"[n, {', '.join(map(str, shape))}].")
+    if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+      raise ValueError(f"{name} has dtype {x.dtype}; use uint8 or float.")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+      raise ValueError(f"{name} holds NaN or infinite values.")
+  if support_y.shape[0] != support_x.shape[0]:
+    raise ValueError(f"support_y has {support_y.shape[0]} rows but support_x "
+                     f"has {support_x.shape[0]}.")
+  if config.dataset != "sinusoid":
+    ways = _test_value(config, "ways")
+    if not np.issubdtype(support_y.dtype, np.integer):
+      raise ValueError(f"support_y must hold integer labels, got {support_y.dtype}.")
+    if support_y.min() < 0 or support_y.max() >= ways:
+      raise ValueError(f"support_y labels must lie in 0..{ways - 1} for this "
+                       f"{ways}-way run; got {sorted(set(support_y.tolist()))}.")
+    support_y = support_y.astype(np.int32)
+  else:
+    support_y = support_y.astype(np.float32).reshape(-1, 1)
+  key = jax.random.key(seed)
+  state = run.learner.adapt(run.meta_params, (support_x, support_y), key)
+  return np.asarray(run.learner.predict(run.meta_params, state, query_x))

@@ -1,0 +1,67 @@
+"""Core types: the `Episode` pytree and the `Learner` of pure functions.
+
+A learner is a value, not a class hierarchy (see DESIGN.md):
+
+    init(key, example_episode) -> meta_params
+    adapt(meta_params, support, key) -> task_state
+    predict(meta_params, task_state, query_x) -> outputs
+    loss(outputs, targets) -> scalar
+
+`support` is a `(support_x, support_y)` tuple of one task. All four functions
+act on ONE task; the trainer vmaps them over the task axis of a meta-batch.
+"""
+
+from typing import Any, Callable, NamedTuple, Optional, Tuple
+
+import jax
+
+Array = Any  # jax.Array or np.ndarray
+PRNGKey = jax.Array
+Params = Any  # a pytree
+TaskState = Any  # a pytree
+Support = Tuple[Array, Array]  # (support_x, support_y)
+
+
+class Episode(NamedTuple):
+  """One few-shot task, or a meta-batch of them with a leading task axis.
+
+  Classification: `support_x` is [N*K, H, W, C] (uint8 on the host),
+  `support_y` is [N*K] int32 in 0..N-1; queries likewise with N*Q rows.
+  Regression: `*_x` is [K, d_in] float32, `*_y` is [K, d_out] float32.
+  A meta-batch adds a leading task axis T to every field.
+  """
+  support_x: Array
+  support_y: Array
+  query_x: Array
+  query_y: Array
+
+  @property
+  def support(self) -> Support:
+    return (self.support_x, self.support_y)
+
+
+InitFn = Callable[[PRNGKey, Episode], Params]
+AdaptFn = Callable[[Params, Support, PRNGKey], TaskState]
+PredictFn = Callable[[Params, TaskState, Array], Array]
+LossFn = Callable[[Array, Array], Array]
+MetricFn = Callable[[Array, Array], Array]
+
+
+class Learner(NamedTuple):
+  """A few-shot learner as four pure functions over one task.
+
+  Attributes:
+    init: (key, example_episode) -> meta_params.
+    adapt: (meta_params, (support_x, support_y), key) -> task_state.
+    predict: (meta_params, task_state, query_x) -> outputs.
+    loss: (outputs, targets) -> scalar mean loss.
+    metric: (outputs, targets) -> scalar evaluation metric (accuracy for
+      classification, MSE for regression).
+    metric_name: "accuracy" or "mse".
+  """
+  init: InitFn
+  adapt: AdaptFn
+  predict: PredictFn
+  loss: LossFn
+  metric: MetricFn
+  metric_name: str

@@ -1,0 +1,24 @@
+"""Shared test fixtures: where the Omniglot test zips are."""
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def omniglot_dir():
+  """METAJAX_DATA_DIR if set, else ../shared/data/omniglot beside the repo."""
+  env = os.environ.get("METAJAX_DATA_DIR")
+  if env:
+    return pathlib.Path(env)
+  return REPO.parent / "shared" / "data" / "omniglot"
+
+
+@pytest.fixture(scope="session")
+def omniglot_data_dir():
+  path = omniglot_dir()
+  if not (path / "images_background_small1.zip").exists():
+    pytest.skip(f"Omniglot test zips not found in {path}")
+  return str(path)

@@ -1,0 +1,140 @@
+"""The trainer: one trace, exact resume, non-finite faults; the interval."""
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+
+from metajax import evaluate as eval_lib
+from metajax import metrics_io
+from metajax import models
+from metajax import train as train_lib
+from metajax.data.episodes import step_rng
+from metajax.data.sinusoid import SinusoidSampler
+from metajax.learners.maml import maml
+
+
+def small_learner():
+  return maml(models.MLP(1, hidden=(8,)), inner_lr=0.01, inner_steps=1,
+              task="regression")
+
+
+def test_meta_step_traces_once():
+  learner = small_learner()
+  traces = []
+
+  def counting_adapt(*args):
+    traces.append(1)  # runs only while tracing
+    return learner.adapt(*args)
+
+  counted = learner._replace(adapt=counting_adapt)
+  source = SinusoidSampler(shots=3, queries=3)
+  opt = optax.adam(1e-3)
+  state = train_lib.init_train_state(counted, opt, jax.random.key(0),
+                                     source.sample_batch(step_rng(0, 0), 1))
+  step = train_lib.make_meta_step(counted, opt)
+  for i in range(3):
+    state, metrics = step(state, source.sample_batch(step_rng(0, i), 4),
+                          jax.random.key(i))
+  assert len(traces) == 1
+  assert int(state.step) == 3 and np.isfinite(metrics["loss"])
+
+
+def test_training_lowers_the_loss():
+  learner = small_learner()
+  source = SinusoidSampler(shots=5, queries=5)
+  before = eval_lib.evaluate(learner, train_lib.init_train_state(
+      learner, optax.adam(1e-2), train_lib.seed_keys(0)[0],
+      source.sample_batch(step_rng(0, 0), 1)).meta_params, source,
+      episodes=100)
+  state = train_lib.meta_train(learner, source, outer_opt=optax.adam(1e-2),
+                               num_steps=300, meta_batch_size=8)
+  after = eval_lib.evaluate(learner, state.meta_params, source, episodes=100)
+  # Same seed, same episodes: compare paired per-episode MSEs.
+  gain = before.values - after.values
+  assert gain.mean() > 2 * eval_lib.confidence_interval(gain)
+
+
+class CrashingSource:
+  """Raises on its `crash_at`-th call (simulates a crash mid-run)."""
+
+  def __init__(self, source, crash_at):
+    self.source, self.crash_at, self.calls = source, crash_at, 0
+
+  def sample_batch(self, rng, size):
+    self.calls += 1
+    if self.calls == self.crash_at:
+      raise KeyboardInterrupt("simulated crash")
+    return self.source.sample_batch(rng, size)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+  learner = small_learner()
+  source = SinusoidSampler(shots=3, queries=3)
+  kwargs = dict(outer_opt=optax.adam(1e-2), num_steps=8, meta_batch_size=4,
+                seed=5, checkpoint_every=2, log_every=1)
+  full = train_lib.meta_train(learner, source, workdir=str(tmp_path / "a"),
+                              **kwargs)
+  # The first call to sample_batch is the init example; crash at step 5.
+  crashing = CrashingSource(source, crash_at=1 + 6)
+  with pytest.raises(KeyboardInterrupt):
+    train_lib.meta_train(learner, crashing, workdir=str(tmp_path / "b"),
+                         **kwargs)
+  resumed = train_lib.meta_train(learner, source, workdir=str(tmp_path / "b"),
+                                 **kwargs)
+  chex.assert_trees_all_equal(full.meta_params, resumed.meta_params)
+  chex.assert_trees_all_equal(full.opt_state, resumed.opt_state)
+  rows_a = metrics_io.read_metrics(str(tmp_path / "a"))
+  rows_b = metrics_io.read_metrics(str(tmp_path / "b"))
+  assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == list(range(1, 9))
+  assert rows_a == rows_b
+
+
+def test_nonfinite_loss_stops_with_the_step(tmp_path):
+  learner = small_learner()
+  source = SinusoidSampler(shots=3, queries=3)
+  with pytest.raises(train_lib.NonFiniteError, match="step 1"):
+    train_lib.meta_train(learner, source, outer_opt=optax.sgd(1e30),
+                         num_steps=5, meta_batch_size=2,
+                         workdir=str(tmp_path), checkpoint_every=1)
+  rows = metrics_io.read_metrics(str(tmp_path))
+  assert rows[-1]["nonfinite"] == 1.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(num_steps=-1), "num_steps"),
+    (dict(meta_batch_size=0), "meta_batch_size"),
+    (dict(on_nonfinite="ignore"), "on_nonfinite"),
+])
+def test_bad_arguments_write_nothing(tmp_path, kwargs, match):
+  args = dict(outer_opt=optax.sgd(0.1), num_steps=2, meta_batch_size=2,
+              workdir=str(tmp_path / "w"))
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    train_lib.meta_train(small_learner(), SinusoidSampler(shots=2, queries=2),
+                         **args)
+  assert not (tmp_path / "w").exists()
+
+
+def test_confidence_interval_formula():
+  values = np.array([0.2, 0.4, 0.9, 1.0])
+  expected = 1.96 * np.sqrt(np.mean((values - values.mean())**2)) / 2.0
+  assert eval_lib.confidence_interval(values) == pytest.approx(expected)
+  with pytest.raises(ValueError):
+    eval_lib.confidence_interval([])
+
+
+def test_evaluate_counts_and_determinism():
+  learner = small_learner()
+  source = SinusoidSampler(shots=3, queries=3)
+  params = train_lib.init_train_state(learner, optax.sgd(0.1),
+                                      jax.random.key(0),
+                                      source.sample_batch(step_rng(0, 0), 1)
+                                      ).meta_params
+  a = eval_lib.evaluate(learner, params, source, episodes=23, batch_size=10)
+  b = eval_lib.evaluate(learner, params, source, episodes=23, batch_size=10)
+  assert a.episodes == 23 and a.values.shape == (23,)
+  np.testing.assert_array_equal(a.values, b.values)
+  assert a.mean == pytest.approx(a.values.mean())
+  assert a.ci95 == pytest.approx(eval_lib.confidence_interval(a.values))
