@@ -72,7 +72,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "both to download through tensorflow-datasets.")
 
 
-def _test_value(config, name):
+def test_value(config, name):
   value = _get(config, "test_" + name)
   return config[name] if value is None else value
 
@@ -89,9 +89,9 @@ def build_model(config, num_outputs: int):
 def build_learner(config, *, test: bool = False) -> Learner:
   """The learner of `config`; `test=True` uses the test-time inner steps and ways."""
   regression = config.dataset == "sinusoid"
-  ways = _test_value(config, "ways") if test else _get(config, "ways")
+  ways = test_value(config, "ways") if test else _get(config, "ways")
   model = build_model(config, 1 if regression else ways)
-  steps = _test_value(config, "inner_steps") if test else config.inner_steps
+  steps = test_value(config, "inner_steps") if test else config.inner_steps
   return maml(model, inner_lr=config.inner_lr, inner_steps=steps,
               first_order=bool(_get(config, "first_order", False)),
               task="regression" if regression else "classification",
@@ -102,8 +102,8 @@ def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
   """Task sources for "train", "val" and "test" (test uses the test_* sizes)."""
   if config.dataset == "sinusoid":
     train = SinusoidSampler(shots=config.shots, queries=config.queries)
-    test = SinusoidSampler(shots=_test_value(config, "shots"),
-                           queries=_test_value(config, "queries"))
+    test = SinusoidSampler(shots=test_value(config, "shots"),
+                           queries=test_value(config, "queries"))
     return {"train": train, "val": test, "test": test}
   from metajax.data import omniglot  # pylint: disable=g-import-not-at-top
   splits = omniglot.load(
@@ -116,7 +116,7 @@ def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
       num_val=_get(config, "num_val"))
   make = lambda split, ways, shots, queries: episodes_lib.EpisodeSampler(
       splits[split], ways=ways, shots=shots, queries=queries)
-  test_sizes = [_test_value(config, n) for n in ("ways", "shots", "queries")]
+  test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
   return {"train": make("train", config.ways, config.shots, config.queries),
           "val": make("val", *test_sizes),
           "test": make("test", *test_sizes)}
@@ -268,7 +268,7 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
     raise ValueError(f"support_y has {support_y.shape[0]} rows but support_x "
                      f"has {support_x.shape[0]}.")
   if config.dataset != "sinusoid":
-    ways = _test_value(config, "ways")
+    ways = test_value(config, "ways")
     if not np.issubdtype(support_y.dtype, np.integer):
       raise ValueError(f"support_y must hold integer labels, got {support_y.dtype}.")
     if support_y.min() < 0 or support_y.max() >= ways:

@@ -1,0 +1,51 @@
+r"""Evaluates a finished run again, with other test-time settings.
+
+  python -m experiments.evaluate --workdir=/tmp/maml_sinusoid \
+      --test_shots=5 --test_inner_steps=1,5,10 --episodes=600
+
+Prints one JSON line per setting: metric, mean, ci95, episodes.
+"""
+
+import json
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from metajax import evaluate as eval_lib
+from metajax import runs
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.",
+                               required=True)
+_SHOTS = flags.DEFINE_integer("test_shots", None, "Support size (default: the run's).")
+_STEPS = flags.DEFINE_list("test_inner_steps", [], "Inner steps to try "
+                           "(default: the run's).")
+_EPISODES = flags.DEFINE_integer("episodes", 600, "Test episodes.")
+_SEED = flags.DEFINE_integer("seed", None, "Episode seed (default: the run's "
+                             "test seed).")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  run = runs.load_run(_WORKDIR.value)
+  config = run.config
+  if _SHOTS.value is not None:
+    config.test_shots = _SHOTS.value
+  source = runs.build_sources(config)["test"]
+  seed = config.seed + 2 if _SEED.value is None else _SEED.value
+  for steps in [int(s) for s in _STEPS.value] or [None]:
+    if steps is not None:
+      config.test_inner_steps = steps
+    learner = runs.build_learner(config, test=True)
+    result = eval_lib.evaluate(learner, run.meta_params, source,
+                               episodes=_EPISODES.value, seed=seed)
+    print(json.dumps({
+        "test_shots": runs.test_value(config, "shots"),
+        "test_inner_steps": runs.test_value(config, "inner_steps"),
+        "metric": result.metric, "mean": result.mean, "ci95": result.ci95,
+        "episodes": result.episodes}))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,375 @@
+"""Omniglot as class-indexed arrays with the standard character splits.
+
+`load` returns {"train", "val", "test"} -> `ClassImages`, one class per
+character (times four with rotations), 20 images each, uint8
+[num_classes, 20, image_size, image_size, 1] with ink bright (255) on
+background 0.
+
+Where the images come from:
+
+  * a folder, `data_dir` or else the environment variable `METAJAX_DATA_DIR`,
+    holding any of the official zips `images_background.zip`,
+    `images_evaluation.zip`, `images_background_small1.zip`,
+    `images_background_small2.zip` (read in place, never written to);
+  * with neither, the official zips downloaded by tensorflow-datasets' download
+    manager from the Omniglot GitHub repository, checked against their sha256.
+
+Either way the zips go through the TFDS builder
+`metajax.data.omniglot_builder.MetajaxOmniglot` (one config per zip), prepared
+once as array_record files under `cache_dir` and read back with
+`tfds.data_source`; TensorFlow is not needed. Later calls reuse the prepared
+files, so only the resizing, the rotations and the split are redone.
+
+Which zips a split reads:
+
+  * "vinyals" and "lake" need the full release, `images_background.zip` and
+    `images_evaluation.zip` (964 + 659 = 1623 characters).
+  * "seeded" reads `images_background.zip` and `images_evaluation.zip`, those
+    of the two that are present, when either is; otherwise the small zips
+    present. The two small zips alone hold 242 distinct characters.
+
+A character is keyed by its (alphabet, character folder) names, e.g.
+("Greek", "character03"), and a key found in more than one zip is kept once,
+from the first zip in the order background, evaluation, small1, small2. Greek
+and Latin are in both small zips, byte for byte the same images.
+"""
+
+import os
+import pathlib
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from metajax.data import omniglot_builder
+from metajax.data.sources import ClassImages
+
+ENV_VAR = "METAJAX_DATA_DIR"
+SPLITS = ("vinyals", "lake", "seeded")
+ROTATIONS = (0, 90, 180, 270)  # degrees, counter-clockwise (np.rot90)
+
+_FULL = ("background", "evaluation")
+_SMALL = ("small1", "small2")
+_VINYALS_TRAIN = 1200
+_DEFAULT_VAL = 100
+_SEEDED_TRAIN_FRACTION = 0.6
+_SEEDED_VAL_FRACTION = 0.1
+
+PathLike = Union[str, os.PathLike]
+Key = Tuple[str, str]  # (alphabet, character)
+
+
+def default_cache_dir() -> pathlib.Path:
+  """Where prepared data goes by default: `$XDG_CACHE_HOME/metajax`.
+
+  Returns:
+    `$XDG_CACHE_HOME/metajax`, or `~/.cache/metajax` when that variable is
+    unset.
+  """
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return pathlib.Path(base) / "metajax"
+
+
+def load(
+    *,
+    data_dir: Optional[PathLike] = None,
+    split: str = "vinyals",
+    image_size: int = 28,
+    rotations: bool = True,
+    seed: int = 0,
+    num_train: Optional[int] = None,
+    num_val: Optional[int] = None,
+    cache_dir: Optional[PathLike] = None,
+) -> Dict[str, ClassImages]:
+  """Loads Omniglot split by character into meta-train, meta-val, meta-test.
+
+  No character is in two splits. With `rotations`, each character of a split
+  also gives the classes of its images rotated by 90, 180 and 270 degrees
+  (counter-clockwise), added after the split is made, so a rotated copy of a
+  test character is never in train.
+
+  Splits:
+    * "vinyals": all 1623 characters shuffled with `seed`; the first
+      `num_train` (default 1200) are meta-train, the next `num_val` (default
+      100) meta-val, the rest meta-test. (Vinyals et al. 2016 use 1200 / 0 /
+      423; the MAML code of Finn et al. 2017 uses 1100 / 100 / 423.)
+    * "lake": Lake's background / evaluation split. The background set's 964
+      characters are meta-train except `num_val` (default 100) of them, drawn
+      with `seed`, that are meta-val; the evaluation set's 659 are meta-test.
+      `num_val=0` is Lake's protocol exactly. `num_train` must be None.
+    * "seeded": whatever characters are available, shuffled with `seed`, split
+      into `num_train` / `num_val` / the rest (defaults: 60% / 10% of the
+      characters, rounded). Works with the two small zips alone.
+
+  Images are resized from 105x105 with PIL's LANCZOS filter (as in the MAML
+  code), on the inverted float image, then rounded and clipped to uint8.
+
+  Args:
+    data_dir: a folder holding any of the official zips (see the module
+      docstring). None: `$METAJAX_DATA_DIR`, and when that is unset too, the
+      zips are downloaded through tensorflow-datasets.
+    split: "vinyals", "lake" or "seeded".
+    image_size: side of the returned images, in pixels (28 in the papers).
+    rotations: add the 90/180/270-degree rotations of every character as
+      classes of their own (4x the classes), as in the papers.
+    seed: seeds the character shuffle of every split.
+    num_train: meta-train characters (before rotations); see the splits.
+    num_val: meta-val characters (before rotations); see the splits.
+    cache_dir: where the TFDS builder prepares its files (and downloads the
+      zips). Default: `default_cache_dir()`.
+
+  Returns:
+    {"train": ..., "val": ..., "test": ...}, each a `ClassImages` whose
+    `images` is one uint8 array [num_classes, 20, image_size, image_size, 1],
+    ink 255 on background 0, and whose `names` are "<alphabet>/<character>"
+    plus "/rot000" ... "/rot270" with rotations (e.g.
+    "Greek/character03/rot090"). Classes are ordered by name.
+
+  Raises:
+    ValueError: an unknown split or bad argument; a data folder that does not
+      exist or holds none of the zips; a split the available zips cannot give
+      ("vinyals"/"lake" without the full release); `num_train + num_val` that
+      leaves no test character. All of these are raised before any zip is
+      decoded.
+  """
+  _check_args(split, image_size, rotations, seed, num_train, num_val)
+  folder = _data_folder(data_dir)
+  archives = _choose_archives(split, folder)
+  if folder is not None:  # counts from the zips' listings: cheap
+    chars = _dedupe({a: omniglot_builder.character_files(
+        folder / omniglot_builder.ARCHIVES[a].filename) for a in archives})
+    counts = {a: sum(o == a for o in chars.values()) for a in archives}
+  else:
+    counts = {a: omniglot_builder.ARCHIVES[a].num_characters
+              for a in archives}
+  _split_sizes(split, counts, num_train, num_val, folder)
+
+  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
+  images, origin, names = _read(archives, folder, cache, image_size)
+  counts = {a: sum(o == a for o in origin.values()) for a in archives}
+  sizes = _split_sizes(split, counts, num_train, num_val, folder)
+  keys = sorted(origin)
+  rng = np.random.default_rng(seed)
+  if split == "lake":
+    background = [k for k in keys if origin[k] == "background"]
+    order = rng.permutation(len(background))
+    val = [background[i] for i in order[:sizes[1]]]
+    train = [background[i] for i in order[sizes[1]:]]
+    test = [k for k in keys if origin[k] == "evaluation"]
+  else:
+    order = rng.permutation(len(keys))
+    train = [keys[i] for i in order[:sizes[0]]]
+    val = [keys[i] for i in order[sizes[0]:sizes[0] + sizes[1]]]
+    test = [keys[i] for i in order[sizes[0] + sizes[1]:]]
+  return {
+      name: _class_images(sorted(part), images, names, rotations, image_size)
+      for name, part in (("train", train), ("val", val), ("test", test))
+  }
+
+
+def _check_args(split, image_size, rotations, seed, num_train, num_val):
+  """Checks the arguments that need no data."""
+  if split not in SPLITS:
+    raise ValueError(
+        f"Unknown Omniglot split {split!r}; valid splits: {', '.join(SPLITS)}.")
+  if not _is_int(image_size) or image_size < 1:
+    raise ValueError(f"image_size must be an int >= 1, got {image_size!r}.")
+  if not isinstance(rotations, (bool, np.bool_)):
+    raise ValueError(f"rotations must be a bool, got {rotations!r}.")
+  if not _is_int(seed) or seed < 0:
+    raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+  for name, value, low in (("num_train", num_train, 1),
+                           ("num_val", num_val, 0)):
+    if value is not None and (not _is_int(value) or value < low):
+      raise ValueError(f"{name} must be None or an int >= {low}, "
+                       f"got {value!r}.")
+  if split == "lake" and num_train is not None:
+    raise ValueError(
+        "split='lake' takes its meta-train characters from the background "
+        "set (less num_val of them); num_train must be None.")
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(
+      value, (bool, np.bool_))
+
+
+def _expected_files() -> str:
+  return ", ".join(a.filename for a in omniglot_builder.ARCHIVES.values())
+
+
+def _data_folder(data_dir: Optional[PathLike]) -> Optional[pathlib.Path]:
+  """The folder of zips to read, or None to download; checks it exists."""
+  if data_dir is None:
+    data_dir = os.environ.get(ENV_VAR) or None
+    origin = f"${ENV_VAR}"
+  else:
+    origin = "data_dir"
+  if data_dir is None:
+    return None
+  folder = pathlib.Path(data_dir).expanduser()
+  if not folder.is_dir():
+    raise ValueError(
+        f"Omniglot folder {os.fspath(folder)} (from {origin}) does not exist; "
+        f"it should hold any of {_expected_files()}.")
+  if not any((folder / a.filename).is_file()
+             for a in omniglot_builder.ARCHIVES.values()):
+    raise ValueError(
+        f"Omniglot folder {os.fspath(folder)} (from {origin}) holds none of "
+        f"the expected files {_expected_files()}.")
+  return folder
+
+
+def _choose_archives(split: str,
+                     folder: Optional[pathlib.Path]) -> Tuple[str, ...]:
+  """The configs of `MetajaxOmniglot` (archives) that `split` reads."""
+  if folder is None:
+    return _FULL  # downloaded
+  present = tuple(a for a, info in omniglot_builder.ARCHIVES.items()
+                  if (folder / info.filename).is_file())
+  full = tuple(a for a in _FULL if a in present)
+  if split == "seeded":
+    return full or tuple(a for a in _SMALL if a in present)
+  if full == _FULL:
+    return full
+  names = [omniglot_builder.ARCHIVES[a].filename for a in present]
+  found = len(_dedupe({a: omniglot_builder.character_files(
+      folder / omniglot_builder.ARCHIVES[a].filename) for a in present}))
+  need = " and ".join(omniglot_builder.ARCHIVES[a].filename for a in _FULL)
+  raise ValueError(
+      f"split={split!r} needs the full Omniglot release ({need}, 1623 "
+      f"characters), but {os.fspath(folder)} holds only {', '.join(names)}: "
+      f"{found} characters. Use split='seeded' to split the characters that "
+      "are available, or add the full zips to the folder.")
+
+
+def _dedupe(chars_by_archive: Dict[str, Dict[Key, list]]) -> Dict[Key, str]:
+  """{key: first archive holding it}, archives in `ARCHIVES` order."""
+  origin: Dict[Key, str] = {}
+  for archive in omniglot_builder.ARCHIVES:
+    for key in chars_by_archive.get(archive, ()):
+      origin.setdefault(key, archive)
+  return origin
+
+
+def _split_sizes(split: str, counts: Dict[str, int], num_train, num_val,
+                 folder: Optional[pathlib.Path]) -> Tuple[int, int]:
+  """(num_train, num_val) characters of `split`; checks they leave a test."""
+  total = sum(counts.values())
+  where = os.fspath(folder) if folder is not None else "the downloaded zips"
+  if split == "lake":
+    pool, pool_name = counts.get("background", 0), "background characters"
+    num_val = _DEFAULT_VAL if num_val is None else num_val
+    if num_val >= pool:
+      raise ValueError(
+          f"num_val={num_val} must be less than the {pool} {pool_name} of "
+          f"split='lake' (in {where}).")
+    return pool - num_val, num_val
+  if split == "vinyals":
+    if total < _VINYALS_TRAIN + 1:
+      raise ValueError(
+          f"split='vinyals' needs the full Omniglot release (1623 "
+          f"characters); found {total} characters in {where}. Use "
+          "split='seeded' to split the characters that are available.")
+    num_train = _VINYALS_TRAIN if num_train is None else num_train
+    num_val = _DEFAULT_VAL if num_val is None else num_val
+  else:
+    if num_train is None:
+      num_train = max(1, int(round(_SEEDED_TRAIN_FRACTION * total)))
+    if num_val is None:
+      num_val = int(round(_SEEDED_VAL_FRACTION * total))
+  if num_train + num_val >= total:
+    raise ValueError(
+        f"num_train + num_val = {num_train} + {num_val} must be less than the "
+        f"{total} characters available for split={split!r} (in {where}), so "
+        "that meta-test is not empty.")
+  return num_train, num_val
+
+
+def _resize_matrix(image_size: int) -> np.ndarray:
+  """[image_size, 105] float32: PIL's LANCZOS resize as a matrix.
+
+  PIL resizes float ("F") images separably and linearly, so resizing the rows
+  of the identity gives the filter matrix M, and M @ x @ M.T equals PIL's
+  resize of x (up to float rounding) at a fraction of the cost.
+
+  Args:
+    image_size: the output side.
+  """
+  eye = np.eye(omniglot_builder.IMAGE_SIZE, dtype=np.float32)
+  rows = Image.fromarray(eye).resize(
+      (image_size, omniglot_builder.IMAGE_SIZE), Image.Resampling.LANCZOS)
+  return np.asarray(rows, np.float32).T
+
+
+def _resize(images: np.ndarray, matrix: Optional[np.ndarray]) -> np.ndarray:
+  """uint8 [..., 105, 105, 1] -> uint8 [..., S, S, 1] (None: unchanged)."""
+  if matrix is None:
+    return images
+  out = matrix @ images[..., 0].astype(np.float32) @ matrix.T
+  return np.rint(np.clip(out, 0, 255)).astype(np.uint8)[..., None]
+
+
+def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
+          cache: pathlib.Path, image_size: int):
+  """Prepares (once) and reads the archives; resizes as it reads.
+
+  Returns:
+    ({key: uint8 [n, S, S, 1]}, {key: archive}, {key: "alphabet/character"}),
+    each key once (first archive in `ARCHIVES` order).
+  """
+  matrix = (None if image_size == omniglot_builder.IMAGE_SIZE
+            else _resize_matrix(image_size))
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=os.fspath(folder) if folder is not None else None,
+      try_download_gcs=False)  # no probe for pre-built files: works offline
+  images: Dict[Key, np.ndarray] = {}
+  origin: Dict[Key, str] = {}
+  names: Dict[Key, str] = {}
+  for archive in omniglot_builder.ARCHIVES:
+    if archive not in archives:
+      continue
+    builder = omniglot_builder.MetajaxOmniglot(
+        config=archive, data_dir=os.fspath(cache), file_format="array_record")
+    builder.download_and_prepare(download_config=download_config)
+    source = tfds.data_source(
+        f"{builder.name}/{archive}", split="train", data_dir=os.fspath(cache),
+        download=False)
+    for i in range(len(source)):
+      record = source[i]
+      alphabet = _text(record["alphabet"])
+      character = _text(record["character"])
+      key = (alphabet, character)
+      if key in origin:
+        continue
+      images[key] = _resize(record["images"], matrix)
+      origin[key] = archive
+      names[key] = f"{alphabet}/{character}"
+  return images, origin, names
+
+
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _class_images(keys: List[Key], images: Dict[Key, np.ndarray],
+                  names: Dict[Key, str], rotations: bool,
+                  image_size: int) -> ClassImages:
+  """The classes of one split: its characters, then rotated, as arrays."""
+  class_images, class_names = [], []
+  for key in keys:
+    for degrees in (ROTATIONS if rotations else (0,)):
+      class_images.append(np.rot90(images[key], degrees // 90, axes=(1, 2)))
+      class_names.append(names[key] + (f"/rot{degrees:03d}" if rotations
+                                       else ""))
+  sizes = {len(x) for x in images.values()}
+  if len(sizes) == 1:  # the official release: 20 drawers per character
+    shape = (len(class_images), sizes.pop(), image_size, image_size, 1)
+    dense = np.empty(shape, np.uint8)
+    for i, x in enumerate(class_images):
+      dense[i] = x
+    return ClassImages(images=dense, names=tuple(class_names))
+  return ClassImages(images=[np.ascontiguousarray(x) for x in class_images],
+                     names=tuple(class_names))

@@ -1,0 +1,131 @@
+"""Configs, the experiment binary end to end, and loading a finished run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import maml_omniglot
+from experiments.configs import maml_sinusoid
+from metajax import runs
+from tests.conftest import REPO
+
+
+def run_binary(*args, env=None):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.train", "--noprogress", *args],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, **(env or {})})
+
+
+def test_sinusoid_smoke_end_to_end_and_load(tmp_path):
+  workdir = tmp_path / "run"
+  proc = run_binary(
+      "--config=experiments/configs/maml_sinusoid.py:smoke",
+      f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["metric"] == "mse" and results["episodes"] == 20
+  assert results["mean"] > 0 and results["ci95"] > 0
+  assert json.loads(proc.stdout.splitlines()[0])["mean"] == results["mean"]
+  assert (workdir / "metrics.jsonl").exists()
+  assert any(p.name.startswith("events") for p in (workdir / "tensorboard").iterdir())
+
+  run = runs.load_run(str(workdir))
+  assert run.config.num_steps == 20
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-5, 5, (5, 1)).astype(np.float32)
+  y = np.sin(x)
+  out = runs.predict(run, x, y, x)
+  assert out.shape == (5, 1) and np.isfinite(out).all()
+  # The loaded run is the trained one: it reproduces results.json.
+  config = run.config
+  result = runs.eval_lib.evaluate(
+      run.learner, run.meta_params, runs.build_sources(config)["test"],
+      episodes=config.eval_episodes, seed=config.seed + 2)
+  assert result.mean == pytest.approx(results["mean"], rel=1e-5)
+  with pytest.raises(ValueError, match="support_x has shape"):
+    runs.predict(run, x[:, :, None], y, x)
+  with pytest.raises(ValueError, match="NaN"):
+    runs.predict(run, np.full_like(x, np.nan), y, x)
+
+
+def test_omniglot_smoke_end_to_end_and_predict(tmp_path, omniglot_data_dir):
+  workdir = tmp_path / "run"
+  proc = run_binary(
+      "--config=experiments/configs/maml_omniglot.py:smoke",
+      f"--workdir={workdir}", env={"METAJAX_DATA_DIR": omniglot_data_dir})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["metric"] == "accuracy" and 0 <= results["mean"] <= 1
+  run = runs.load_run(str(workdir))
+  size = run.config.image_size
+  rng = np.random.default_rng(0)
+  support = rng.integers(0, 256, (5, size, size, 1), np.uint8)
+  logits = runs.predict(run, support, np.arange(5), support[:3])
+  assert logits.shape == (3, 5)
+  with pytest.raises(ValueError, match="labels must lie in 0..4"):
+    runs.predict(run, support, np.arange(1, 6), support)
+  with pytest.raises(ValueError, match="dtype int64"):
+    runs.predict(run, support.astype(np.int64), np.arange(5), support)
+
+
+def test_resume_continues_a_finished_run(tmp_path):
+  config = maml_sinusoid.get_config("smoke")
+  config.num_steps = 10
+  runs.train_and_evaluate(config, str(tmp_path))
+  first = runs.load_run(str(tmp_path)).meta_params
+  config.num_steps = 20
+  runs.train_and_evaluate(config, str(tmp_path))
+  fresh_dir = tmp_path / "fresh"
+  runs.train_and_evaluate(config, str(fresh_dir))
+  chex.assert_trees_all_equal(runs.load_run(str(tmp_path)).meta_params,
+                              runs.load_run(str(fresh_dir)).meta_params)
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      *(map(np.asarray, jax.tree.leaves(t))
+        for t in (first, runs.load_run(str(tmp_path)).meta_params))))
+
+
+def test_other_config_in_workdir_is_refused(tmp_path):
+  config = maml_sinusoid.get_config("smoke")
+  runs.train_and_evaluate(config, str(tmp_path))
+  config.inner_lr = 0.5
+  with pytest.raises(ValueError, match="inner_lr: 0.01 -> 0.5"):
+    runs.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("learner", "mamll", r"valid learners are \['maml'\]"),
+    ("dataset", "imagenet", "valid datasets are"),
+    ("ways", 1, "config.ways=1 is invalid"),
+    ("shots", 0, "config.shots=0"),
+    ("inner_lr", -1.0, "config.inner_lr=-1.0"),
+    ("meta_batch_size", 0, "config.meta_batch_size=0"),
+    ("data_dir", "/nonexistent/omniglot", "does not exist"),
+])
+def test_bad_config_fails_before_writing(tmp_path, field, value, match):
+  config = maml_omniglot.get_config("smoke")
+  config[field] = value
+  workdir = tmp_path / "w"
+  with pytest.raises(ValueError, match=match):
+    runs.train_and_evaluate(config, str(workdir))
+  assert not workdir.exists()
+
+
+def test_too_many_ways_fails_before_writing(tmp_path, omniglot_data_dir):
+  config = maml_omniglot.get_config("smoke")
+  config.data_dir = omniglot_data_dir
+  config.ways = 5000
+  with pytest.raises(ValueError, match="ways=5000"):
+    runs.train_and_evaluate(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+def test_unknown_variant_lists_valid_ones():
+  with pytest.raises(ValueError, match="valid.*5w5s"):
+    maml_omniglot.get_config("5w7s")
