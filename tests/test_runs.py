@@ -51,6 +51,16 @@ def test_sinusoid_smoke_end_to_end_and_load(tmp_path):
   assert result.mean == pytest.approx(results["mean"], rel=1e-5)
   with pytest.raises(ValueError, match="support_x has shape"):
     runs.predict(run, x[:, :, None], y, x)
+  # Re-evaluation with other test settings; the run's own reproduces results.
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
+       "--test_inner_steps=0,1", "--test_shots=10", "--episodes=20"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [json.loads(l) for l in proc.stdout.splitlines()]
+  assert [(l["test_inner_steps"], l["test_shots"]) for l in lines] == [(0, 10), (1, 10)]
+  assert lines[1]["mean"] == pytest.approx(results["mean"], rel=1e-5)
+  assert lines[0]["mean"] != pytest.approx(lines[1]["mean"])
   with pytest.raises(ValueError, match="NaN"):
     runs.predict(run, np.full_like(x, np.nan), y, x)
 
