@@ -11,6 +11,10 @@ zips (the small sets alone included); "vinyals" needs the full release.
 
 Variants (`--config=...maml_omniglot.py:VARIANT`): "" (5-way 1-shot),
 5w5s, 20w1s, 20w5s, smoke (seconds).
+
+Results on the 73 held-out characters (x4 rotations) of the small sets, 600
+test episodes (README table): 5w1s 97.43 +- 0.27, 5w5s 98.73 +- 0.17,
+20w1s 85.59 +- 0.39, 20w5s 93.52 +- 0.24 (%), trained on one H100.
 """
 
 import ml_collections
@@ -47,7 +51,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.test_inner_steps = 3
   c.inner_lr = 0.4
   c.outer_lr = 1e-3
-  c.num_steps = 10_000
   c.eval_episodes = 600
   c.val_every = 500
   c.val_episodes = 100
@@ -61,6 +64,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"Unknown variant {variant!r} of maml_omniglot; valid: "
                      f"{sorted(sizes)}.")
   c.ways, c.shots = sizes[variant]
+  # The budgets of the README's results table (H100, seeded small-set split).
+  c.num_steps = {(5, 1): 8_000, (5, 5): 4_000, (20, 1): 4_000,
+                 (20, 5): 2_500}[(c.ways, c.shots)]
   if c.ways == 20:
     c.inner_lr = 0.1
     c.inner_steps = 5

@@ -6,8 +6,9 @@ Run:
 
 Meta-trains with K=10 support and 10 query points, 1 inner SGD step of 0.01,
 Adam 1e-3, meta-batch 25, then reports the MSE after adaptation on 600 new
-tasks with K=test_shots points. The paper (Table 2 / Figure 2) reports about
-0.67 for K=10... see README for our measured figures.
+tasks with K=test_shots points. Measured (README table; 600 tasks, 2 CPU
+cores, about 5 minutes): K=10 test, 1 step 0.318 +- 0.032; K=5 test, 1 / 5 /
+10 steps 0.597 +- 0.062, 0.396 +- 0.076, 0.353 +- 0.075.
 
 Variants (`--config=...maml_sinusoid.py:VARIANT`):
   smoke   a few steps, seconds.
@@ -45,7 +46,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.log_every = 500
   c.seed = 0
   c.data_dir = ""
-  c.paper_result = "MAML paper: K=10, 1 step, MSE about 0.67 (see README)"
+  c.paper_result = "Meta-SGD paper, MAML 10-shot: 0.77 +- 0.11"
   if variant == "smoke":
     c.num_steps = 20
     c.eval_episodes = 20
