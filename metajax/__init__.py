@@ -22,7 +22,12 @@ from metajax.data.sources import ClassImages
 from metajax.evaluate import EvalResult
 from metajax.evaluate import confidence_interval
 from metajax.evaluate import evaluate as meta_test
+from metajax.inner import learned_sgd
+from metajax.learners.maml import anil
+from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
+from metajax.learners.maml import meta_sgd
+from metajax.learners.reptile import reptile
 from metajax.runs import Run
 from metajax.runs import load_run
 from metajax.runs import predict
@@ -48,15 +53,20 @@ __all__ = (
     "SinusoidSampler",
     "TrainState",
     "confidence_interval",
+    "anil",
+    "head_only",
     "init_train_state",
+    "learned_sgd",
     "load_run",
     "make_meta_step",
     "maml",
+    "meta_sgd",
     "meta_test",
     "meta_train",
     "models",
     "predict",
     "prefetch_to_device",
+    "reptile",
     "step_rng",
     "train_and_evaluate",
 )

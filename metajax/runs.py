@@ -11,6 +11,7 @@ import os
 from typing import Any, Dict, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -20,10 +21,12 @@ from metajax import evaluate as eval_lib
 from metajax import train as train_lib
 from metajax.data import episodes as episodes_lib
 from metajax.data.sinusoid import SinusoidSampler
-from metajax.learners.maml import maml
+from metajax.inner.learned_sgd import learned_sgd
+from metajax.learners.maml import anil, maml, meta_sgd, per_layer_per_step_rates
+from metajax.learners.reptile import reptile
 from metajax.types import Episode, Learner, Params
 
-LEARNERS = ("maml",)
+LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile")
 DATASETS = ("sinusoid", "omniglot")
 MODELS = ("mlp", "conv4")
 DATA_DIR_ENV = "METAJAX_DATA_DIR"
@@ -59,6 +62,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
        "must be None or an integer >= 0")
   need("inner_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
   need("outer_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+  need("outer_opt", lambda v: v is None or v in OUTER_OPTS,
+       f"valid outer optimizers are {list(OUTER_OPTS)}")
+  need("outer_lr_schedule", lambda v: v is None or v in SCHEDULES,
+       f"valid schedules are {list(SCHEDULES)}")
   need("num_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
   need("eval_episodes", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
   need("seed", is_int, "must be an integer")
@@ -87,15 +94,57 @@ def build_model(config, num_outputs: int):
 
 
 def build_learner(config, *, test: bool = False) -> Learner:
-  """The learner of `config`; `test=True` uses the test-time inner steps and ways."""
+  """The learner of `config`; `test=True` uses the test-time inner steps and ways.
+
+  `config.learner` is one of LEARNERS; MAML-family options: `first_order`,
+  `lslr` (MAML++ per-layer per-step learned rates), `multi_step_loss`
+  (MAML++: uniform weights over inner steps), `remat`.
+  """
   regression = config.dataset == "sinusoid"
   ways = test_value(config, "ways") if test else _get(config, "ways")
   model = build_model(config, 1 if regression else ways)
   steps = test_value(config, "inner_steps") if test else config.inner_steps
-  return maml(model, inner_lr=config.inner_lr, inner_steps=steps,
-              first_order=bool(_get(config, "first_order", False)),
-              task="regression" if regression else "classification",
-              remat=bool(_get(config, "remat", False)))
+  task = "regression" if regression else "classification"
+  name = config.learner
+  if name == "reptile":
+    return reptile(model, inner_lr=config.inner_lr, inner_steps=steps,
+                   task=task)
+  kwargs = dict(inner_steps=steps, task=task,
+                first_order=name == "fomaml" or bool(_get(config, "first_order", False)),
+                remat=bool(_get(config, "remat", False)))
+  if _get(config, "multi_step_loss", False) and steps > 0:
+    kwargs["multi_step_loss"] = [1.0 / steps] * steps
+  if name == "meta_sgd":
+    return meta_sgd(model, inner_lr=config.inner_lr, **kwargs)
+  if _get(config, "lslr", False):
+    # Rates are learned per layer and per TRAINING step: test-time steps
+    # beyond them reuse the last one.
+    train_steps = config.inner_steps
+    rows = jnp.minimum(jnp.arange(steps), train_steps - 1)
+    kwargs["inner_opt_fn"] = lambda rates: learned_sgd(
+        jax.tree.map(lambda r: jnp.asarray(r)[rows], rates), per_step=True)
+    kwargs["inner_hparams"] = per_layer_per_step_rates(
+        config.inner_lr, train_steps)
+  else:
+    kwargs["inner_lr"] = config.inner_lr
+  if name == "anil":
+    return anil(model, **kwargs)
+  return maml(model, **kwargs)
+
+
+OUTER_OPTS = ("adam", "sgd")
+SCHEDULES = ("constant", "linear_decay")
+
+
+def build_outer_opt(config) -> optax.GradientTransformation:
+  """`config.outer_opt` ("adam" or "sgd") at `config.outer_lr`, constant or
+  decayed linearly to 0 over `num_steps` (`config.outer_lr_schedule`)."""
+  lr = config.outer_lr
+  if _get(config, "outer_lr_schedule", "constant") == "linear_decay":
+    lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
+  if _get(config, "outer_opt", "adam") == "sgd":
+    return optax.sgd(lr)
+  return optax.adam(lr)
 
 
 def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
@@ -173,7 +222,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
   state = train_lib.meta_train(
       learner, sources["train"],
-      outer_opt=optax.adam(config.outer_lr), num_steps=config.num_steps,
+      outer_opt=build_outer_opt(config), num_steps=config.num_steps,
       meta_batch_size=config.meta_batch_size, seed=config.seed,
       workdir=workdir, checkpoint_every=_get(config, "checkpoint_every", 1000),
       log_every=_get(config, "log_every", 100),
@@ -207,7 +256,7 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
     config = ml_collections.ConfigDict(json.load(f))
   learner = build_learner(config)
   test_learner = build_learner(config, test=True)
-  outer_opt = optax.adam(config.outer_lr)
+  outer_opt = build_outer_opt(config)
   example = _example_episode(config)
   init_key, _ = train_lib.seed_keys(config.seed)
   target = train_lib.init_train_state(learner, outer_opt, init_key,

@@ -38,9 +38,31 @@ def seed_keys(seed: int):
 
 def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
               key: jax.Array):
-  """Mean query loss after adaptation over a meta-batch; aux: mean metric."""
-  task_losses, task_metric = task_metrics(learner, meta_params, batch, key)
+  """Mean training objective over a meta-batch; aux: mean metric.
+
+  The objective is the query loss after adaptation, or the learner's own
+  `task_loss` where it has one.
+  """
+  if learner.task_loss is None:
+    task_losses, task_metric = task_metrics(learner, meta_params, batch, key)
+  else:
+    keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
+    task_losses, task_metric = jax.vmap(
+        lambda ep, k: learner.task_loss(meta_params, ep, k))(batch, keys)
   return task_losses.mean(), task_metric.mean()
+
+
+def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
+                  key: jax.Array):
+  """((loss, metric), outer gradient) of a meta-batch, averaged over tasks."""
+  if learner.outer_grad is None:
+    return jax.value_and_grad(
+        lambda p: meta_loss(learner, p, batch, key), has_aux=True)(meta_params)
+  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
+  grads, (task_losses, task_metric) = jax.vmap(
+      lambda ep, k: learner.outer_grad(meta_params, ep, k))(batch, keys)
+  grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
+  return (task_losses.mean(), task_metric.mean()), grads
 
 
 def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
@@ -61,9 +83,8 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation
   """
 
   def step(state: TrainState, batch: Episode, key: jax.Array):
-    (loss, metric), grads = jax.value_and_grad(
-        lambda p: meta_loss(learner, p, batch, key), has_aux=True)(
-            state.meta_params)
+    (loss, metric), grads = meta_gradient(learner, state.meta_params, batch,
+                                          key)
     updates, opt_state = outer_opt.update(grads, state.opt_state,
                                           state.meta_params)
     meta_params = optax.apply_updates(state.meta_params, updates)

@@ -45,6 +45,12 @@ AdaptFn = Callable[[Params, Support, PRNGKey], TaskState]
 PredictFn = Callable[[Params, TaskState, Array], Array]
 LossFn = Callable[[Array, Array], Array]
 MetricFn = Callable[[Array, Array], Array]
+# (meta_params, episode, key) -> (loss, metric): a training objective of one task
+# that is not "query loss after adapt" (e.g. MAML++'s multi-step loss).
+TaskLossFn = Callable[[Params, Episode, PRNGKey], Tuple[Array, Array]]
+# (meta_params, episode, key) -> (outer gradient, (loss, metric)): a task's
+# contribution to the outer update that is not a gradient of a loss (Reptile).
+OuterGradFn = Callable[[Params, Episode, PRNGKey], Tuple[Params, Tuple[Array, Array]]]
 
 
 class Learner(NamedTuple):
@@ -58,6 +64,11 @@ class Learner(NamedTuple):
     metric: (outputs, targets) -> scalar evaluation metric (accuracy for
       classification, MSE for regression).
     metric_name: "accuracy" or "mse".
+    task_loss: optional training objective of one task, used by the trainer
+      instead of `loss(predict(adapt(support)), query_y)`; evaluation always
+      uses adapt and predict.
+    outer_grad: optional per-task outer "gradient" used by the trainer instead
+      of differentiating the task loss (Reptile's theta - adapted).
   """
   init: InitFn
   adapt: AdaptFn
@@ -65,3 +76,5 @@ class Learner(NamedTuple):
   loss: LossFn
   metric: MetricFn
   metric_name: str
+  task_loss: Optional[TaskLossFn] = None
+  outer_grad: Optional[OuterGradFn] = None

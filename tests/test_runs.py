@@ -110,7 +110,7 @@ def test_other_config_in_workdir_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("learner", "mamll", r"valid learners are \['maml'\]"),
+    ("learner", "mamll", r"valid learners are \['maml', 'fomaml'"),
     ("dataset", "imagenet", "valid datasets are"),
     ("ways", 1, "config.ways=1 is invalid"),
     ("shots", 0, "config.shots=0"),

@@ -1,41 +1,86 @@
-"""MAML and first-order MAML (Finn et al. 2017) with any optax inner optimizer."""
+"""The gradient-based family on optax inner optimizers.
 
-from typing import Optional
+MAML and first-order MAML (Finn et al. 2017), Meta-SGD (Li et al. 2017),
+ANIL (Raghu et al. 2020) and MAML++ options (Antoniou et al. 2019) are one
+learner, `maml`, with options; `meta_sgd` and `anil` are short names for the
+usual settings. Reptile (Nichol et al. 2018) is in `reptile.py`.
+"""
+
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 
 from metajax import losses
 from metajax.data.preprocess import to_float
-from metajax.types import Episode, Learner
+from metajax.inner.learned_sgd import learned_sgd
+from metajax.types import Episode, Learner, Params
+
+InnerOptFn = Callable[[Any], optax.GradientTransformation]
+TrainableFn = Callable[[Params], Any]  # params -> pytree of bools (True: adapt)
+
+
+def head_only(head: str = "head") -> TrainableFn:
+  """A `trainable` function adapting only the top-level module `head` (ANIL)."""
+
+  def trainable(params):
+    if head not in params:
+      raise ValueError(f"No top-level module {head!r} in the params; found "
+                       f"{sorted(params)}.")
+    return {k: jax.tree.map(lambda _, k=k: k == head, v)
+            for k, v in params.items()}
+
+  return trainable
 
 
 def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
          first_order: bool = False,
          inner_opt: Optional[optax.GradientTransformation] = None,
+         inner_opt_fn: Optional[InnerOptFn] = None,
+         inner_hparams: Any = None,
+         trainable: Optional[TrainableFn] = None,
+         multi_step_loss: Optional[Sequence[float]] = None,
          task: str = "classification", remat: bool = False) -> Learner:
-  """Model-Agnostic Meta-Learning as a `Learner`.
+  """Model-Agnostic Meta-Learning, and the family built on its inner loop.
 
-  `adapt` runs `inner_steps` updates of `inner_opt` (default: SGD with step
-  `inner_lr`) on the support loss under `jax.lax.scan`; the meta-gradient flows
-  through every step (second order) unless `first_order=True`, which stops the
-  gradient through the inner gradients (FOMAML).
+  `adapt` runs `inner_steps` updates of an optax transformation on the support
+  loss under `jax.lax.scan`; the meta-gradient flows through every step
+  (second order) unless `first_order=True`, which stops the gradient through
+  the inner gradients (FOMAML).
+
+  The inner optimizer is one of:
+    * `inner_opt`: any fixed optax transformation (default: SGD with step
+      `inner_lr`). If it accepts extra args it receives `value=` the loss.
+    * `inner_opt_fn(hparams)` with `inner_hparams`: an optax transformation
+      built from hyperparameters that are META-PARAMETERS, learned with the
+      initialization and saved in checkpoints. Then meta_params is
+      `{"params": weights, "inner": hparams}`. E.g. Meta-SGD is
+      `inner_opt_fn=learned_sgd` with per-coordinate rates, and a learned
+      Adam step is `inner_opt_fn=lambda h: optax.adam(h["lr"])` with
+      `inner_hparams={"lr": 1e-3}`.
 
   Args:
-    model: a flax module mapping float inputs [B, ...] to outputs [B, ...]; its
-      parameters (the 'params' collection) are the meta-parameters.
-    inner_lr: step size of the default inner SGD (ignored if `inner_opt`).
+    model: a flax module mapping float inputs [B, ...] to outputs [B, ...].
+    inner_lr: step size of the default inner SGD.
     inner_steps: number of inner updates (>= 0).
     first_order: drop second-order terms (FOMAML).
-    inner_opt: any optax transformation to use as the inner optimizer; if it
-      accepts extra args, it receives the support loss as `value=`.
+    inner_opt: a fixed inner optimizer.
+    inner_opt_fn: hparams -> inner optimizer, for learned hyperparameters.
+    inner_hparams: their initial value: a pytree, or a function of the
+      model's parameters returning one (e.g. rates shaped like the params).
+    trainable: params -> pytree of bools; only True leaves adapt in the inner
+      loop (the others get zero updates through `optax.multi_transform`, and
+      XLA drops their unused inner gradients). `head_only()` gives ANIL.
+    multi_step_loss: MAML++'s multi-step loss: `inner_steps` weights; the
+      training objective becomes sum_t w_t * query loss after inner step t.
     task: "classification" (cross-entropy, accuracy) or "regression" (MSE).
     remat: rematerialize each inner step in the backward pass
       (`jax.checkpoint`), trading compute for memory with many inner steps.
 
   Returns:
-    A `Learner` whose task state is the adapted parameters.
+    A `Learner` whose task state is the adapted weights.
 
   Example:
     learner = maml(Conv4(5), inner_lr=0.4, inner_steps=1)
@@ -46,48 +91,137 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   References:
     Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation
     of Deep Networks", ICML 2017.
+    Antoniou, Edwards & Storkey, "How to train your MAML", ICLR 2019.
   """
   if not isinstance(inner_steps, int) or inner_steps < 0:
     raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}.")
-  if inner_opt is None:
+  learned = inner_opt_fn is not None
+  if learned and inner_opt is not None:
+    raise ValueError("Pass either inner_opt (fixed) or inner_opt_fn "
+                     "(learned hyperparameters), not both.")
+  if learned and inner_hparams is None:
+    raise ValueError("inner_opt_fn needs inner_hparams, their initial value.")
+  if inner_opt is None and not learned:
     if not inner_lr > 0:
       raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}.")
     inner_opt = optax.sgd(inner_lr)
-  inner_opt = optax.with_extra_args_support(inner_opt)
+  if multi_step_loss is not None:
+    multi_step_loss = tuple(float(w) for w in multi_step_loss)
+    if len(multi_step_loss) != inner_steps or inner_steps == 0:
+      raise ValueError(f"multi_step_loss needs one weight per inner step "
+                       f"({inner_steps}), got {len(multi_step_loss)}.")
   loss_fn, metric_fn, metric_name = losses.for_task(task)
 
   def apply(params, x):
-    return model.apply({"params": params}, to_float(x))
+    return model.apply({"params": params}, x)
+
+  def split(meta_params):
+    if learned:
+      return meta_params["params"], meta_params["inner"]
+    return meta_params, None
+
+  def make_inner_opt(weights, hparams):
+    tx = inner_opt_fn(hparams) if learned else inner_opt
+    if trainable is not None:
+      labels = jax.tree.map(lambda m: "adapt" if m else "frozen",
+                            trainable(weights))
+      tx = optax.multi_transform({"adapt": tx, "frozen": optax.set_to_zero()},
+                                 labels)
+    return optax.with_extra_args_support(tx)
 
   def init(key, episode: Episode):
-    return model.init(key, to_float(episode.support_x))["params"]
+    weights = model.init(key, to_float(episode.support_x))["params"]
+    if not learned:
+      return weights
+    hparams = inner_hparams(weights) if callable(inner_hparams) else inner_hparams
+    return {"params": weights, "inner": jax.tree.map(jnp.asarray, hparams)}
 
-  def adapt(meta_params, support, key):
-    del key  # MAML's inner loop is deterministic.
-    support_x, support_y = support
-    support_x = to_float(support_x)
+  def inner_loop(meta_params, support, query=None):
+    """Adapted weights and, with a query set, its (loss, metric) per step."""
+    weights, hparams = split(meta_params)
+    tx = make_inner_opt(weights, hparams)
+    support_x, support_y = to_float(support[0]), support[1]
+    if query is not None:
+      query = (to_float(query[0]), query[1])
 
     def support_loss(params):
-      return loss_fn(model.apply({"params": params}, support_x), support_y)
+      return loss_fn(apply(params, support_x), support_y)
 
     def step(carry, _):
       params, opt_state = carry
       loss, grads = jax.value_and_grad(support_loss)(params)
       if first_order:
         grads = jax.lax.stop_gradient(grads)
-      updates, opt_state = inner_opt.update(grads, opt_state, params,
-                                            value=loss)
-      return (optax.apply_updates(params, updates), opt_state), loss
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+      params = optax.apply_updates(params, updates)
+      out = None
+      if query is not None:
+        outputs = apply(params, query[0])
+        out = (loss_fn(outputs, query[1]), metric_fn(outputs, query[1]))
+      return (params, opt_state), out
 
     if remat:
       step = jax.checkpoint(step)
-    carry = (meta_params, inner_opt.init(meta_params))
-    (params, _), _ = jax.lax.scan(step, carry, None, length=inner_steps)
-    return params
+    (params, _), per_step = jax.lax.scan(step, (weights, tx.init(weights)),
+                                         None, length=inner_steps)
+    return params, per_step
+
+  def adapt(meta_params, support, key):
+    del key  # the inner loop is deterministic.
+    return inner_loop(meta_params, support)[0]
 
   def predict(meta_params, task_state, query_x):
-    del meta_params  # the adapted parameters are the whole predictor.
-    return apply(task_state, query_x)
+    del meta_params  # the adapted weights are the whole predictor.
+    return apply(task_state, to_float(query_x))
+
+  task_loss = None
+  if multi_step_loss is not None:
+    weights_t = jnp.asarray(multi_step_loss)
+
+    def task_loss(meta_params, episode, key):
+      del key
+      _, (step_losses, step_metrics) = inner_loop(
+          meta_params, episode.support, (episode.query_x, episode.query_y))
+      return jnp.sum(weights_t * step_losses), step_metrics[-1]
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name)
+                 metric=metric_fn, metric_name=metric_name,
+                 task_loss=task_loss)
+
+
+def meta_sgd(model: nn.Module, *, inner_lr: float = 0.01, inner_steps: int = 1,
+             first_order: bool = False, task: str = "classification",
+             remat: bool = False, **kwargs) -> Learner:
+  """Meta-SGD: MAML with a learned step size per parameter coordinate.
+
+  meta_params = {"params": initial weights, "inner": rates shaped like the
+  weights, initialized to `inner_lr`}; the inner update is
+  weights - rates * grad (`metajax.inner.learned_sgd`).
+
+  References:
+    Li, Zhou, Chen & Li, "Meta-SGD: Learning to Learn Quickly for Few-Shot
+    Learning", 2017.
+  """
+  if not inner_lr > 0:
+    raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}.")
+  return maml(model, inner_steps=inner_steps, first_order=first_order,
+              inner_opt_fn=learned_sgd,
+              inner_hparams=lambda w: jax.tree.map(
+                  lambda x: jnp.full_like(x, inner_lr), w),
+              task=task, remat=remat, **kwargs)
+
+
+def per_layer_per_step_rates(inner_lr: float, inner_steps: int):
+  """`inner_hparams` for MAML++'s LSLR: one rate per layer leaf and step."""
+  return lambda w: jax.tree.map(
+      lambda _: jnp.full((inner_steps,), inner_lr, jnp.float32), w)
+
+
+def anil(model: nn.Module, *, head: str = "head", **kwargs) -> Learner:
+  """ANIL: MAML whose inner loop adapts only the head (`trainable=head_only`).
+
+  References:
+    Raghu, Raghu, Bengio & Vinyals, "Rapid Learning or Feature Reuse?
+    Towards Understanding the Effectiveness of MAML", ICLR 2020.
+  """
+  return maml(model, trainable=head_only(head), **kwargs)

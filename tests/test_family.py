@@ -1,0 +1,202 @@
+"""The gradient-based family: Meta-SGD, ANIL, Reptile, MAML++ options.
+
+Closed forms use f(x) = t * x with one input sqrt(a) and target 0, so the
+support and query losses are both L(t) = A t^2 / 2 with A = 2a.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments.configs import maml_omniglot
+from metajax import models, runs
+from metajax import train as train_lib
+from metajax.inner import learned_sgd
+from metajax.learners.maml import anil, maml, meta_sgd
+from metajax.learners.reptile import reptile
+from tests.test_maml import Scalar, quadratic_episode
+
+A_SMALL = 0.7
+BIG_A = 2 * A_SMALL
+T0 = 1.5
+
+
+def query_loss_fn(learner, ep):
+  def f(meta_params):
+    adapted = learner.adapt(meta_params, ep.support, None)
+    return learner.loss(learner.predict(meta_params, adapted, ep.query_x),
+                        ep.query_y)
+  return f
+
+
+def test_meta_sgd_meta_gradient_closed_form():
+  lr = 0.3
+  learner = meta_sgd(Scalar(), inner_lr=lr, inner_steps=1, task="regression")
+  ep = quadratic_episode(A_SMALL)
+  meta = learner.init(jax.random.key(0), ep)
+  assert set(meta) == {"params", "inner"}
+  np.testing.assert_allclose(meta["inner"]["t"], lr)
+  grads = jax.grad(query_loss_fn(learner, ep))(meta)
+  s = 1 - lr * BIG_A
+  # L(t') with t' = t (1 - lr A): dL/dt = A t s^2; dL/dlr = A t' * (-A t).
+  np.testing.assert_allclose(grads["params"]["t"], BIG_A * T0 * s**2, rtol=1e-5)
+  np.testing.assert_allclose(grads["inner"]["t"], -BIG_A**2 * T0**2 * s,
+                             rtol=1e-5)
+
+
+def test_lslr_uses_one_rate_per_step():
+  rates = {"t": jnp.array([0.1, 0.25])}
+  learner = maml(Scalar(), inner_steps=2, task="regression",
+                 inner_opt_fn=lambda r: learned_sgd(r, per_step=True),
+                 inner_hparams=rates)
+  ep = quadratic_episode(A_SMALL)
+  meta = learner.init(jax.random.key(0), ep)
+  adapted = learner.adapt(meta, ep.support, None)
+  np.testing.assert_allclose(
+      adapted["t"], T0 * (1 - 0.1 * BIG_A) * (1 - 0.25 * BIG_A), rtol=1e-6)
+
+
+def test_multi_step_loss_closed_form():
+  alpha, w = 0.2, (0.3, 0.7)
+  learner = maml(Scalar(), inner_lr=alpha, inner_steps=2, task="regression",
+                 multi_step_loss=w)
+  ep = quadratic_episode(A_SMALL)
+  meta = learner.init(jax.random.key(0), ep)
+  loss, _ = learner.task_loss(meta, ep, None)
+  s = 1 - alpha * BIG_A
+  expected = sum(wk * BIG_A * (T0 * s**(k + 1))**2 / 2 for k, wk in enumerate(w))
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  grad = jax.grad(lambda p: learner.task_loss(p, ep, None)[0])(meta)["t"]
+  expected_grad = sum(wk * BIG_A * T0 * s**(2 * (k + 1)) for k, wk in enumerate(w))
+  np.testing.assert_allclose(grad, expected_grad, rtol=1e-5)
+
+
+def test_reptile_update_by_hand():
+  alpha, epsilon = 0.2, 0.5
+  learner = reptile(Scalar(), inner_opt=optax.sgd(alpha), inner_steps=1,
+                    task="regression")
+  ep = quadratic_episode(A_SMALL)
+  batch = jax.tree.map(lambda x: jnp.stack([x, x]), ep)
+  opt = optax.sgd(epsilon)
+  state = train_lib.init_train_state(learner, opt, jax.random.key(0), batch)
+  state, _ = train_lib.make_meta_step(learner, opt)(state, batch,
+                                                    jax.random.key(1))
+  # adapted = t (1 - alpha A); theta <- theta - eps (theta - adapted).
+  adapted = T0 * (1 - alpha * BIG_A)
+  np.testing.assert_allclose(state.meta_params["t"],
+                             T0 - epsilon * (T0 - adapted), rtol=1e-6)
+
+
+def test_adam_inner_meta_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    learner = maml(models.MLP(1, hidden=(4,)), inner_opt=optax.adam(0.05),
+                   inner_steps=3, task="regression")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (6, 1))
+    ep = quadratic_episode(1.0)._replace(
+        support_x=x[:3], support_y=np.sin(x[:3]), query_x=x[3:],
+        query_y=np.sin(x[3:]))
+    meta = jax.tree.map(lambda p: p.astype(jnp.float64),
+                        learner.init(jax.random.key(0), ep))
+    f = query_loss_fn(learner, ep)
+    grads = jax.grad(f)(meta)
+    flat, unravel = jax.flatten_util.ravel_pytree(meta)
+    direction = rng.standard_normal(flat.shape)
+    eps = 1e-6
+    numeric = (f(unravel(flat + eps * direction))
+               - f(unravel(flat - eps * direction))) / (2 * eps)
+    analytic = jnp.dot(jax.flatten_util.ravel_pytree(grads)[0], direction)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+
+
+def tiny_episode(ways=3, shots=1, queries=2, size=10):
+  rng = np.random.default_rng(0)
+  from metajax.types import Episode  # pylint: disable=g-import-not-at-top
+  return Episode(rng.integers(0, 256, (ways * shots, size, size, 1), np.uint8),
+                 np.repeat(np.arange(ways, dtype=np.int32), shots),
+                 rng.integers(0, 256, (ways * queries, size, size, 1), np.uint8),
+                 np.repeat(np.arange(ways, dtype=np.int32), queries))
+
+
+def test_anil_adapts_only_the_head_and_trains_the_body():
+  learner = anil(models.Conv4(3, filters=4), inner_lr=0.5, inner_steps=2)
+  ep = tiny_episode()
+  meta = learner.init(jax.random.key(0), ep)
+  adapted = learner.adapt(meta, ep.support, None)
+  for name in meta:
+    changed = not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(meta[name]), jax.tree.leaves(adapted[name])))
+    assert changed == (name == "head"), name
+  grads = jax.grad(query_loss_fn(learner, ep))(meta)
+  assert float(optax.tree.norm(grads["conv0"])) > 0
+
+
+LEARNER_VARIANTS = [
+    dict(learner="maml"), dict(learner="fomaml"), dict(learner="meta_sgd"),
+    dict(learner="anil"), dict(learner="reptile"),
+    dict(learner="maml", lslr=True, multi_step_loss=True),
+]
+
+
+@pytest.mark.parametrize("overrides", LEARNER_VARIANTS,
+                         ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_family_contract(overrides):
+  config = maml_omniglot.get_config("smoke")
+  config.update(dict(ways=3, inner_steps=2, test_inner_steps=3, image_size=10,
+                     filters=4, inner_lr=0.1))
+  config.update(overrides)
+  learner = runs.build_learner(config)
+  test_learner = runs.build_learner(config, test=True)
+  ep = tiny_episode()
+  batch = jax.tree.map(lambda x: np.stack([x, x]), ep)
+  traces = []
+
+  def counting(fn):
+    def wrapped(*args):
+      traces.append(1)
+      return fn(*args)
+    return wrapped
+
+  counted = learner._replace(adapt=counting(learner.adapt))
+  if learner.task_loss is not None:
+    counted = counted._replace(task_loss=counting(learner.task_loss))
+  if learner.outer_grad is not None:
+    counted = counted._replace(outer_grad=counting(learner.outer_grad))
+  opt = optax.adam(1e-3)
+  state = train_lib.init_train_state(counted, opt, jax.random.key(0), batch)
+  meta0 = jax.tree.map(np.array, state.meta_params)
+  step = train_lib.make_meta_step(counted, opt)
+  for i in range(2):
+    state, metrics = step(state, batch, jax.random.key(i))
+  assert len(traces) == 1  # traced once over two calls
+  assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
+  chex.assert_tree_all_finite(state.meta_params)
+  chex.assert_trees_all_equal_structs(state.meta_params, meta0)
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(meta0), jax.tree.leaves(state.meta_params)))
+  weights = meta0["params"] if "inner" in meta0 else meta0
+  for l in (learner, test_learner):
+    adapted = l.adapt(meta0, ep.support, jax.random.key(0))
+    chex.assert_trees_all_equal_shapes_and_dtypes(adapted, weights)
+    logits = l.predict(meta0, adapted, ep.query_x)
+    chex.assert_shape(logits, (6, 3))
+    chex.assert_tree_all_finite(logits)
+
+
+@pytest.mark.parametrize("name", ["fomaml_omniglot", "meta_sgd_omniglot",
+                                  "anil_omniglot", "reptile_omniglot",
+                                  "meta_sgd_sinusoid"])
+def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"experiments.configs.{name}").get_config(
+      "smoke")
+  config.data_dir = omniglot_data_dir if "omniglot" in name else ""
+  results = runs.train_and_evaluate(config, str(tmp_path))
+  assert results["config"]["learner"] == config.learner
+  assert results["episodes"] == config.eval_episodes
+  assert np.isfinite(results["mean"])
+  run = runs.load_run(str(tmp_path))
+  assert ("inner" in run.meta_params) == (config.learner == "meta_sgd")
