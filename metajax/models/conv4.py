@@ -42,8 +42,13 @@ class Conv4(nn.Module):
       embedding for Prototypical or Matching Nets).
     filters: channels of every conv.
     pooling: "stride" or "max".
-    conv_impl: "patches" (default; fast under `jax.vmap` over tasks with
-      per-task weights on CPU) or "xla" (`lax.conv_general_dilated`).
+    conv_impl: "patches" (default): convs as patches + matmul and max-pool
+      as reshape + max, fast under `jax.vmap` over tasks with per-task
+      weights on CPU; or "xla": the stock lowering, `lax.conv_general_dilated`
+      and `lax.reduce_window` (as `nn.Conv` and `nn.max_pool`). Same params,
+      same numbers. (XLA:CPU in jax 0.10.2 miscompiles the mix of grouped
+      convolution and reshape-max under jit(vmap) for second-order
+      gradients, so "xla" keeps `reduce_window`.)
     norm: use batch-statistics batch norm after each conv. When True the convs
       have no bias (batch norm would cancel it).
     readout: "mean" over space or "flatten"; None picks the MAML reference's
@@ -77,6 +82,7 @@ class Conv4(nn.Module):
     if readout not in READOUTS:
       raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     strides = (2, 2) if self.pooling == "stride" else (1, 1)
+    pool_impl = "reshape" if self.conv_impl == "patches" else "reduce_window"
     for i in range(4):
       x = layers.Conv(self.filters, (3, 3), strides=strides, padding="SAME",
                       use_bias=not self.norm, impl=self.conv_impl,
@@ -85,7 +91,7 @@ class Conv4(nn.Module):
         x = layers.BatchStatNorm(epsilon=self.epsilon, name=f"norm{i}")(x)
       x = nn.relu(x)
       if self.pooling == "max":
-        x = layers.max_pool(x, 2)
+        x = layers.max_pool(x, 2, impl=pool_impl)
     if readout == "mean":
       x = jnp.mean(x, axis=(-3, -2))
     else:
