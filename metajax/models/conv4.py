@@ -81,6 +81,7 @@ class Conv4(nn.Module):
       readout = "mean" if self.pooling == "stride" else "flatten"
     if readout not in READOUTS:
       raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    image_hw = x.shape[-3:-1]
     strides = (2, 2) if self.pooling == "stride" else (1, 1)
     pool_impl = "reshape" if self.conv_impl == "patches" else "reduce_window"
     for i in range(4):
@@ -92,6 +93,10 @@ class Conv4(nn.Module):
       x = nn.relu(x)
       if self.pooling == "max":
         x = layers.max_pool(x, 2, impl=pool_impl)
+    if 0 in x.shape[-3:-1]:
+      raise ValueError(
+          f"Images of {image_hw[0]}x{image_hw[1]} are too small for four "
+          f"{self.pooling!r} downsamplings (at least 16x16 for 'max').")
     if readout == "mean":
       x = jnp.mean(x, axis=(-3, -2))
     else:

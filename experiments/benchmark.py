@@ -1,0 +1,272 @@
+r"""Meta-training speed of MAML on Conv4: tasks/s, compile time, memory, FLOPs.
+
+  python -m experiments.benchmark                       # all rows
+  python -m experiments.benchmark --rows=maml_patches --steps=20
+  python -m experiments.benchmark --json_out=/tmp/bench.jsonl
+
+The setting is MAML's Omniglot one: 5-way 1-shot, 15 queries per class,
+28x28x1 images, meta-batch 32, one inner SGD step (lr 0.4), Adam outer step;
+random uint8 images stand in for data (speed does not depend on them).
+
+Rows:
+  maml_patches    second-order MAML, Conv4(conv_impl="patches") (the default)
+  maml_xla        second-order MAML, Conv4(conv_impl="xla"): XLA convolution,
+                  which vmap over tasks with per-task weights turns into a
+                  grouped convolution (slow on CPU: fewer steps, --xla_steps)
+  fomaml_patches  first-order MAML, patches
+
+Each row runs in its own subprocess (so compile caches and peak memory are
+its own) and prints one JSON line:
+  tasks_per_s     meta_batch_size / median step time
+  step_ms         median (and step_ms_min) over the timed steps, after warm-up
+  compile_s       trace + lower + XLA compile of the meta-step
+  peak_rss_mb     the subprocess's peak resident memory (getrusage via wait4);
+                  rss_before_compile_mb is the peak before compiling (the
+                  JAX runtime, the batch and the initial state)
+  gflop_per_step  XLA's cost analysis of the compiled meta-step
+  step_gflops     gflop_per_step / median step time
+  matmul_gflops   float32 [n, n] @ [n, n] rate in the same process
+  matmul_share    step_gflops / matmul_gflops
+then a table of all rows.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+ROWS = {
+    # name: (conv_impl, first_order)
+    "maml_patches": ("patches", False),
+    "maml_xla": ("xla", False),
+    "fomaml_patches": ("patches", True),
+}
+
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed meta-steps before timing "
+                               "(after compilation).")
+_XLA_STEPS = flags.DEFINE_integer(
+    "xla_steps", 2, "Timed steps for conv_impl=xla rows (slow on CPU); at "
+    "most --steps.")
+_XLA_WARMUP = flags.DEFINE_integer(
+    "xla_warmup", 1, "Warm-up steps for conv_impl=xla rows; at most --warmup.")
+_META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32,
+                                        "Tasks per meta-step.")
+_ROWS = flags.DEFINE_list("rows", list(ROWS),
+                          f"Rows to run, a subset of {list(ROWS)}.")
+_JSON_OUT = flags.DEFINE_string("json_out", None,
+                                "Also append the JSON lines to this file.")
+_WAYS = flags.DEFINE_integer("ways", 5, "Classes per task (N).")
+_SHOTS = flags.DEFINE_integer("shots", 1, "Support examples per class (K).")
+_QUERIES = flags.DEFINE_integer("queries", 15, "Query examples per class.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
+_FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
+_INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner SGD steps.")
+_MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
+                                    "n of the reference float32 n x n matmul.")
+_WORKER = flags.DEFINE_string("worker", None,
+                              "Internal: run this one row in this process.")
+
+_FIELDS = ("row", "tasks_per_s", "step_ms", "compile_s", "peak_rss_mb",
+           "gflop_per_step", "step_gflops", "matmul_gflops", "matmul_share")
+
+
+def _median(xs):
+  xs = sorted(xs)
+  n = len(xs)
+  return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def _time(fn, repeats):
+  """Wall seconds of `repeats` calls of fn() (which must block)."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def matmul_gflops(n: int, repeats: int = 5) -> float:
+  """XLA float32 [n, n] @ [n, n] rate, GFLOP/s (median of `repeats`)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, b).block_until_ready()
+  seconds = _median(_time(lambda: dot(a, b).block_until_ready(), repeats))
+  return 2.0 * n ** 3 / seconds / 1e9
+
+
+def _flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jax: one dict per module
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops", float("nan")))
+
+
+def run_row(row: str) -> dict:
+  """Compiles and times one row in this process; returns its measurements."""
+  # Imported here so that the parent process (which only spawns workers)
+  # stays light; each worker is a fresh process.
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  from metajax import models  # pylint: disable=g-import-not-at-top
+  from metajax import train  # pylint: disable=g-import-not-at-top
+  from metajax.learners.maml import maml  # pylint: disable=g-import-not-at-top
+  from metajax.types import Episode  # pylint: disable=g-import-not-at-top
+
+  conv_impl, first_order = ROWS[row]
+  steps, warmup = _STEPS.value, _WARMUP.value
+  if conv_impl == "xla":
+    steps, warmup = min(steps, _XLA_STEPS.value), min(warmup, _XLA_WARMUP.value)
+  tasks, ways, shots, queries = (_META_BATCH_SIZE.value, _WAYS.value,
+                                 _SHOTS.value, _QUERIES.value)
+  size = _IMAGE_SIZE.value
+
+  rng = np.random.default_rng(0)
+
+  def images(n):
+    return rng.integers(0, 256, (tasks, n, size, size, 1), dtype=np.uint8)
+
+  def labels(per_class):
+    return np.tile(np.repeat(np.arange(ways, dtype=np.int32), per_class),
+                   (tasks, 1))
+
+  batch = jax.device_put(Episode(
+      support_x=images(ways * shots), support_y=labels(shots),
+      query_x=images(ways * queries), query_y=labels(queries)))
+  model = models.Conv4(ways, filters=_FILTERS.value, conv_impl=conv_impl)
+  learner = maml(model, inner_lr=0.4, inner_steps=_INNER_STEPS.value,
+                 first_order=first_order)
+  outer_opt = optax.adam(1e-3)
+  init_key, step_key = jax.random.split(jax.random.key(0))
+  state = jax.block_until_ready(
+      jax.jit(lambda k, b: train.init_train_state(learner, outer_opt, k, b))(
+          init_key, batch))
+
+  rss_before_compile_mb = (
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+  meta_step = train.make_meta_step(learner, outer_opt)
+  start = time.perf_counter()
+  compiled = meta_step.lower(state, batch, step_key).compile()
+  compile_s = time.perf_counter() - start
+  gflop = _flops(compiled) / 1e9
+
+  step = 0
+
+  def one_step():
+    nonlocal state, step
+    state, metrics = compiled(state, batch, jax.random.fold_in(step_key, step))
+    jax.block_until_ready((state, metrics))
+    step += 1
+
+  _time(one_step, warmup)
+  times = _time(one_step, steps)
+  rate = matmul_gflops(_MATMUL_SIZE.value)
+  step_s = _median(times)
+  device = jax.devices()[0]
+  return {
+      "row": row,
+      "learner": "fomaml" if first_order else "maml",
+      "conv_impl": conv_impl,
+      "ways": ways, "shots": shots, "queries": queries,
+      "image_size": size, "filters": _FILTERS.value,
+      "meta_batch_size": tasks, "inner_steps": _INNER_STEPS.value,
+      "steps": steps, "warmup": warmup,
+      "tasks_per_s": tasks / step_s,
+      "step_ms": 1e3 * step_s,
+      "step_ms_min": 1e3 * min(times),
+      "compile_s": compile_s,
+      "rss_before_compile_mb": rss_before_compile_mb,
+      "gflop_per_step": gflop,
+      "step_gflops": gflop / step_s,
+      "matmul_gflops": rate,
+      "matmul_share": gflop / step_s / rate,
+      "backend": jax.default_backend(),
+      "device": device.device_kind,
+      "jax_version": jax.__version__,
+  }
+
+
+def _worker_args(row):
+  args = [sys.executable, "-m", "experiments.benchmark", f"--worker={row}"]
+  for flag in (_STEPS, _WARMUP, _XLA_STEPS, _XLA_WARMUP, _META_BATCH_SIZE,
+               _WAYS, _SHOTS, _QUERIES, _IMAGE_SIZE, _FILTERS, _INNER_STEPS,
+               _MATMUL_SIZE):
+    args.append(f"--{flag.name}={flag.value}")
+  return args
+
+
+def spawn_row(row: str) -> dict:
+  """Runs one row in a subprocess; adds its peak RSS to the row's JSON."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.Popen(_worker_args(row), stdout=subprocess.PIPE,
+                          cwd=root, text=True)
+  out = proc.stdout.read()
+  proc.stdout.close()
+  _, status, usage = os.wait4(proc.pid, 0)
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  if proc.returncode != 0:
+    raise RuntimeError(f"benchmark row {row} failed (exit {proc.returncode})")
+  lines = [l for l in out.splitlines() if l.startswith("{")]
+  if not lines:
+    raise RuntimeError(f"benchmark row {row} printed no JSON line:\n{out}")
+  result = json.loads(lines[-1])
+  result["peak_rss_mb"] = usage.ru_maxrss / 1024.0  # Linux: KiB
+  return result
+
+
+def format_table(results) -> str:
+  """A fixed-width table of `_FIELDS` for the rows in `results`."""
+  header = ("row", "tasks/s", "step ms", "compile s", "peak MB",
+            "GFLOP/step", "GFLOP/s", "matmul GFLOP/s", "share")
+  lines = [" | ".join(f"{h:>14}" if i else f"{h:<14}"
+                      for i, h in enumerate(header))]
+  for r in results:
+    cells = [f"{r['row']:<14}", f"{r['tasks_per_s']:>14.2f}",
+             f"{r['step_ms']:>14.1f}", f"{r['compile_s']:>14.1f}",
+             f"{r['peak_rss_mb']:>14.0f}", f"{r['gflop_per_step']:>14.4g}",
+             f"{r['step_gflops']:>14.1f}", f"{r['matmul_gflops']:>14.1f}",
+             f"{r['matmul_share']:>14.1%}"]
+    lines.append(" | ".join(cells))
+  return "\n".join(lines)
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _WORKER.value:
+    print(json.dumps(run_row(_WORKER.value)), flush=True)
+    return
+  if _STEPS.value < 1 or _XLA_STEPS.value < 1:
+    raise app.UsageError("--steps and --xla_steps must be >= 1.")
+  if _WARMUP.value < 0 or _XLA_WARMUP.value < 0:
+    raise app.UsageError("--warmup and --xla_warmup must be >= 0.")
+  unknown = [r for r in _ROWS.value if r not in ROWS]
+  if unknown:
+    raise app.UsageError(f"Unknown rows {unknown}; choose from {list(ROWS)}.")
+  results = []
+  for row in _ROWS.value:
+    result = spawn_row(row)
+    line = json.dumps(result)
+    print(line, flush=True)
+    if _JSON_OUT.value:
+      with open(_JSON_OUT.value, "a") as f:
+        f.write(line + "\n")
+    results.append(result)
+  print(format_table(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,46 @@
+"""Smoke test of experiments/benchmark.py on a tiny setting."""
+
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+POSITIVE = ("tasks_per_s", "step_ms", "step_ms_min", "compile_s",
+            "peak_rss_mb", "rss_before_compile_mb", "gflop_per_step",
+            "step_gflops", "matmul_gflops", "matmul_share")
+
+
+def test_benchmark_prints_one_json_line_per_row(tmp_path):
+  json_out = tmp_path / "bench.jsonl"
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--rows=maml_patches",
+       "--meta_batch_size=2", "--warmup=1", "--steps=1", "--image_size=12",
+       "--filters=4", "--matmul_size=128", f"--json_out={json_out}"],
+      cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [json.loads(l) for l in proc.stdout.splitlines()
+           if l.startswith("{")]
+  assert len(lines) == 1
+  row = lines[0]
+  assert row["row"] == "maml_patches"
+  assert (row["learner"], row["conv_impl"]) == ("maml", "patches")
+  assert (row["meta_batch_size"], row["steps"], row["warmup"]) == (2, 1, 1)
+  for field in POSITIVE:
+    assert isinstance(row[field], float), field
+    assert math.isfinite(row[field]) and row[field] > 0, (field, row[field])
+  assert row["peak_rss_mb"] >= row["rss_before_compile_mb"]
+  assert math.isclose(row["tasks_per_s"], 2 / (row["step_ms"] / 1e3))
+  # The same line went to --json_out, and a table follows.
+  assert [json.loads(l) for l in json_out.read_text().splitlines()] == [row]
+  assert "tasks/s" in proc.stdout and "maml_patches" in proc.stdout
+
+
+def test_benchmark_rejects_unknown_rows():
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--rows=nope"],
+      cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+  assert proc.returncode != 0
+  assert "Unknown rows" in proc.stderr
