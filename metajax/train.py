@@ -152,7 +152,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
 
   init_key, train_key = seed_keys(seed)
   example = source.sample_batch(step_rng(seed, 0), 1)
-  state = init_train_state(learner, outer_opt, init_key, example)
+  # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
+  state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
+      init_key, example)
   meta_step = make_meta_step(learner, outer_opt)
   val_learner = val_learner or learner
   val_step = make_eval_step(val_learner) if val_source is not None else None
