@@ -3,7 +3,6 @@
 from typing import Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from metajax.data.episodes import TaskSource, step_rng

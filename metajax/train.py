@@ -6,8 +6,7 @@ respect to the meta-parameters; apply an optax outer optimizer.
 """
 
 import math
-import os
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

@@ -5,8 +5,6 @@ one generator per step (`step_rng(seed, step)`), so a resumed run samples
 exactly the episodes an uninterrupted run would have.
 """
 
-import collections
-import itertools
 import threading
 import queue
 from typing import Iterable, Iterator, Optional, Protocol

@@ -178,11 +178,13 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   if multi_step_loss is not None:
     weights_t = jnp.asarray(multi_step_loss)
 
-    def task_loss(meta_params, episode, key):
+    def multi_step_task_loss(meta_params, episode, key):
       del key
       _, (step_losses, step_metrics) = inner_loop(
           meta_params, episode.support, (episode.query_x, episode.query_y))
       return jnp.sum(weights_t * step_losses), step_metrics[-1]
+
+    task_loss = multi_step_task_loss
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
                  metric=metric_fn, metric_name=metric_name,
