@@ -34,10 +34,15 @@ def confidence_interval(values) -> float:
   return float(1.96 * values.std() / np.sqrt(values.size))
 
 
+def vmap_tasks(fn: Callable, batch: Episode, key: jax.Array):
+  """`fn(episode, key)` vmapped over the task axis, one split key per task."""
+  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
+  return jax.vmap(fn)(batch, keys)
+
+
 def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
                  key: jax.Array):
   """Per-task (query loss, query metric) of a meta-batch, vmapped over tasks."""
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
 
   def one(episode, k):
     state = learner.adapt(meta_params, (episode.support_x, episode.support_y), k)
@@ -45,7 +50,7 @@ def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
     return (learner.loss(outputs, episode.query_y),
             learner.metric(outputs, episode.query_y))
 
-  return jax.vmap(one)(batch, keys)
+  return vmap_tasks(one, batch, key)
 
 
 def make_eval_step(learner: Learner) -> Callable:

@@ -16,7 +16,7 @@ import optax
 from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
 from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
-from metajax.evaluate import evaluate, make_eval_step, task_metrics
+from metajax.evaluate import evaluate, make_eval_step, task_metrics, vmap_tasks
 from metajax.types import Episode, Learner, Params
 
 
@@ -45,9 +45,8 @@ def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
   if learner.task_loss is None:
     task_losses, task_metric = task_metrics(learner, meta_params, batch, key)
   else:
-    keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
-    task_losses, task_metric = jax.vmap(
-        lambda ep, k: learner.task_loss(meta_params, ep, k))(batch, keys)
+    task_losses, task_metric = vmap_tasks(
+        lambda ep, k: learner.task_loss(meta_params, ep, k), batch, key)
   return task_losses.mean(), task_metric.mean()
 
 
@@ -57,9 +56,8 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
   if learner.outer_grad is None:
     return jax.value_and_grad(
         lambda p: meta_loss(learner, p, batch, key), has_aux=True)(meta_params)
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
-  grads, (task_losses, task_metric) = jax.vmap(
-      lambda ep, k: learner.outer_grad(meta_params, ep, k))(batch, keys)
+  grads, (task_losses, task_metric) = vmap_tasks(
+      lambda ep, k: learner.outer_grad(meta_params, ep, k), batch, key)
   grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
   return (task_losses.mean(), task_metric.mean()), grads
 
