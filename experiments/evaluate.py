@@ -33,7 +33,7 @@ def main(argv):
   if _SHOTS.value is not None:
     config.test_shots = _SHOTS.value
   source = runs.build_sources(config)["test"]
-  seed = config.seed + 2 if _SEED.value is None else _SEED.value
+  seed = runs.test_seed(config) if _SEED.value is None else _SEED.value
   for steps in [int(s) for s in _STEPS.value] or [None]:
     if steps is not None:
       config.test_inner_steps = steps

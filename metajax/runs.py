@@ -79,6 +79,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "both to download through tensorflow-datasets.")
 
 
+def test_seed(config) -> int:
+  """The seed of a run's test episodes (distinct from its training seed)."""
+  return config.seed + 2
+
+
 def test_value(config, name):
   value = _get(config, "test_" + name)
   return config[name] if value is None else value
@@ -231,7 +236,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
       val_episodes=_get(config, "val_episodes", 100), progress=progress)
   result = eval_lib.evaluate(test_learner, state.meta_params, sources["test"],
                              episodes=config.eval_episodes,
-                             seed=config.seed + 2)
+                             seed=test_seed(config))
   results = {"config": _config_dict(config), "metric": result.metric,
              "mean": result.mean, "ci95": result.ci95,
              "episodes": result.episodes}

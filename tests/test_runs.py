@@ -47,7 +47,7 @@ def test_sinusoid_smoke_end_to_end_and_load(tmp_path):
   config = run.config
   result = runs.eval_lib.evaluate(
       run.learner, run.meta_params, runs.build_sources(config)["test"],
-      episodes=config.eval_episodes, seed=config.seed + 2)
+      episodes=config.eval_episodes, seed=runs.test_seed(config))
   assert result.mean == pytest.approx(results["mean"], rel=1e-5)
   with pytest.raises(ValueError, match="support_x has shape"):
     runs.predict(run, x[:, :, None], y, x)
