@@ -1,4 +1,4 @@
-r"""Meta-training speed of MAML on Conv4: tasks/s, compile time, memory, FLOPs.
+r"""Meta-training speed of every learner on Conv4: tasks/s, compile, memory, FLOPs.
 
   python -m experiments.benchmark                       # all rows
   python -m experiments.benchmark --rows=maml_patches --steps=20
@@ -8,12 +8,22 @@ The setting is MAML's Omniglot one: 5-way 1-shot, 15 queries per class,
 28x28x1 images, meta-batch 32, one inner SGD step (lr 0.4), Adam outer step;
 random uint8 images stand in for data (speed does not depend on them).
 
-Rows:
-  maml_patches    second-order MAML, Conv4(conv_impl="patches") (the default)
+Rows (all on Conv4(conv_impl="patches") unless named xla):
+  maml_patches    second-order MAML (the default conv lowering)
   maml_xla        second-order MAML, Conv4(conv_impl="xla"): XLA convolution,
                   which vmap over tasks with per-task weights turns into a
                   grouped convolution (slow on CPU: fewer steps, --xla_steps)
-  fomaml_patches  first-order MAML, patches
+  maml_remat      second-order MAML, each inner step rematerialized
+  fomaml_patches  first-order MAML
+  meta_sgd        Meta-SGD (inner rates of 0.4, learned)
+  anil            ANIL (inner loop on the head only)
+  reptile         Reptile (inner SGD, --inner_steps steps)
+  protonet        Prototypical Networks (Euclidean), Conv4 embedding
+  matching_net    Matching Networks (cosine attention, no FCE)
+  matching_fce    Matching Networks with full context embeddings
+  baseline_pp     Baseline++ pre-training step: the same number of images
+                  per step (meta_batch_size x ways x (shots + queries)) as
+                  non-episodic mini-batches; tasks/s counts episodes' worth
 
 Each row runs in its own subprocess (so compile caches and peak memory are
 its own) and prints one JSON line:
@@ -42,10 +52,18 @@ from absl import flags
 from absl import logging
 
 ROWS = {
-    # name: (conv_impl, first_order)
-    "maml_patches": ("patches", False),
-    "maml_xla": ("xla", False),
-    "fomaml_patches": ("patches", True),
+    # name: (learner, conv_impl, options)
+    "maml_patches": ("maml", "patches", {}),
+    "maml_xla": ("maml", "xla", {}),
+    "maml_remat": ("maml", "patches", {"remat": True}),
+    "fomaml_patches": ("fomaml", "patches", {}),
+    "meta_sgd": ("meta_sgd", "patches", {}),
+    "anil": ("anil", "patches", {}),
+    "reptile": ("reptile", "patches", {}),
+    "protonet": ("protonet", "patches", {}),
+    "matching_net": ("matching_net", "patches", {}),
+    "matching_fce": ("matching_net", "patches", {"fce": True}),
+    "baseline_pp": ("baseline_pp", "patches", {}),
 }
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
@@ -120,12 +138,13 @@ def run_row(row: str) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
 
-  from metajax import models  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  from metajax import runs  # pylint: disable=g-import-not-at-top
   from metajax import train  # pylint: disable=g-import-not-at-top
-  from metajax.learners.maml import maml  # pylint: disable=g-import-not-at-top
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
-  conv_impl, first_order = ROWS[row]
+  learner_name, conv_impl, options = ROWS[row]
   steps, warmup = _STEPS.value, _WARMUP.value
   if conv_impl == "xla":
     steps, warmup = min(steps, _XLA_STEPS.value), min(warmup, _XLA_WARMUP.value)
@@ -142,12 +161,22 @@ def run_row(row: str) -> dict:
     return np.tile(np.repeat(np.arange(ways, dtype=np.int32), per_class),
                    (tasks, 1))
 
-  batch = jax.device_put(Episode(
-      support_x=images(ways * shots), support_y=labels(shots),
-      query_x=images(ways * queries), query_y=labels(queries)))
-  model = models.Conv4(ways, filters=_FILTERS.value, conv_impl=conv_impl)
-  learner = maml(model, inner_lr=0.4, inner_steps=_INNER_STEPS.value,
-                 first_order=first_order)
+  if learner_name == "baseline_pp":  # mini-batches of the same image count
+    n = ways * (shots + queries)
+    batch = Episode(support_x=images(0), support_y=labels(0),
+                    query_x=images(n),
+                    query_y=rng.integers(0, 100, (tasks, n), dtype=np.int32))
+  else:
+    batch = Episode(
+        support_x=images(ways * shots), support_y=labels(shots),
+        query_x=images(ways * queries), query_y=labels(queries))
+  batch = jax.device_put(batch)
+  config = ml_collections.ConfigDict(dict(
+      learner=learner_name, dataset="omniglot", model="conv4", ways=ways,
+      filters=_FILTERS.value, pooling="stride", conv_impl=conv_impl,
+      inner_lr=0.4, inner_steps=_INNER_STEPS.value, num_classes=100,
+      finetune_steps=100, finetune_lr=1e-2, **options))
+  learner = runs.build_learner(config)
   outer_opt = optax.adam(1e-3)
   init_key, step_key = jax.random.split(jax.random.key(0))
   state = jax.block_until_ready(
@@ -177,8 +206,9 @@ def run_row(row: str) -> dict:
   device = jax.devices()[0]
   return {
       "row": row,
-      "learner": "fomaml" if first_order else "maml",
+      "learner": learner_name,
       "conv_impl": conv_impl,
+      "options": options,
       "ways": ways, "shots": shots, "queries": queries,
       "image_size": size, "filters": _FILTERS.value,
       "meta_batch_size": tasks, "inner_steps": _INNER_STEPS.value,

@@ -2,6 +2,8 @@ r"""Evaluates a finished run again, with other test-time settings.
 
   python -m experiments.evaluate --workdir=/tmp/maml_sinusoid \
       --test_shots=5 --test_inner_steps=1,5,10 --episodes=600
+  python -m experiments.evaluate --workdir=/tmp/protonet \
+      --test_ways=20 --test_queries=5
 
 Prints one JSON line per setting: metric, mean, ci95, episodes.
 """
@@ -17,7 +19,11 @@ from metajax import runs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.",
                                required=True)
+_WAYS = flags.DEFINE_integer("test_ways", None, "Classes per episode "
+                             "(default: the run's).")
 _SHOTS = flags.DEFINE_integer("test_shots", None, "Support size (default: the run's).")
+_QUERIES = flags.DEFINE_integer("test_queries", None, "Queries per class "
+                                "(default: the run's).")
 _STEPS = flags.DEFINE_list("test_inner_steps", [], "Inner steps to try "
                            "(default: the run's).")
 _EPISODES = flags.DEFINE_integer("episodes", 600, "Test episodes.")
@@ -30,8 +36,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   run = runs.load_run(_WORKDIR.value)
   config = run.config
-  if _SHOTS.value is not None:
-    config.test_shots = _SHOTS.value
+  for name, flag in (("test_ways", _WAYS), ("test_shots", _SHOTS),
+                     ("test_queries", _QUERIES)):
+    if flag.value is not None:
+      config[name] = flag.value
+  if _STEPS.value and "inner_steps" not in config:
+    raise app.UsageError(f"--test_inner_steps: the {config.learner} run has "
+                         "no inner loop.")
   source = runs.build_sources(config)["test"]
   seed = runs.test_seed(config) if _SEED.value is None else _SEED.value
   for steps in [int(s) for s in _STEPS.value] or [None]:
@@ -40,9 +51,10 @@ def main(argv):
     learner = runs.build_learner(config, test=True)
     result = eval_lib.evaluate(learner, run.meta_params, source,
                                episodes=_EPISODES.value, seed=seed)
+    line = {n: runs.test_value(config, n)
+            for n in ("ways", "shots", "queries", "inner_steps") if n in config}
     print(json.dumps({
-        "test_shots": runs.test_value(config, "shots"),
-        "test_inner_steps": runs.test_value(config, "inner_steps"),
+        **{"test_" + n: v for n, v in line.items()},
         "metric": result.metric, "mean": result.mean, "ci95": result.ci95,
         "episodes": result.episodes}))
 

@@ -14,6 +14,7 @@ Example:
 """
 
 from metajax import models
+from metajax.data.episodes import ClassBatchSampler
 from metajax.data.episodes import EpisodeSampler
 from metajax.data.episodes import prefetch_to_device
 from metajax.data.episodes import step_rng
@@ -23,10 +24,14 @@ from metajax.evaluate import EvalResult
 from metajax.evaluate import confidence_interval
 from metajax.evaluate import evaluate as meta_test
 from metajax.inner import learned_sgd
+from metajax.learners.baseline import baseline
+from metajax.learners.baseline import baseline_pp
 from metajax.learners.maml import anil
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
+from metajax.learners.matching import matching_net
+from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
 from metajax.runs import Run
 from metajax.runs import load_run
@@ -43,6 +48,7 @@ from metajax.types import Learner
 __version__ = "0.1.0"
 
 __all__ = (
+    "ClassBatchSampler",
     "ClassImages",
     "Episode",
     "EpisodeSampler",
@@ -54,17 +60,21 @@ __all__ = (
     "TrainState",
     "confidence_interval",
     "anil",
+    "baseline",
+    "baseline_pp",
     "head_only",
     "init_train_state",
     "learned_sgd",
     "load_run",
     "make_meta_step",
     "maml",
+    "matching_net",
     "meta_sgd",
     "meta_test",
     "meta_train",
     "models",
     "predict",
+    "protonet",
     "prefetch_to_device",
     "reptile",
     "step_rng",

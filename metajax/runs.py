@@ -22,11 +22,16 @@ from metajax import train as train_lib
 from metajax.data import episodes as episodes_lib
 from metajax.data.sinusoid import SinusoidSampler
 from metajax.inner.learned_sgd import learned_sgd
+from metajax.learners.baseline import baseline
 from metajax.learners.maml import anil, maml, meta_sgd, per_layer_per_step_rates
+from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
 from metajax.types import Episode, Learner, Params
 
-LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile")
+GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile")
+METRIC_LEARNERS = ("protonet", "matching_net")
+PRETRAINED_LEARNERS = ("baseline", "baseline_pp")
+LEARNERS = GRADIENT_LEARNERS + METRIC_LEARNERS + PRETRAINED_LEARNERS
 DATASETS = ("sinusoid", "omniglot")
 MODELS = ("mlp", "conv4")
 DATA_DIR_ENV = "METAJAX_DATA_DIR"
@@ -48,6 +53,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need("learner", lambda v: v in LEARNERS, f"valid learners are {list(LEARNERS)}")
   need("dataset", lambda v: v in DATASETS, f"valid datasets are {list(DATASETS)}")
   need("model", lambda v: v in MODELS, f"valid models are {list(MODELS)}")
+  gradient = config.learner in GRADIENT_LEARNERS
+  if not gradient and config.dataset == "sinusoid":
+    raise ValueError(f"config.learner={config.learner!r} is a classifier; "
+                     "it needs a classification dataset, not 'sinusoid'.")
   if config.dataset != "sinusoid":
     need("ways", lambda v: is_int(v) and v >= 2, "must be an integer >= 2")
     need("test_ways", lambda v: v is None or (is_int(v) and v >= 2),
@@ -57,10 +66,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
        "must be None or an integer >= 1")
   need("queries", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
   need("meta_batch_size", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
-  need("inner_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
-  need("test_inner_steps", lambda v: v is None or (is_int(v) and v >= 0),
-       "must be None or an integer >= 0")
-  need("inner_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+  if gradient:
+    need("inner_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
+    need("test_inner_steps", lambda v: v is None or (is_int(v) and v >= 0),
+         "must be None or an integer >= 0")
+    need("inner_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+  if config.learner == "protonet":
+    need("distance", lambda v: v in (None, "euclidean", "cosine"),
+         "must be 'euclidean' or 'cosine'")
+  if config.learner in METRIC_LEARNERS:
+    need("scale", lambda v: v is None or (isinstance(v, (int, float)) and v > 0),
+         "must be None or > 0")
+  if config.learner == "matching_net":
+    need("read_steps", lambda v: v is None or (is_int(v) and v >= 1),
+         "must be None or an integer >= 1")
+  if config.learner in PRETRAINED_LEARNERS:
+    need("batch_size", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+    need("num_classes", lambda v: v is None or (is_int(v) and v >= 2),
+         "must be None (from the data) or an integer >= 2")
+    need("finetune_steps", lambda v: is_int(v) and v >= 1,
+         "must be an integer >= 1")
+    need("finetune_lr", lambda v: isinstance(v, (int, float)) and v > 0,
+         "must be > 0")
   need("outer_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
   need("outer_opt", lambda v: v is None or v in OUTER_OPTS,
        f"valid outer optimizers are {list(OUTER_OPTS)}")
@@ -89,7 +116,8 @@ def test_value(config, name):
   return config[name] if value is None else value
 
 
-def build_model(config, num_outputs: int):
+def build_model(config, num_outputs: Optional[int]):
+  """The config's network; `num_outputs=None` gives an embedding."""
   from metajax import models  # pylint: disable=g-import-not-at-top
   if config.model == "mlp":
     return models.MLP(num_outputs, hidden=tuple(_get(config, "hidden", (40, 40))))
@@ -107,10 +135,12 @@ def build_learner(config, *, test: bool = False) -> Learner:
   """
   regression = config.dataset == "sinusoid"
   ways = test_value(config, "ways") if test else _get(config, "ways")
+  name = config.learner
+  if name in METRIC_LEARNERS + PRETRAINED_LEARNERS:
+    return _build_embedding_learner(config, ways)
   model = build_model(config, 1 if regression else ways)
   steps = test_value(config, "inner_steps") if test else config.inner_steps
   task = "regression" if regression else "classification"
-  name = config.learner
   if name == "reptile":
     return reptile(model, inner_lr=config.inner_lr, inner_steps=steps,
                    task=task)
@@ -135,6 +165,48 @@ def build_learner(config, *, test: bool = False) -> Learner:
   if name == "anil":
     return anil(model, **kwargs)
   return maml(model, **kwargs)
+
+
+def _build_embedding_learner(config, ways: int) -> Learner:
+  """ProtoNets, Matching Nets and the Baselines: a headless `build_model`."""
+  embedding = build_model(config, None)
+  name = config.learner
+  if name == "protonet":
+    return protonet(embedding, ways=ways,
+                    distance=_get(config, "distance") or "euclidean",
+                    scale=_get(config, "scale") or 10.0)
+  if name == "matching_net":
+    from metajax.learners.matching import matching_net  # pylint: disable=g-import-not-at-top
+    return matching_net(embedding, ways=ways, fce=bool(_get(config, "fce", False)),
+                        read_steps=_get(config, "read_steps") or 5,
+                        scale=_get(config, "scale") or 1.0)
+  num_classes = _get(config, "num_classes")
+  if num_classes is None:
+    raise ValueError(
+        f"config.num_classes is unset: {name} pre-trains a head over every "
+        "meta-train class; train_and_evaluate fills it in from the data.")
+  finetune_opt = optax.chain(
+      optax.add_decayed_weights(_get(config, "finetune_weight_decay", 1e-3)),
+      optax.adam(config.finetune_lr))
+  return baseline(embedding, num_classes=num_classes, ways=ways,
+                  classifier="cosine" if name == "baseline_pp" else "linear",
+                  finetune_steps=config.finetune_steps,
+                  finetune_opt=finetune_opt,
+                  normalize_features=bool(_get(config, "normalize_features", False)))
+
+
+def _with_num_classes(config, sources):
+  """`config` with `num_classes` set from the training classes (Baselines)."""
+  if config.learner not in PRETRAINED_LEARNERS:
+    return config
+  found = sources["train"].num_classes
+  given = _get(config, "num_classes")
+  if given is not None and given != found:
+    raise ValueError(f"config.num_classes={given} but the training split has "
+                     f"{found} classes; leave it unset.")
+  config = ml_collections.ConfigDict(_config_dict(config))
+  config.num_classes = found
+  return config
 
 
 OUTER_OPTS = ("adam", "sgd")
@@ -171,7 +243,12 @@ def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
   make = lambda split, ways, shots, queries: episodes_lib.EpisodeSampler(
       splits[split], ways=ways, shots=shots, queries=queries)
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
-  return {"train": make("train", config.ways, config.shots, config.queries),
+  if config.learner in PRETRAINED_LEARNERS:
+    train = episodes_lib.ClassBatchSampler(splits["train"],
+                                           batch_size=config.batch_size)
+  else:
+    train = make("train", config.ways, config.shots, config.queries)
+  return {"train": train,
           "val": make("val", *test_sizes),
           "test": make("test", *test_sizes)}
 
@@ -219,6 +296,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   """
   validate(config)
   sources = build_sources(config)
+  config = _with_num_classes(config, sources)
   learner = build_learner(config)
   test_learner = build_learner(config, test=True)
   if workdir is not None:

@@ -98,6 +98,53 @@ class EpisodeSampler:
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
 
 
+class ClassBatchSampler:
+  """Non-episodic mini-batches over all classes of a split, for pre-training.
+
+  Each "task" is one mini-batch of `batch_size` examples drawn uniformly
+  (with replacement) from every example of every class, with GLOBAL labels
+  0..num_classes-1, in the query field; the support field is empty. The
+  Baseline learners' `task_loss` trains on it through the same trainer.
+
+  Example:
+    sampler = ClassBatchSampler(splits["train"], batch_size=128)
+    batch = sampler.sample_batch(np.random.default_rng(0), 1)
+    batch.query_x.shape  # (1, 128, 28, 28, 1)
+  """
+
+  def __init__(self, classes: ClassImages, *, batch_size: int):
+    _check_positive("batch_size", batch_size, 1)
+    if classes.num_classes < 2:
+      raise ValueError(f"Pre-training needs at least 2 classes, got "
+                       f"{classes.num_classes}.")
+    self.classes = classes
+    self.batch_size = batch_size
+    self.num_classes = classes.num_classes
+    sizes = np.array([len(c) for c in classes.images])
+    self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+    images = classes.images
+    self._dense = images if isinstance(images, np.ndarray) else None
+
+  def sample(self, rng: np.random.Generator) -> Episode:
+    """One mini-batch as an Episode with an empty support set."""
+    flat = rng.integers(0, self._offsets[-1], size=self.batch_size)
+    labels = (np.searchsorted(self._offsets, flat, side="right") - 1)
+    index = flat - self._offsets[labels]
+    if self._dense is not None:
+      x = self._dense[labels, index]
+    else:
+      x = np.stack([self.classes.images[c][i] for c, i in zip(labels, index)])
+    labels = labels.astype(np.int32)
+    return Episode(support_x=x[:0], support_y=labels[:0],
+                   query_x=x, query_y=labels)
+
+  def sample_batch(self, rng: np.random.Generator,
+                   meta_batch_size: int) -> Episode:
+    """`meta_batch_size` mini-batches stacked on a leading axis."""
+    _check_positive("meta_batch_size", meta_batch_size, 1)
+    return stack([self.sample(rng) for _ in range(meta_batch_size)])
+
+
 def stack(episodes: Iterable[Episode]) -> Episode:
   """Stacks episodes of equal shapes on a new leading task axis."""
   return jax.tree.map(lambda *xs: np.stack(xs), *episodes)

@@ -1,9 +1,14 @@
 """Learner factories: each returns a `metajax.types.Learner`."""
 
+from metajax.learners.baseline import baseline
+from metajax.learners.baseline import baseline_pp
 from metajax.learners.maml import anil
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
+from metajax.learners.matching import matching_net
+from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
 
-__all__ = ("anil", "head_only", "maml", "meta_sgd", "reptile")
+__all__ = ("anil", "baseline", "baseline_pp", "head_only", "maml",
+           "matching_net", "meta_sgd", "protonet", "reptile")

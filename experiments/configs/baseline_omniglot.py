@@ -1,0 +1,45 @@
+"""Baseline (Chen et al. 2019) on Omniglot: pre-train, then fit a linear head.
+
+Run:
+  METAJAX_DATA_DIR=../shared/data/omniglot python -m experiments.train \
+      --config=experiments/configs/baseline_omniglot.py --workdir=/tmp/baseline
+
+Pre-training: the Conv4 embedding of maml_omniglot and a linear classifier
+over every meta-train class (`num_classes` is filled in from the data),
+mini-batches of 128, Adam 1e-3 decayed linearly to 0. Test: the embedding
+frozen, a new head fit on the support features by `finetune_steps` full-batch
+Adam steps of `finetune_lr` with weight decay 1e-3 (the paper: 100 epochs of
+SGD, batch 4). Pre-training does not depend on the episode sizes, so one run
+serves every N-way K-shot evaluation (`experiments.evaluate --test_ways
+--test_shots --test_queries`).
+
+Variants: "" (5w1s), 5w5s, 20w1s, 20w5s (test sizes), smoke (seconds).
+Set `normalize_features=True` for RFS's logistic regression on L2-normalized
+features (Tian et al. 2020).
+"""
+
+from experiments.configs import protonet_omniglot
+
+
+def get_config(variant: str = ""):
+  c = protonet_omniglot.embedding_config(variant, "baseline")
+  c.test_ways = c.ways
+  c.test_queries = 15 if c.ways == 5 else 5
+  c.num_classes = None
+  c.batch_size = 128
+  c.meta_batch_size = 1
+  c.finetune_steps = 100
+  c.finetune_lr = 1e-2
+  c.finetune_weight_decay = 1e-3
+  c.normalize_features = False
+  c.outer_lr = 1e-3
+  c.outer_lr_schedule = "linear_decay"
+  c.num_steps = 3_000  # the README's budget (2 CPU cores)
+  c.paper_result = ("Baseline paper reports Omniglot only cross-domain; "
+                    "compare with ProtoNets and MAML rows")
+  if variant == "smoke":
+    c.batch_size = 8
+    c.test_queries = 2
+    c.finetune_steps = 5
+    c.num_steps = 4
+  return c

@@ -1,0 +1,32 @@
+"""Matching Networks on Omniglot (Vinyals et al. 2016, Section 4.1.1).
+
+Run:
+  METAJAX_DATA_DIR=../shared/data/omniglot python -m experiments.train \
+      --config=experiments/configs/matching_net_omniglot.py --workdir=/tmp/matching
+
+Cosine attention over the support embeddings (no full context embeddings,
+as the paper's Omniglot rows; `fce=True` adds them, with `read_steps`
+attention-LSTM steps), the Conv4 of maml_omniglot, episodes and optimizer as
+protonet_omniglot (60-way training episodes, Adam 1e-3 decayed linearly).
+`scale` multiplies the cosine similarities before the softmax (1 in the
+paper).
+
+Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds), fce_smoke.
+"""
+
+from experiments.configs import protonet_omniglot
+
+PAPER = {(5, 1): "98.1", (5, 5): "98.9", (20, 1): "93.8", (20, 5): "98.5"}
+
+
+def get_config(variant: str = ""):
+  fce = variant == "fce_smoke"
+  c = protonet_omniglot.get_config("smoke" if fce else variant)
+  c.learner = "matching_net"
+  del c["distance"]
+  c.scale = 1.0
+  c.fce = fce
+  c.read_steps = 5
+  c.paper_result = (f"Matching Nets paper, full Omniglot {c.test_ways}-way "
+                    f"{c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}")
+  return c

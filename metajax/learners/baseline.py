@@ -1,0 +1,162 @@
+"""Baseline and Baseline++ (Chen et al. 2019): pre-train, then fit a new head.
+
+Meta-training is ordinary supervised learning: the embedding and a classifier
+over ALL meta-train classes are trained on mini-batches (`task_loss` on the
+query field of `metajax.data.episodes.ClassBatchSampler`'s batches, whose
+labels are global class ids). At test time the embedding is frozen and a new
+`ways`-way head is fit to the support set's features with an optax optimizer
+for a fixed number of full-batch steps, a `lax.scan` that the trainer and
+`evaluate` vmap over tasks.
+
+Heads: "linear" (Baseline: W f + b) or "cosine" (Baseline++: s * cos(f, w_c),
+with the scale s learned in pre-training and kept at test time). With
+`normalize_features=True` and the linear head the test-time fit is a
+logistic regression on L2-normalized features (Tian et al. 2020's RFS
+evaluation, here with an optax solver and weight decay instead of L-BFGS).
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from metajax import losses
+from metajax.data.preprocess import to_float
+from metajax.types import Episode, Learner
+
+__all__ = ("baseline", "baseline_pp", "head_logits", "fit_head")
+
+CLASSIFIERS = ("linear", "cosine")
+
+
+def _normalize(x, axis=-1, eps=1e-8):
+  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
+
+
+def init_head(key, features: int, classes: int, classifier: str,
+              scale: Any = 10.0):
+  """A fresh head: {"kernel" [D, C], "bias" [C]} or {"kernel", "scale"}."""
+  kernel = nn.initializers.lecun_normal()(key, (features, classes), jnp.float32)
+  if classifier == "linear":
+    return {"kernel": kernel, "bias": jnp.zeros((classes,), jnp.float32)}
+  return {"kernel": kernel, "scale": jnp.asarray(scale, jnp.float32)}
+
+
+def head_logits(head, features, classifier: str):
+  """Logits [n, C] of `features` [n, D] under a linear or cosine head."""
+  if classifier == "linear":
+    return features @ head["kernel"] + head["bias"]
+  return head["scale"] * (_normalize(features) @ _normalize(head["kernel"], axis=0))
+
+
+def fit_head(head, features, labels, *, classifier: str,
+             opt: optax.GradientTransformation, steps: int):
+  """`steps` full-batch updates of `opt` on the head's cross-entropy.
+
+  The cosine head's scale is not trained (only its kernel is).
+  """
+  trainable = {k: v for k, v in head.items() if k != "scale"}
+  fixed = {k: v for k, v in head.items() if k == "scale"}
+
+  def loss(params):
+    return losses.cross_entropy(
+        head_logits({**params, **fixed}, features, classifier), labels)
+
+  def step(carry, _):
+    params, opt_state = carry
+    grads = jax.grad(loss)(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  (trainable, _), _ = jax.lax.scan(step, (trainable, opt.init(trainable)),
+                                   None, length=steps)
+  return {**trainable, **fixed}
+
+
+def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
+             classifier: str = "linear", finetune_steps: int = 100,
+             finetune_opt: Optional[optax.GradientTransformation] = None,
+             normalize_features: bool = False, scale: float = 10.0) -> Learner:
+  """The fine-tuning baseline of Chen et al. 2019.
+
+  meta_params = {"embed": embedding params, "head": the pre-training head
+  over `num_classes` classes}. `task_loss` (pre-training) is the
+  cross-entropy of the head on the episode's query field, a mini-batch with
+  global labels; `adapt` fits a fresh `ways`-way head (initialized from the
+  key) on the frozen support features and returns it; `predict` applies it
+  to the query features.
+
+  Args:
+    embedding: flax module mapping float inputs [B, ...] to [B, D].
+    num_classes: classes of the pre-training head (all meta-train classes).
+    ways: classes per test episode.
+    classifier: "linear" (Baseline) or "cosine" (Baseline++).
+    finetune_steps: full-batch steps of the test-time head fit (>= 1).
+    finetune_opt: its optimizer (default `optax.adam(1e-2)` with weight
+      decay 1e-3 added to the gradient).
+    normalize_features: L2-normalize the features before a linear head (RFS
+      logistic regression); the cosine head normalizes anyway.
+    scale: initial value of Baseline++'s learned scale.
+
+  Returns:
+    A `Learner` with a `task_loss` for pre-training.
+
+  References:
+    Chen, Liu, Kira, Wang & Huang, "A Closer Look at Few-shot
+    Classification", ICLR 2019.
+    Tian, Wang, Krishnan, Tenenbaum & Isola, "Rethinking Few-Shot Image
+    Classification: a Good Embedding Is All You Need?", ECCV 2020.
+  """
+  is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+  if not is_int(num_classes) or num_classes < 2:
+    raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+  if not is_int(ways) or ways < 2:
+    raise ValueError(f"ways must be an integer >= 2, got {ways!r}.")
+  if classifier not in CLASSIFIERS:
+    raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
+  if not is_int(finetune_steps) or finetune_steps < 1:
+    raise ValueError(f"finetune_steps must be an integer >= 1, got {finetune_steps!r}.")
+  if not scale > 0:
+    raise ValueError(f"scale must be > 0, got {scale!r}.")
+  if finetune_opt is None:
+    finetune_opt = optax.chain(optax.add_decayed_weights(1e-3), optax.adam(1e-2))
+  loss_fn, metric_fn, metric_name = losses.for_task("classification")
+
+  def features(meta_params, x):
+    f = embedding.apply({"params": meta_params["embed"]}, to_float(x))
+    return _normalize(f) if normalize_features else f
+
+  def init(key, episode: Episode):
+    embed_key, head_key = jax.random.split(key)
+    x = to_float(episode.query_x if episode.query_x.shape[0] else episode.support_x)
+    embed = embedding.init(embed_key, x).get("params", {})
+    dim = jax.eval_shape(lambda: embedding.apply({"params": embed}, x)).shape[-1]
+    return {"embed": embed,
+            "head": init_head(head_key, dim, num_classes, classifier, scale)}
+
+  def task_loss(meta_params, episode: Episode, key):
+    del key
+    logits = head_logits(meta_params["head"],
+                         features(meta_params, episode.query_x), classifier)
+    return (loss_fn(logits, episode.query_y), metric_fn(logits, episode.query_y))
+
+  def adapt(meta_params, support, key):
+    support_x, support_y = support
+    feats = jax.lax.stop_gradient(features(meta_params, support_x))
+    head = init_head(key, feats.shape[-1], ways, classifier,
+                     jax.lax.stop_gradient(meta_params["head"].get("scale", scale)))
+    return fit_head(head, feats, support_y, classifier=classifier,
+                    opt=finetune_opt, steps=finetune_steps)
+
+  def predict(meta_params, head, query_x):
+    return head_logits(head, features(meta_params, query_x), classifier)
+
+  return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
+                 metric=metric_fn, metric_name=metric_name, task_loss=task_loss)
+
+
+def baseline_pp(embedding: nn.Module, **kwargs) -> Learner:
+  """Baseline++: `baseline` with the cosine classifier and learned scale."""
+  return baseline(embedding, classifier="cosine", **kwargs)
