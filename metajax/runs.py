@@ -71,6 +71,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need("test_inner_steps", lambda v: v is None or (is_int(v) and v >= 0),
          "must be None or an integer >= 0")
     need("inner_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+    need("first_order_steps", lambda v: v is None or (is_int(v) and v >= 0),
+         "must be None or an integer >= 0")
+    if (_get(config, "first_order_steps") or 0) and (
+        config.learner in ("fomaml", "reptile") or _get(config, "first_order")):
+      raise ValueError(
+          f"config.first_order_steps switches a second-order learner to second "
+          f"order after that many steps; {config.learner!r}"
+          f"{' with first_order=True' if _get(config, 'first_order') else ''} "
+          "is first-order throughout.")
   if config.learner == "protonet":
     need("distance", lambda v: v in (None, "euclidean", "cosine"),
          "must be 'euclidean' or 'cosine'")
@@ -130,6 +139,8 @@ def build_learner(config, *, test: bool = False) -> Learner:
   """The learner of `config`; `test=True` uses the test-time inner steps and ways.
 
   `config.learner` is one of LEARNERS; MAML-family options: `first_order`,
+  `first_order_steps` (MAML++: first order for that many steps, then second
+  order; applied by `train_and_evaluate`),
   `lslr` (MAML++ per-layer per-step learned rates), `multi_step_loss`
   (MAML++: uniform weights over inner steps), `remat`.
   """
@@ -303,15 +314,24 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     _check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
     _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
-  state = train_lib.meta_train(
-      learner, sources["train"],
-      outer_opt=build_outer_opt(config), num_steps=config.num_steps,
+  train_kwargs = dict(
+      outer_opt=build_outer_opt(config),
       meta_batch_size=config.meta_batch_size, seed=config.seed,
       workdir=workdir, checkpoint_every=_get(config, "checkpoint_every", 1000),
       log_every=_get(config, "log_every", 100),
       val_source=sources["val"], val_learner=test_learner,
       val_every=_get(config, "val_every", 0),
       val_episodes=_get(config, "val_episodes", 100), progress=progress)
+  state = None
+  switch = min(_get(config, "first_order_steps") or 0, config.num_steps)
+  if switch:  # MAML++: a first-order phase over the same meta-parameters.
+    first_order = ml_collections.ConfigDict(_config_dict(config))
+    first_order.first_order = True
+    state = train_lib.meta_train(build_learner(first_order), sources["train"],
+                                 num_steps=switch, **train_kwargs)
+  state = train_lib.meta_train(learner, sources["train"],
+                               num_steps=config.num_steps,
+                               initial_state=state, **train_kwargs)
   result = eval_lib.evaluate(test_learner, state.meta_params, sources["test"],
                              episodes=config.eval_episodes,
                              seed=test_seed(config))

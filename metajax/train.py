@@ -105,7 +105,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
           val_source: Optional[TaskSource] = None,
           val_learner: Optional[Learner] = None, val_every: int = 0,
           val_episodes: int = 100, progress: bool = False,
-          on_nonfinite: str = "raise") -> TrainState:
+          on_nonfinite: str = "raise",
+          initial_state: Optional[TrainState] = None) -> TrainState:
   """Meta-trains `learner` on tasks from `source`; returns the final state.
 
   Every step's episodes and key are pure functions of (seed, step), so with a
@@ -132,6 +133,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
     on_nonfinite: "raise" stops at the first non-finite loss or gradient norm
       (the last checkpoint is kept) with a `NonFiniteError` naming the step;
       "skip" drops that step's update and goes on.
+    initial_state: start from this state (e.g. the end of an earlier phase
+      with another learner over the same meta-parameters) instead of a fresh
+      initialization; a checkpoint in `workdir` still takes precedence.
 
   Returns:
     The final `TrainState`.
@@ -150,20 +154,24 @@ def meta_train(learner: Learner, source: TaskSource, *,
   init_key, train_key = seed_keys(seed)
   example = source.sample_batch(step_rng(seed, 0), 1)
   # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
-  state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
-      init_key, example)
+  if initial_state is None:
+    state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
+        init_key, example)
+  else:
+    state = initial_state
   meta_step = make_meta_step(learner, outer_opt)
   val_learner = val_learner or learner
   val_step = make_eval_step(val_learner) if val_source is not None else None
 
   checkpointer = writer = None
-  start = 0
   if workdir is not None:
     checkpointer = ckpt_lib.Checkpointer(workdir)
     restored_step, state = checkpointer.restore(state)
-    start = int(state.step) if restored_step is not None else 0
+    start = int(state.step)
     writer = metrics_io.MetricWriter(
         workdir, resume_step=start if restored_step is not None else None)
+  else:
+    start = int(state.step)
 
   bar = None
   if progress:

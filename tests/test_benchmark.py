@@ -44,3 +44,20 @@ def test_benchmark_rejects_unknown_rows():
       cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
   assert proc.returncode != 0
   assert "Unknown rows" in proc.stderr
+
+
+def test_benchmark_rows_of_other_learners(tmp_path):
+  rows = ["reptile", "protonet", "matching_fce", "baseline_pp"]
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", f"--rows={','.join(rows)}",
+       "--meta_batch_size=2", "--warmup=0", "--steps=1", "--image_size=12",
+       "--filters=4", "--matmul_size=64"],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+  assert [l["row"] for l in lines] == rows
+  assert [l["learner"] for l in lines] == ["reptile", "protonet",
+                                           "matching_net", "baseline_pp"]
+  assert lines[2]["options"] == {"fce": True}
+  for l in lines:
+    assert l["tasks_per_s"] > 0 and l["gflop_per_step"] > 0, l

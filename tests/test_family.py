@@ -200,3 +200,31 @@ def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   assert np.isfinite(results["mean"])
   run = runs.load_run(str(tmp_path))
   assert ("inner" in run.meta_params) == (config.learner == "meta_sgd")
+
+
+def test_first_order_then_second_order(tmp_path):
+  """first_order_steps=N: FOMAML's steps up to N, MAML's after."""
+  from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
+
+  def final_params(name, **overrides):
+    config = maml_sinusoid.get_config("smoke")
+    config.update(dict(num_steps=6, eval_episodes=2, val_every=0,
+                       checkpoint_every=3))
+    config.update(overrides)
+    runs.train_and_evaluate(config, str(tmp_path / name))
+    return jax.tree.leaves(runs.load_run(str(tmp_path / name)).meta_params)
+
+  second = final_params("so", first_order_steps=0)
+  first = final_params("fo", first_order=True)
+  assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+  for a, b in zip(final_params("all_fo", first_order_steps=6), first):
+    np.testing.assert_array_equal(a, b)
+  mixed = final_params("mixed", first_order_steps=3)
+  assert not all(np.array_equal(a, b) for a, b in zip(mixed, first))
+  assert not all(np.array_equal(a, b) for a, b in zip(mixed, second))
+  # The switch survives a restart between the phases.
+  final_params("mixed_resumed", first_order_steps=3, num_steps=3)
+  for a, b in zip(final_params("mixed_resumed", first_order_steps=3), mixed):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="first-order throughout"):
+    final_params("bad", first_order=True, first_order_steps=2)

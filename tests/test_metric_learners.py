@@ -1,6 +1,10 @@
 """Prototypical Networks, the Baselines and their place in the trainer."""
 
 import importlib
+import json
+import os
+import subprocess
+import sys
 
 import chex
 import flax.linen as nn
@@ -18,6 +22,7 @@ from metajax.data.sources import ClassImages
 from metajax.learners.baseline import baseline, baseline_pp, fit_head, init_head
 from metajax.learners.protonet import class_means, protonet, squared_distances
 from metajax.types import Episode
+from tests.conftest import REPO
 from tests.test_family import tiny_episode
 
 
@@ -222,6 +227,16 @@ def test_config_smoke_runs_and_loads(name, variant, tmp_path, omniglot_data_dir)
   support = np.zeros((ways, size, size, 1), np.uint8)
   logits = runs.predict(run, support, np.arange(ways), support[:2])
   assert logits.shape == (2, ways) and np.isfinite(logits).all()
+  if name == "protonet_omniglot":  # re-evaluated at another way count
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}",
+         "--test_ways=3", "--test_queries=1", "--episodes=4"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "METAJAX_DATA_DIR": omniglot_data_dir})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.splitlines()[-1])
+    assert (line["test_ways"], line["test_queries"]) == (3, 1)
+    assert "test_inner_steps" not in line and line["episodes"] == 4
 
 
 def test_config_validation_of_embedding_learners(tmp_path):

@@ -33,6 +33,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.pooling = "stride"
   c.conv_impl = "patches"
   c.first_order = False
+  c.first_order_steps = 0  # MAML++: first order for this many steps, then second
   c.remat = False
   c.lslr = False  # MAML++ per-layer per-step learned inner rates
   c.multi_step_loss = False  # MAML++ multi-step loss (uniform weights)

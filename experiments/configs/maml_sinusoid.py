@@ -26,6 +26,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.model = "mlp"
   c.hidden = (40, 40)
   c.first_order = False
+  c.first_order_steps = 0  # MAML++: first order for this many steps, then second
   c.remat = False
   c.lslr = False  # MAML++ per-layer per-step learned inner rates
   c.multi_step_loss = False  # MAML++ multi-step loss (uniform weights)

@@ -19,8 +19,9 @@ Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds).
 from experiments.configs import maml_omniglot
 
 PAPER = {(5, 1): "98.8", (5, 5): "99.7", (20, 1): "96.0", (20, 5): "98.9"}
-GRADIENT_FIELDS = ("first_order", "remat", "lslr", "multi_step_loss",
-                   "inner_steps", "test_inner_steps", "inner_lr")
+GRADIENT_FIELDS = ("first_order", "first_order_steps", "remat", "lslr",
+                   "multi_step_loss", "inner_steps", "test_inner_steps",
+                   "inner_lr")
 
 
 def embedding_config(variant: str, learner: str):
