@@ -97,6 +97,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          "must be an integer >= 1")
     need("finetune_lr", lambda v: isinstance(v, (int, float)) and v > 0,
          "must be > 0")
+    need("transductive_steps", lambda v: v is None or (is_int(v) and v >= 0),
+         "must be None or an integer >= 0")
   need("outer_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
   need("outer_opt", lambda v: v is None or v in OUTER_OPTS,
        f"valid outer optimizers are {list(OUTER_OPTS)}")
@@ -203,7 +205,10 @@ def _build_embedding_learner(config, ways: int) -> Learner:
                   classifier="cosine" if name == "baseline_pp" else "linear",
                   finetune_steps=config.finetune_steps,
                   finetune_opt=finetune_opt,
-                  normalize_features=bool(_get(config, "normalize_features", False)))
+                  normalize_features=bool(_get(config, "normalize_features", False)),
+                  transductive_steps=_get(config, "transductive_steps") or 0,
+                  transductive_opt=optax.adam(_get(config, "transductive_lr") or 5e-5),
+                  entropy_weight=_get(config, "entropy_weight", 1.0))
 
 
 def _with_num_classes(config, sources):

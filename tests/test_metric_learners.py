@@ -117,6 +117,39 @@ def test_baseline_adapt_freezes_the_embedding():
   assert float(optax.tree.norm(jax.grad(via_adapt_only)(params)["embed"])) == 0
 
 
+def test_entropy_against_numpy():
+  from metajax.learners.baseline import entropy  # pylint: disable=g-import-not-at-top
+  logits = np.array([[0.0, 0.0], [2.0, -1.0]], np.float32)
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  expected = np.mean(-(p * np.log(p)).sum(-1))
+  np.testing.assert_allclose(entropy(logits), expected, rtol=1e-6)
+
+
+def test_transductive_fine_tuning_lowers_query_entropy():
+  from metajax.learners.baseline import entropy  # pylint: disable=g-import-not-at-top
+  ep = float_episode(ways=3, shots=2, queries=4, dim=5)
+  kwargs = dict(num_classes=4, ways=3, finetune_steps=3)
+  plain = baseline(nn.Dense(6), **kwargs)
+  trans = baseline(nn.Dense(6), transductive_steps=30,
+                   transductive_opt=optax.adam(1e-2), **kwargs)
+  params = plain.init(jax.random.key(0), ep)
+  key = jax.random.key(1)
+  state = trans.adapt(params, ep.support, key)
+  np.testing.assert_array_equal(state["support"][0], ep.support_x)
+  chex.assert_trees_all_equal(state["head"],
+                              plain.adapt(params, ep.support, key)["head"])
+  before = plain.predict(params, plain.adapt(params, ep.support, key), ep.query_x)
+  after = trans.predict(params, state, ep.query_x)
+  assert float(entropy(after)) < 0.75 * float(entropy(before))
+  # The query entropy is the difference: without it the queries' logits
+  # differ from both.
+  no_entropy = baseline(nn.Dense(6), transductive_steps=30, entropy_weight=0.0,
+                        transductive_opt=optax.adam(1e-2), **kwargs)
+  plain_ft = no_entropy.predict(params, no_entropy.adapt(params, ep.support, key),
+                                ep.query_x)
+  assert float(entropy(after)) < float(entropy(plain_ft))
+
+
 def class_images(num_classes=6, per_class=5, size=10, dense=True):
   # Class c's images are all the constant c, so labels can be checked.
   images = [np.full((per_class, size, size, 1), c, np.uint8)
@@ -157,6 +190,7 @@ EMBEDDING_LEARNERS = [
     dict(learner="matching_net"), dict(learner="matching_net", fce=True),
     dict(learner="baseline"), dict(learner="baseline_pp"),
     dict(learner="baseline", normalize_features=True),
+    dict(learner="baseline_pp", transductive_steps=2),
 ]
 
 

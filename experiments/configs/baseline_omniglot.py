@@ -15,7 +15,8 @@ serves every N-way K-shot evaluation (`experiments.evaluate --test_ways
 
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s (test sizes), smoke (seconds).
 Set `normalize_features=True` for RFS's logistic regression on L2-normalized
-features (Tian et al. 2020).
+features (Tian et al. 2020), `transductive_steps=25` for Dhillon et al.
+2020's transductive fine-tuning.
 """
 
 from experiments.configs import protonet_omniglot
@@ -32,6 +33,11 @@ def get_config(variant: str = ""):
   c.finetune_lr = 1e-2
   c.finetune_weight_decay = 1e-3
   c.normalize_features = False
+  # Dhillon et al. 2020's transductive fine-tuning of the whole network in
+  # predict (support CE + query entropy), off by default.
+  c.transductive_steps = 0
+  c.transductive_lr = 5e-5
+  c.entropy_weight = 1.0
   c.outer_lr = 1e-3
   c.outer_lr_schedule = "linear_decay"
   c.num_steps = 3_000  # the README's budget (2 CPU cores)

@@ -13,6 +13,11 @@ with the scale s learned in pre-training and kept at test time). With
 `normalize_features=True` and the linear head the test-time fit is a
 logistic regression on L2-normalized features (Tian et al. 2020's RFS
 evaluation, here with an optax solver and weight decay instead of L-BFGS).
+With `transductive_steps > 0`, `predict` goes on to fine-tune the whole
+network, embedding included, on the support cross-entropy plus the mean
+entropy of the unlabeled queries' predictions (Dhillon et al. 2020's
+transductive fine-tuning), starting from the head `adapt` fit; `predict` is
+the only function that sees the queries, so that is where it happens.
 """
 
 from typing import Any, Optional
@@ -26,7 +31,8 @@ from metajax import losses
 from metajax.data.preprocess import to_float
 from metajax.types import Episode, Learner
 
-__all__ = ("baseline", "baseline_pp", "head_logits", "fit_head")
+__all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",
+           "init_head")
 
 CLASSIFIERS = ("linear", "cosine")
 
@@ -75,18 +81,28 @@ def fit_head(head, features, labels, *, classifier: str,
   return {**trainable, **fixed}
 
 
+def entropy(logits):
+  """Mean Shannon entropy (nats) of the rows' softmax."""
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+
+
 def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
              classifier: str = "linear", finetune_steps: int = 100,
              finetune_opt: Optional[optax.GradientTransformation] = None,
-             normalize_features: bool = False, scale: float = 10.0) -> Learner:
+             normalize_features: bool = False, scale: float = 10.0,
+             transductive_steps: int = 0,
+             transductive_opt: Optional[optax.GradientTransformation] = None,
+             entropy_weight: float = 1.0) -> Learner:
   """The fine-tuning baseline of Chen et al. 2019.
 
   meta_params = {"embed": embedding params, "head": the pre-training head
   over `num_classes` classes}. `task_loss` (pre-training) is the
   cross-entropy of the head on the episode's query field, a mini-batch with
   global labels; `adapt` fits a fresh `ways`-way head (initialized from the
-  key) on the frozen support features and returns it; `predict` applies it
-  to the query features.
+  key) on the frozen support features; `predict` applies it to the query
+  features. The task state is {"head": ...} (and "support", the support set,
+  when transductive).
 
   Args:
     embedding: flax module mapping float inputs [B, ...] to [B, D].
@@ -99,6 +115,11 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     normalize_features: L2-normalize the features before a linear head (RFS
       logistic regression); the cosine head normalizes anyway.
     scale: initial value of Baseline++'s learned scale.
+    transductive_steps: full-batch steps of transductive fine-tuning of the
+      whole network in `predict` (0: off).
+    transductive_opt: its optimizer (default `optax.adam(5e-5)`, the paper's
+      rate).
+    entropy_weight: weight of the query entropy in that objective.
 
   Returns:
     A `Learner` with a `task_loss` for pre-training.
@@ -108,6 +129,8 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     Classification", ICLR 2019.
     Tian, Wang, Krishnan, Tenenbaum & Isola, "Rethinking Few-Shot Image
     Classification: a Good Embedding Is All You Need?", ECCV 2020.
+    Dhillon, Chaudhari, Ravichandran & Soatto, "A Baseline for Few-Shot
+    Image Classification", ICLR 2020.
   """
   is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
   if not is_int(num_classes) or num_classes < 2:
@@ -120,13 +143,23 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     raise ValueError(f"finetune_steps must be an integer >= 1, got {finetune_steps!r}.")
   if not scale > 0:
     raise ValueError(f"scale must be > 0, got {scale!r}.")
+  if not is_int(transductive_steps) or transductive_steps < 0:
+    raise ValueError(f"transductive_steps must be an integer >= 0, got "
+                     f"{transductive_steps!r}.")
+  if not entropy_weight >= 0:
+    raise ValueError(f"entropy_weight must be >= 0, got {entropy_weight!r}.")
+  if transductive_opt is None:
+    transductive_opt = optax.adam(5e-5)
   if finetune_opt is None:
     finetune_opt = optax.chain(optax.add_decayed_weights(1e-3), optax.adam(1e-2))
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
-  def features(meta_params, x):
-    f = embedding.apply({"params": meta_params["embed"]}, to_float(x))
+  def embed_features(embed, x):
+    f = embedding.apply({"params": embed}, to_float(x))
     return _normalize(f) if normalize_features else f
+
+  def features(meta_params, x):
+    return embed_features(meta_params["embed"], x)
 
   def init(key, episode: Episode):
     embed_key, head_key = jax.random.split(key)
@@ -147,11 +180,44 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     feats = jax.lax.stop_gradient(features(meta_params, support_x))
     head = init_head(key, feats.shape[-1], ways, classifier,
                      jax.lax.stop_gradient(meta_params["head"].get("scale", scale)))
-    return fit_head(head, feats, support_y, classifier=classifier,
+    head = fit_head(head, feats, support_y, classifier=classifier,
                     opt=finetune_opt, steps=finetune_steps)
+    if transductive_steps:
+      return {"head": head, "support": (support_x, support_y)}
+    return {"head": head}
 
-  def predict(meta_params, head, query_x):
-    return head_logits(head, features(meta_params, query_x), classifier)
+  def transductive(embed, head, support, query_x):
+    """Fine-tunes (embed, head) on support CE + query entropy."""
+    support_x, support_y = support
+    fixed = {k: v for k, v in head.items() if k == "scale"}
+    params = {"embed": jax.lax.stop_gradient(embed),
+              "head": {k: v for k, v in head.items() if k != "scale"}}
+
+    def objective(p):
+      h = {**p["head"], **fixed}
+      support_logits = head_logits(h, embed_features(p["embed"], support_x),
+                                   classifier)
+      query_logits = head_logits(h, embed_features(p["embed"], query_x),
+                                 classifier)
+      return (losses.cross_entropy(support_logits, support_y)
+              + entropy_weight * entropy(query_logits))
+
+    def step(carry, _):
+      p, opt_state = carry
+      grads = jax.grad(objective)(p)
+      updates, opt_state = transductive_opt.update(grads, opt_state, p)
+      return (optax.apply_updates(p, updates), opt_state), None
+
+    (params, _), _ = jax.lax.scan(
+        step, (params, transductive_opt.init(params)), None,
+        length=transductive_steps)
+    return params["embed"], {**params["head"], **fixed}
+
+  def predict(meta_params, state, query_x):
+    embed, head = meta_params["embed"], state["head"]
+    if transductive_steps:
+      embed, head = transductive(embed, head, state["support"], query_x)
+    return head_logits(head, embed_features(embed, query_x), classifier)
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
                  metric=metric_fn, metric_name=metric_name, task_loss=task_loss)
