@@ -166,7 +166,11 @@ def meta_train(learner: Learner, source: TaskSource, *,
   checkpointer = writer = None
   if workdir is not None:
     checkpointer = ckpt_lib.Checkpointer(workdir)
-    restored_step, state = checkpointer.restore(state)
+    try:
+      restored_step, state = checkpointer.restore(state)
+    except BaseException:
+      checkpointer.close()
+      raise
     start = int(state.step)
     writer = metrics_io.MetricWriter(
         workdir, resume_step=start if restored_step is not None else None)
