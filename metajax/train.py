@@ -213,7 +213,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
               f"Non-finite {' and '.join(bad)} at step {done} "
               f"({', '.join(f'{k}={metrics[k]}' for k in bad)}). "
               f"{_last_checkpoint(checkpointer)} Pass on_nonfinite='skip' "
-              "to drop such steps instead.")
+              "(config.on_nonfinite) to drop such steps instead.")
         # The step counts as done (a resume goes on after it), with no update.
         state = previous._replace(step=previous.step + 1)
       else:
