@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -323,12 +324,13 @@ def sinusoid_learner(hidden):
 
 
 @pytest.mark.parametrize("hidden,outer_opt,expected", [
-    ((8,), optax.adam(1e-3),
+    pytest.param((8,), optax.adam(1e-3),
      ["meta_params/dense1/kernel", "which this run lacks",
       "meta_params/dense0/kernel is (1, 40) float32 in it but (1, 8) float32 "
-      "here"]),
-    ((40, 40), optax.sgd(1e-3),
-     ["it has opt_state/0/count", "which this run lacks"]),
+      "here"], id="other_model"),
+    pytest.param((40, 40), optax.sgd(1e-3),
+                 ["it has opt_state/0/count", "which this run lacks"],
+                 id="other_optimizer"),
 ])
 def test_checkpoint_of_another_structure_is_named(finished_run, tmp_path,
                                                   hidden, outer_opt, expected):
@@ -720,7 +722,8 @@ def test_evaluate_statistics(episodes, batch_size, seed):
                                       rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("kwargs", [dict(episodes=0), dict(batch_size=0)])
+@pytest.mark.parametrize("kwargs", [dict(episodes=0), dict(batch_size=0)],
+                         ids=["episodes=0", "batch_size=0"])
 def test_evaluate_rejects_bad_counts(kwargs):
   args = dict(episodes=5, batch_size=5)
   args.update(kwargs)
@@ -809,7 +812,7 @@ def test_bad_config_field_fails_before_writing(tmp_path, base, field, value,
      "must be >= 16"),
     (dict(lslr=True, inner_steps=0), "config.lslr .* needs "
      "config.inner_steps >= 1, got 0"),
-])
+], ids=["max_pool_image_size=14", "lslr_inner_steps=0"])
 def test_bad_field_combinations_fail_before_writing(tmp_path, changes, match):
   config = OMNIGLOT()
   config.update(changes)
@@ -857,7 +860,7 @@ def run_binary(*args):
       "--config.inner_lrr=0.1"],
      "the config has no field 'inner_lrr' (did you mean 'inner_lr'?); its "
      "fields: checkpoint_every,"),
-])
+], ids=["invalid_value", "unknown_config_file", "unknown_field"])
 def test_binary_bad_input_is_one_line_without_writing(tmp_path, args, expected):
   proc = run_binary(*args, f"--workdir={tmp_path / 'w'}")
   assert proc.returncode == 1
@@ -876,7 +879,8 @@ def test_binary_bad_input_is_one_line_without_writing(tmp_path, args, expected):
     (dict(val_episodes=0), "val_episodes must be an integer >= 1"),
     (dict(seed=-1), "seed must be an integer >= 0"),
     (dict(num_steps=2.5), "num_steps must be an integer"),
-])
+], ids=["checkpoint_every=0", "log_every=0", "val_every=-1", "val_episodes=0",
+        "seed=-1", "num_steps=2.5"])
 def test_meta_train_bad_arguments_write_nothing(tmp_path, kwargs, match):
   args = dict(outer_opt=optax.sgd(0.1), num_steps=2, meta_batch_size=2,
               workdir=str(tmp_path / "w"))
@@ -912,7 +916,10 @@ class Flatten(nn.Module):
      "transductive_steps must be"),
     (lambda: baseline(Flatten(), num_classes=3, ways=2, entropy_weight=-1.0),
      "entropy_weight must be >= 0"),
-])
+], ids=["meta_sgd_inner_lr", "reptile_inner_lr", "reptile_inner_steps",
+        "maml_multi_step_loss", "maml_two_inner_opts", "maml_no_inner_hparams",
+        "protonet_scale", "baseline_ways", "baseline_transductive_steps",
+        "baseline_entropy_weight"])
 def test_learner_factories_reject_bad_arguments(factory, match):
   with pytest.raises(ValueError, match=match):
     factory()
@@ -935,7 +942,8 @@ def uint8_classes(num_classes=4, per_class=5, shape=(3, 3, 1)):
     (np.full((4, 5, 3, 3, 1), np.inf, np.float32), "NaN or infinite"),
     (uint8_classes()[:3] + [[[0, 1]] * 5], r"class 3 \('c3'\) must be an array"),
     (np.zeros((4, 5), np.uint8), r"must be \[num_classes, n, \*shape\]"),
-])
+], ids=["other_shape", "other_dtype", "int64", "nan_class", "inf_dense",
+        "not_an_array", "dense_2d"])
 @pytest.mark.parametrize("sampler", ["episodes", "batches"])
 def test_samplers_reject_malformed_sources(images, match, sampler):
   classes = ClassImages(images, [f"c{i}" for i in range(len(images))])
@@ -1006,7 +1014,9 @@ def image_args(ways=5, size=14, **changes):
      "support_x has dtype int64; use uint8 or float"),
     (dict(support_x=np.zeros((0, 14, 14, 1), np.uint8),
           support_y=np.zeros((0,), np.int64)), "support_x is empty"),
-])
+], ids=["support_x_shape", "query_x_shape", "support_y_rows", "support_y_2d",
+        "labels_above", "labels_below", "float_labels", "nan_query",
+        "int64_pixels", "empty_support"])
 def test_predict_rejects_bad_classification_input(classifier_run, changes,
                                                   match):
   with pytest.raises(ValueError, match=match):
@@ -1020,7 +1030,7 @@ def test_predict_rejects_bad_classification_input(classifier_run, changes,
     (dict(support_x=np.full((5, 1), np.inf)), "support_x holds NaN or infinite"),
     (dict(support_x=np.zeros((5, 2))), r"support_x has shape \(5, 2\); this "
      r"run expects \[n, 1\]"),
-])
+], ids=["targets_2_columns", "nan_targets", "inf_inputs", "input_shape"])
 def test_predict_rejects_bad_regression_input(finished_run, changes, match):
   run = runs.load_run(str(finished_run))
   args = dict(support_x=np.linspace(-3, 3, 5)[:, None],
@@ -1038,3 +1048,39 @@ def test_load_run_of_a_folder_without_a_run(tmp_path):
       maml_sinusoid.get_config("smoke").to_json())
   with pytest.raises(ValueError, match="holds no checkpoint"):
     runs.load_run(str(tmp_path))
+
+
+# ------------------------------------------------------ the docs' table
+
+
+def test_every_row_of_the_reliability_table_names_existing_tests():
+  text = (REPO / "docs" / "reliability.md").read_text()
+  rows = [line for line in text.splitlines()
+          if line.startswith("| ") and not line.startswith("| ---")
+          and not line.startswith(("| input tried", "| fault tried",
+                                   "| property |"))]
+  assert len(rows) > 50
+  refs = []
+  for row in rows:
+    cell = row.rstrip(" |").split(" | ")[-1]
+    found, last = [], None
+    for token in re.findall(r"`([^`]+)`", cell):
+      named = re.fullmatch(r"(R|[a-z_]+\.py)::(test_\w+)(\[.*\])?", token)
+      if named:
+        last = named.group(1), named.group(2)
+        found.append((*last, named.group(3) or ""))
+      elif re.fullmatch(r"\[.*\]", token) and last:
+        found.append((*last, token))
+    assert found, f"row without a test: {row}"
+    refs += found
+  ids = subprocess.run(
+      [sys.executable, "-m", "pytest", "--collect-only", "-q",
+       "-p", "no:cacheprovider", "tests/"], cwd=REPO, capture_output=True,
+      text=True, timeout=600).stdout.splitlines()
+  for file, name, case in refs:
+    file = "test_reliability.py" if file == "R" else file
+    prefix = f"tests/{file}::{name}"
+    matching = [i for i in ids if i == prefix or i.startswith(prefix + "[")]
+    assert matching, f"{prefix} is not a test"
+    if case and "*" not in case and "..." not in case:
+      assert f"{prefix}{case}" in ids, f"{prefix}{case} is not a test"
