@@ -9,6 +9,7 @@ Prints one JSON line per setting: metric, mean, ci95, episodes.
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -34,7 +35,10 @@ _SEED = flags.DEFINE_integer("seed", None, "Episode seed (default: the run's "
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  run = runs.load_run(_WORKDIR.value)
+  try:
+    run = runs.load_run(_WORKDIR.value)
+  except ValueError as e:  # no run, or a checkpoint.CheckpointError
+    sys.exit(f"{type(e).__name__}: {e}")
   config = run.config
   for name, flag in (("test_ways", _WAYS), ("test_shots", _SHOTS),
                      ("test_queries", _QUERIES)):

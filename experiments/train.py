@@ -9,8 +9,11 @@ results.json to --workdir (resuming a run found there), and prints the result
 beside the paper's number.
 """
 
+import difflib
+import importlib.util
 import json
 import os
+import sys
 import tempfile
 
 from absl import app
@@ -18,7 +21,9 @@ from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
+from metajax import checkpoint
 from metajax import runs
+from metajax import train
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs",
                                "maml_sinusoid.py")
@@ -31,13 +36,77 @@ _WORKDIR = flags.DEFINE_string(
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
+def _config_files():
+  folder = os.path.dirname(_DEFAULT_CONFIG)
+  return sorted(os.path.join("experiments", "configs", f)
+                for f in os.listdir(folder)
+                if f.endswith(".py") and not f.startswith("_"))
+
+
+def _fail(message):
+  sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+  sys.exit(1)
+
+
+def _config_arg(argv):
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _config_fields(spec):
+  """The fields of the config file `spec` ("path[:variant]"), or None."""
+  path, _, variant = spec.partition(":")
+  try:
+    loader = importlib.util.spec_from_file_location("_metajax_config", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return sorted(module.get_config(variant).keys())
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with errors that list what is valid: an unknown
+  --config file lists the config files, an unknown --config.FIELD the fields
+  of the config."""
+  spec = _config_arg(argv)
+  if spec is not None and not os.path.isfile(spec.partition(":")[0]):
+    _fail(f"--config={spec}: no such file. Valid configs (add ':variant'): "
+          f"{', '.join(_config_files())}.")
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (KeyError, AttributeError):
+    fields = _config_fields(spec or _DEFAULT_CONFIG)
+    if fields is None:
+      raise
+    names = [a[len("--config."):].split("=")[0].split(".")[0] for a in argv
+             if a.startswith("--config.")]
+    unknown = [n for n in names if n not in fields] or names
+    close = difflib.get_close_matches(unknown[0], fields, n=1)
+    _fail(f"the config has no field {unknown[0]!r}"
+          + (f" (did you mean {close[0]!r}?)" if close else "")
+          + f"; its fields: {', '.join(fields)}.")
+
+
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  try:
+    runs.validate(config)
+  except ValueError as e:
+    sys.exit(f"Invalid config: {e}")
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="metajax_")
-  results = runs.train_and_evaluate(config, workdir, progress=_PROGRESS.value)
+  try:
+    results = runs.train_and_evaluate(config, workdir,
+                                      progress=_PROGRESS.value)
+  except (checkpoint.CheckpointError, train.NonFiniteError) as e:
+    sys.exit(f"{type(e).__name__}: {e}")
   line = {k: results[k] for k in ("metric", "mean", "ci95", "episodes")}
   line["workdir"] = workdir
   print(json.dumps(line))
@@ -47,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

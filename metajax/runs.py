@@ -7,6 +7,7 @@ loads a finished run so it can be applied to a user's own episodes.
 """
 
 import json
+import math
 import os
 from typing import Any, Dict, NamedTuple, Optional
 
@@ -42,14 +43,21 @@ def _get(config, name, default=None):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first bad field, before any heavy work."""
+  """Raises ValueError naming the first bad field, before any heavy work.
 
-  def need(name, ok, allowed):
-    value = _get(config, name)
+  Checks every field the run uses (sizes, steps, rates, names, the model's
+  options). The meta-batch is not checked against the device count: there
+  is no multi-device sharding yet, training runs on one device.
+  """
+
+  def need(name, ok, allowed, default=None):
+    value = _get(config, name, default)
     if not ok(value):
       raise ValueError(f"config.{name}={value!r} is invalid: {allowed}.")
 
   is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+  is_rate = lambda v: (isinstance(v, (int, float, np.floating))
+                       and not isinstance(v, bool) and math.isfinite(v) and v > 0)
   need("learner", lambda v: v in LEARNERS, f"valid learners are {list(LEARNERS)}")
   need("dataset", lambda v: v in DATASETS, f"valid datasets are {list(DATASETS)}")
   need("model", lambda v: v in MODELS, f"valid models are {list(MODELS)}")
@@ -65,14 +73,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need("test_shots", lambda v: v is None or (is_int(v) and v >= 1),
        "must be None or an integer >= 1")
   need("queries", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
+  need("test_queries", lambda v: v is None or (is_int(v) and v >= 1),
+       "must be None or an integer >= 1")
   need("meta_batch_size", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
   if gradient:
     need("inner_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
     need("test_inner_steps", lambda v: v is None or (is_int(v) and v >= 0),
          "must be None or an integer >= 0")
-    need("inner_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+    need("inner_lr", is_rate, "must be a finite number > 0")
     need("first_order_steps", lambda v: v is None or (is_int(v) and v >= 0),
          "must be None or an integer >= 0")
+    if _get(config, "lslr") and config.inner_steps < 1:
+      raise ValueError("config.lslr learns one inner rate per inner step; it "
+                       f"needs config.inner_steps >= 1, got {config.inner_steps}.")
     if (_get(config, "first_order_steps") or 0) and (
         config.learner in ("fomaml", "reptile") or _get(config, "first_order")):
       raise ValueError(
@@ -84,8 +97,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need("distance", lambda v: v in (None, "euclidean", "cosine"),
          "must be 'euclidean' or 'cosine'")
   if config.learner in METRIC_LEARNERS:
-    need("scale", lambda v: v is None or (isinstance(v, (int, float)) and v > 0),
-         "must be None or > 0")
+    need("scale", lambda v: v is None or is_rate(v),
+         "must be None or a finite number > 0")
   if config.learner == "matching_net":
     need("read_steps", lambda v: v is None or (is_int(v) and v >= 1),
          "must be None or an integer >= 1")
@@ -95,18 +108,44 @@ def validate(config: ml_collections.ConfigDict) -> None:
          "must be None (from the data) or an integer >= 2")
     need("finetune_steps", lambda v: is_int(v) and v >= 1,
          "must be an integer >= 1")
-    need("finetune_lr", lambda v: isinstance(v, (int, float)) and v > 0,
-         "must be > 0")
+    need("finetune_lr", is_rate, "must be a finite number > 0")
     need("transductive_steps", lambda v: v is None or (is_int(v) and v >= 0),
          "must be None or an integer >= 0")
-  need("outer_lr", lambda v: isinstance(v, (int, float)) and v > 0, "must be > 0")
+    need("transductive_lr", lambda v: v is None or is_rate(v),
+         "must be None or a finite number > 0")
+    need("finetune_weight_decay", lambda v: v is None or (
+        isinstance(v, (int, float)) and math.isfinite(v) and v >= 0),
+         "must be None or a finite number >= 0")
+  need("outer_lr", is_rate, "must be a finite number > 0")
   need("outer_opt", lambda v: v is None or v in OUTER_OPTS,
        f"valid outer optimizers are {list(OUTER_OPTS)}")
   need("outer_lr_schedule", lambda v: v is None or v in SCHEDULES,
        f"valid schedules are {list(SCHEDULES)}")
   need("num_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
   need("eval_episodes", lambda v: is_int(v) and v >= 1, "must be an integer >= 1")
-  need("seed", is_int, "must be an integer")
+  need("seed", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
+  for name, low, default in (("checkpoint_every", 1, 1000), ("log_every", 1, 100),
+                             ("val_every", 0, 0), ("val_episodes", 1, 100)):
+    need(name, lambda v, low=low: is_int(v) and v >= low,
+         f"must be an integer >= {low}", default=default)
+  need("on_nonfinite", lambda v: v in (None, "raise", "skip"),
+       "must be 'raise' (stop at the first non-finite loss or gradient) or "
+       "'skip' (drop such steps)")
+  if config.model == "mlp":
+    need("hidden", lambda v: isinstance(v, (tuple, list)) and all(
+        is_int(w) and w >= 1 for w in v),
+         "must be a tuple of layer widths, integers >= 1", default=(40, 40))
+  else:
+    from metajax.models import conv4, layers  # pylint: disable=g-import-not-at-top
+    need("filters", lambda v: is_int(v) and v >= 1, "must be an integer >= 1",
+         default=64)
+    need("pooling", lambda v: v in conv4.POOLINGS,
+         f"valid poolings are {list(conv4.POOLINGS)}", default="stride")
+    need("conv_impl", lambda v: v in layers.CONV_IMPLS,
+         f"valid conv_impls are {list(layers.CONV_IMPLS)}", default="patches")
+    if _get(config, "pooling", "stride") == "max":
+      need("image_size", lambda v: is_int(v) and v >= 16,
+           "must be >= 16 for four 2x2 max-pools", default=28)
   if config.dataset == "omniglot":
     data_dir = _get(config, "data_dir") or os.environ.get(DATA_DIR_ENV)
     if data_dir and not os.path.isdir(data_dir):
@@ -273,15 +312,32 @@ def _config_dict(config) -> Dict[str, Any]:
   return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
 
 
-def _check_same_config(workdir, config):
+def _read_config_json(workdir) -> Optional[Dict[str, Any]]:
+  """`<workdir>/config.json` as a dict; None if absent; ValueError if broken."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    return
+    return None
   with open(path, encoding="utf-8") as f:
-    old = json.load(f)
+    text = f.read()
+  try:
+    old = json.loads(text)
+  except ValueError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}); it was edited or "
+                     "damaged. Restore it from your config, or use a new "
+                     "--workdir.") from None
+  if not isinstance(old, dict):
+    raise ValueError(f"{path} holds a {type(old).__name__}, not a config.")
+  return old
+
+
+def _check_same_config(workdir, config):
+  old = _read_config_json(workdir)
+  if old is None:
+    return
   new = _config_dict(config)
   allowed = {"num_steps", "eval_episodes", "val_every", "val_episodes",
-             "checkpoint_every", "log_every", "data_dir", "paper_result"}
+             "checkpoint_every", "log_every", "data_dir", "paper_result",
+             "on_nonfinite"}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed and old.get(k) != new.get(k))
   if diff:
@@ -326,7 +382,8 @@ def train_and_evaluate(config, workdir: Optional[str], *,
       log_every=_get(config, "log_every", 100),
       val_source=sources["val"], val_learner=test_learner,
       val_every=_get(config, "val_every", 0),
-      val_episodes=_get(config, "val_episodes", 100), progress=progress)
+      val_episodes=_get(config, "val_episodes", 100), progress=progress,
+      on_nonfinite=_get(config, "on_nonfinite") or "raise")
   state = None
   switch = min(_get(config, "first_order_steps") or 0, config.num_steps)
   if switch:  # MAML++: a first-order phase over the same meta-parameters.
@@ -357,11 +414,10 @@ class Run(NamedTuple):
 
 def load_run(workdir: str, step: Optional[int] = None) -> Run:
   """Loads the run in `workdir` (its config and latest or given checkpoint)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  saved = _read_config_json(workdir)
+  if saved is None:
     raise ValueError(f"{workdir!r} holds no run (no config.json).")
-  with open(path, encoding="utf-8") as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(saved)
   learner = build_learner(config)
   test_learner = build_learner(config, test=True)
   outer_opt = build_outer_opt(config)
@@ -375,7 +431,8 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
   finally:
     checkpointer.close()
   if restored is None:
-    raise ValueError(f"{workdir!r} holds no checkpoint.")
+    raise ValueError(f"{workdir!r} holds no checkpoint (the run stopped "
+                     "before its first save).")
   return Run(config=config, learner=test_learner, meta_params=state.meta_params)
 
 
@@ -408,6 +465,12 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
 
   Returns:
     logits [m, ways] (classification) or predictions [m, 1] (regression).
+
+  Raises:
+    ValueError: before any computation, naming the argument: shapes that do
+      not fit the run or each other, an empty support set, dtypes other than
+      uint8 / float (integer labels for classification), NaN or infinite
+      values, labels outside 0..ways-1.
   """
   config = run.config
   shape = _input_shape(config)
@@ -421,10 +484,16 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
       raise ValueError(f"{name} has dtype {x.dtype}; use uint8 or float.")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
       raise ValueError(f"{name} holds NaN or infinite values.")
-  if support_y.shape[0] != support_x.shape[0]:
-    raise ValueError(f"support_y has {support_y.shape[0]} rows but support_x "
-                     f"has {support_x.shape[0]}.")
-  if config.dataset != "sinusoid":
+  if support_x.shape[0] == 0:
+    raise ValueError("support_x is empty; give at least one example per class.")
+  regression = config.dataset == "sinusoid"
+  if support_y.ndim == 0 or support_y.shape[0] != support_x.shape[0]:
+    raise ValueError(f"support_y has shape {support_y.shape} but support_x "
+                     f"has {support_x.shape[0]} rows.")
+  if support_y.shape[1:] not in (((), (1,)) if regression else ((),)):
+    raise ValueError(f"support_y has shape {support_y.shape}; this run expects "
+                     f"{'[n] or [n, 1] targets' if regression else '[n] labels'}.")
+  if not regression:
     ways = test_value(config, "ways")
     if not np.issubdtype(support_y.dtype, np.integer):
       raise ValueError(f"support_y must hold integer labels, got {support_y.dtype}.")
@@ -433,6 +502,11 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
                        f"{ways}-way run; got {sorted(set(support_y.tolist()))}.")
     support_y = support_y.astype(np.int32)
   else:
+    if not (np.issubdtype(support_y.dtype, np.floating)
+            or np.issubdtype(support_y.dtype, np.integer)):
+      raise ValueError(f"support_y has dtype {support_y.dtype}; use float.")
+    if not np.isfinite(support_y).all():
+      raise ValueError("support_y holds NaN or infinite values.")
     support_y = support_y.astype(np.float32).reshape(-1, 1)
   key = jax.random.key(seed)
   state = run.learner.adapt(run.meta_params, (support_x, support_y), key)

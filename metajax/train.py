@@ -21,7 +21,7 @@ from metajax.types import Episode, Learner, Params
 
 
 class TrainState(NamedTuple):
-  step: jax.Array            # [] int32, meta-steps taken
+  step: jax.Array            # [] int32, meta-steps done (skipped ones too)
   meta_params: Params        # the learner's meta-parameters
   opt_state: optax.OptState  # the outer optimizer's state
 
@@ -98,6 +98,13 @@ def _batches(source: TaskSource, seed: int, start: int, stop: int,
     yield source.sample_batch(step_rng(seed, step), meta_batch_size)
 
 
+def _last_checkpoint(checkpointer) -> str:
+  step = checkpointer.latest_step() if checkpointer is not None else None
+  if step is None:
+    return "There is no checkpoint to resume from."
+  return f"The last checkpoint, kept, is step {step}."
+
+
 def meta_train(learner: Learner, source: TaskSource, *,
           outer_opt: optax.GradientTransformation, num_steps: int,
           meta_batch_size: int, seed: int = 0, workdir: Optional[str] = None,
@@ -131,8 +138,11 @@ def meta_train(learner: Learner, source: TaskSource, *,
     val_episodes: episodes per validation.
     progress: show a tqdm progress bar (on stderr).
     on_nonfinite: "raise" stops at the first non-finite loss or gradient norm
-      (the last checkpoint is kept) with a `NonFiniteError` naming the step;
-      "skip" drops that step's update and goes on.
+      (the last checkpoint is kept) with a `NonFiniteError` naming the step
+      and the quantity; "skip" drops that step's update and goes on. Either
+      way the step's metrics go to `metrics.jsonl` with "nonfinite": 1. Non-
+      finite meta-parameters at a checkpoint step (an update that overflowed)
+      are never saved: `NonFiniteError` in both modes.
     initial_state: start from this state (e.g. the end of an earlier phase
       with another learner over the same meta-parameters) instead of a fresh
       initialization; a checkpoint in `workdir` still takes precedence.
@@ -148,6 +158,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
                            ("val_episodes", val_episodes, 1)):
     if not isinstance(value, (int, np.integer)) or value < low:
       raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+  if not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
   if on_nonfinite not in ("raise", "skip"):
     raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
 
@@ -166,7 +178,11 @@ def meta_train(learner: Learner, source: TaskSource, *,
   checkpointer = writer = None
   if workdir is not None:
     checkpointer = ckpt_lib.Checkpointer(workdir)
-    restored_step, state = checkpointer.restore(state)
+    try:
+      restored_step, state = checkpointer.restore(state)
+    except BaseException:
+      checkpointer.close()
+      raise
     start = int(state.step)
     writer = metrics_io.MetricWriter(
         workdir, resume_step=start if restored_step is not None else None)
@@ -187,22 +203,25 @@ def meta_train(learner: Learner, source: TaskSource, *,
       done = step + 1
       metrics = jax.device_get(metrics)
       bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
+      if bar is not None:
+        bar.update(1)
       if bad:
         if writer is not None:
           writer.write(done, {**metrics, "nonfinite": 1.0})
         if on_nonfinite == "raise":
           raise NonFiniteError(
               f"Non-finite {' and '.join(bad)} at step {done} "
-              f"({', '.join(f'{k}={metrics[k]}' for k in bad)}). The last "
-              f"checkpoint is step "
-              f"{checkpointer.latest_step() if checkpointer else None}.")
-        state = previous
-        continue
-      if bar is not None:
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
-      if writer is not None and (done % log_every == 0 or done == num_steps):
-        writer.write(done, {f"train/{k}": v for k, v in metrics.items()})
+              f"({', '.join(f'{k}={metrics[k]}' for k in bad)}). "
+              f"{_last_checkpoint(checkpointer)} Pass on_nonfinite='skip' "
+              "(config.on_nonfinite) to drop such steps instead.")
+        # The step counts as done (a resume goes on after it), with no update.
+        state = previous._replace(step=previous.step + 1)
+      else:
+        if bar is not None:
+          bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()},
+                          refresh=False)
+        if writer is not None and (done % log_every == 0 or done == num_steps):
+          writer.write(done, {f"train/{k}": v for k, v in metrics.items()})
       if val_step is not None and val_every and done % val_every == 0:
         result = evaluate(val_learner, state.meta_params, val_source,
                           episodes=val_episodes, seed=seed + 1,
@@ -215,6 +234,16 @@ def meta_train(learner: Learner, source: TaskSource, *,
                     f"+- {result.ci95:.4f}")
       if checkpointer is not None and (done % checkpoint_every == 0
                                        or done == num_steps):
+        leaves = jax.tree.leaves(state.meta_params)
+        nonfinite = sum(int(jnp.sum(~jnp.isfinite(x))) for x in leaves)
+        if nonfinite:  # finite gradients, but an update that overflowed
+          writer.write(done, {"nonfinite_meta_params": nonfinite,
+                              "nonfinite": 1.0})
+          raise NonFiniteError(
+              f"Non-finite meta_params at step {done} ({nonfinite} of "
+              f"{sum(x.size for x in leaves)} entries are NaN or inf), not "
+              f"saved. {_last_checkpoint(checkpointer)}")
+        del leaves
         checkpointer.save(done, state)
   finally:
     if bar is not None:

@@ -62,6 +62,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.checkpoint_every = 500
   c.log_every = 100
   c.seed = 0
+  c.on_nonfinite = "raise"  # or "skip": drop non-finite steps
   c.data_dir = ""
   sizes = {"": (5, 1), "5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
            "20w5s": (20, 5), "smoke": (5, 1)}

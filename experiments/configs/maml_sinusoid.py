@@ -50,6 +50,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.checkpoint_every = 5_000
   c.log_every = 500
   c.seed = 0
+  c.on_nonfinite = "raise"  # or "skip": drop non-finite steps
   c.data_dir = ""
   c.paper_result = "Meta-SGD paper, MAML 10-shot: 0.77 +- 0.11"
   if variant == "smoke":

@@ -34,6 +34,47 @@ def _check_positive(name, value, minimum):
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
+def check_classes(classes: ClassImages) -> None:
+  """Raises ValueError unless `classes` is a well-formed source.
+
+  Every class must hold an array [n_i, *shape] with one example shape and
+  one dtype (uint8, or float without NaN or infinite values) across classes.
+  """
+  images = classes.images
+  names = list(classes.names) if classes.names is not None else []
+  name = lambda i: f"class {i}" + (f" ({names[i]!r})" if i < len(names) else "")
+  if isinstance(images, np.ndarray):
+    if images.ndim < 3:
+      raise ValueError(f"Dense class images must be [num_classes, n, *shape]; "
+                       f"got shape {images.shape}.")
+    arrays = [images]
+    shape, dtype = images.shape[2:], images.dtype
+  else:
+    arrays = []
+    for i, x in enumerate(images):
+      if not isinstance(x, np.ndarray) or x.ndim < 2:
+        raise ValueError(f"{name(i)} must be an array [n, *shape] of "
+                         f"examples; got {type(x).__name__} of shape "
+                         f"{np.shape(x)}.")
+      if i and (x.shape[1:] != shape or x.dtype != dtype):
+        raise ValueError(
+            f"{name(i)} has examples of shape {x.shape[1:]} and dtype "
+            f"{x.dtype}, but {name(0)} has {shape} and {dtype}; every class "
+            "needs the same.")
+      shape, dtype = x.shape[1:], x.dtype
+      arrays.append(x)
+  if not arrays:
+    raise ValueError("The source has no classes.")
+  if not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):
+    raise ValueError(f"Class images have dtype {dtype}; use uint8 (scaled by "
+                     "1/255 by the models) or float.")
+  if np.issubdtype(dtype, np.floating):
+    for i, x in enumerate(arrays):
+      if not np.isfinite(x).all():
+        where = name(i) if len(arrays) > 1 else "the dense array"
+        raise ValueError(f"Class images hold NaN or infinite values ({where}).")
+
+
 class EpisodeSampler:
   """Samples N-way K-shot Q-query classification episodes.
 
@@ -54,6 +95,7 @@ class EpisodeSampler:
     _check_positive("ways", ways, 2)
     _check_positive("shots", shots, 1)
     _check_positive("queries", queries, 1)
+    check_classes(classes)
     if classes.num_classes < ways:
       raise ValueError(
           f"ways={ways} but this split has only {classes.num_classes} classes; "
@@ -114,6 +156,7 @@ class ClassBatchSampler:
 
   def __init__(self, classes: ClassImages, *, batch_size: int):
     _check_positive("batch_size", batch_size, 1)
+    check_classes(classes)
     if classes.num_classes < 2:
       raise ValueError(f"Pre-training needs at least 2 classes, got "
                        f"{classes.num_classes}.")
