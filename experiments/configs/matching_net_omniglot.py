@@ -22,7 +22,13 @@ from experiments.configs import protonet_omniglot
 PAPER = {(5, 1): "98.1", (5, 5): "98.9", (20, 1): "93.8", (20, 5): "98.5"}
 
 
+VARIANTS = ("", "5w1s", "5w5s", "20w1s", "20w5s", "smoke", "fce_smoke")
+
+
 def get_config(variant: str = ""):
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown variant {variant!r} of matching_net_omniglot; "
+                     f"valid: {sorted(VARIANTS)}.")
   fce = variant == "fce_smoke"
   c = protonet_omniglot.get_config("smoke" if fce else variant)
   c.learner = "matching_net"
