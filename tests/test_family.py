@@ -134,6 +134,38 @@ def test_anil_adapts_only_the_head_and_trains_the_body():
   assert float(optax.tree.norm(grads["conv0"])) > 0
 
 
+def check_meta_training(learner, batch):
+  """Two jitted meta-steps: traced once, finite, params change, same tree.
+
+  Returns the initial meta-parameters (numpy).
+  """
+  traces = []
+
+  def counting(fn):
+    def wrapped(*args):
+      traces.append(1)
+      return fn(*args)
+    return wrapped
+
+  counted = learner
+  for name in ("adapt", "task_loss", "outer_grad"):
+    if getattr(learner, name) is not None:
+      counted = counted._replace(**{name: counting(getattr(learner, name))})
+  opt = optax.adam(1e-3)
+  state = train_lib.init_train_state(counted, opt, jax.random.key(0), batch)
+  meta0 = jax.tree.map(np.array, state.meta_params)
+  step = train_lib.make_meta_step(counted, opt)
+  for i in range(2):
+    state, metrics = step(state, batch, jax.random.key(i))
+  assert len(traces) == 1  # one traced path, traced once over two calls
+  assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
+  chex.assert_tree_all_finite(state.meta_params)
+  chex.assert_trees_all_equal_structs(state.meta_params, meta0)
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(meta0), jax.tree.leaves(state.meta_params)))
+  return meta0
+
+
 LEARNER_VARIANTS = [
     dict(learner="maml"), dict(learner="fomaml"), dict(learner="meta_sgd"),
     dict(learner="anil"), dict(learner="reptile"),
@@ -152,31 +184,7 @@ def test_family_contract(overrides):
   test_learner = runs.build_learner(config, test=True)
   ep = tiny_episode()
   batch = jax.tree.map(lambda x: np.stack([x, x]), ep)
-  traces = []
-
-  def counting(fn):
-    def wrapped(*args):
-      traces.append(1)
-      return fn(*args)
-    return wrapped
-
-  counted = learner._replace(adapt=counting(learner.adapt))
-  if learner.task_loss is not None:
-    counted = counted._replace(task_loss=counting(learner.task_loss))
-  if learner.outer_grad is not None:
-    counted = counted._replace(outer_grad=counting(learner.outer_grad))
-  opt = optax.adam(1e-3)
-  state = train_lib.init_train_state(counted, opt, jax.random.key(0), batch)
-  meta0 = jax.tree.map(np.array, state.meta_params)
-  step = train_lib.make_meta_step(counted, opt)
-  for i in range(2):
-    state, metrics = step(state, batch, jax.random.key(i))
-  assert len(traces) == 1  # traced once over two calls
-  assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
-  chex.assert_tree_all_finite(state.meta_params)
-  chex.assert_trees_all_equal_structs(state.meta_params, meta0)
-  assert not all(np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(meta0), jax.tree.leaves(state.meta_params)))
+  meta0 = check_meta_training(learner, batch)
   weights = meta0["params"] if "inner" in meta0 else meta0
   for l in (learner, test_learner):
     adapted = l.adapt(meta0, ep.support, jax.random.key(0))
