@@ -221,8 +221,7 @@ def test_embedding_learner_contract(overrides):
 
 @pytest.mark.parametrize("name,variant", [
     ("protonet_omniglot", "smoke"), ("matching_net_omniglot", "smoke"),
-    ("matching_net_omniglot", "fce_smoke"), ("baseline_omniglot", "smoke"),
-    ("baseline_pp_omniglot", "smoke")])
+    ("baseline_omniglot", "smoke"), ("baseline_pp_omniglot", "smoke")])
 def test_config_smoke_runs_and_loads(name, variant, tmp_path, omniglot_data_dir):
   config = importlib.import_module(f"experiments.configs.{name}").get_config(
       variant)
