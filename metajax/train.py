@@ -164,9 +164,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
     raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
 
   init_key, train_key = seed_keys(seed)
-  example = source.sample_batch(step_rng(seed, 0), 1)
-  # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
   if initial_state is None:
+    # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
+    example = source.sample_batch(step_rng(seed, 0), 1)
     state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
         init_key, example)
   else:

@@ -29,16 +29,13 @@ import optax
 
 from metajax import losses
 from metajax.data.preprocess import to_float
+from metajax.learners.protonet import l2_normalize
 from metajax.types import Episode, Learner
 
 __all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",
            "init_head")
 
 CLASSIFIERS = ("linear", "cosine")
-
-
-def _normalize(x, axis=-1, eps=1e-8):
-  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
 
 
 def init_head(key, features: int, classes: int, classifier: str,
@@ -54,7 +51,8 @@ def head_logits(head, features, classifier: str):
   """Logits [n, C] of `features` [n, D] under a linear or cosine head."""
   if classifier == "linear":
     return features @ head["kernel"] + head["bias"]
-  return head["scale"] * (_normalize(features) @ _normalize(head["kernel"], axis=0))
+  return head["scale"] * (l2_normalize(features)
+                          @ l2_normalize(head["kernel"], axis=0))
 
 
 def fit_head(head, features, labels, *, classifier: str,
@@ -156,7 +154,7 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
 
   def embed_features(embed, x):
     f = embedding.apply({"params": embed}, to_float(x))
-    return _normalize(f) if normalize_features else f
+    return l2_normalize(f) if normalize_features else f
 
   def features(meta_params, x):
     return embed_features(meta_params["embed"], x)

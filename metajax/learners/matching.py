@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from metajax import losses
 from metajax.data.preprocess import to_float
+from metajax.learners.protonet import l2_normalize
 from metajax.types import Episode, Learner
 
 __all__ = ("matching_net",)
@@ -30,17 +31,10 @@ Array = Any
 # FINITE, so that a class with no support item gets a finite log-probability
 # and the gradients of the logsumexp stay finite.
 _MASKED = -1e9
-_COSINE_EPS = 1e-8
 
 
 def _is_int(value) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _normalize(x: Array) -> Array:
-  """Rows of `x` scaled to unit L2 norm (with a small epsilon)."""
-  return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True)
-                           + _COSINE_EPS)
 
 
 class SupportEncoder(nn.Module):
@@ -214,7 +208,7 @@ def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
     if fce:
       f = attention_reader(f.shape[-1]).apply({"params": meta_params["f"]},
                                               f, g)
-    logits = scale * (_normalize(f) @ _normalize(g).T)  # [M, N]
+    logits = scale * (l2_normalize(f) @ l2_normalize(g).T)  # [M, N]
     per_class = jnp.where(onehot[None] > 0, logits[:, :, None],
                           _MASKED)  # [M, N, ways]
     return (jax.nn.logsumexp(per_class, axis=1)

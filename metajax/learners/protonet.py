@@ -15,7 +15,7 @@ from metajax import losses
 from metajax.data.preprocess import to_float
 from metajax.types import Episode, Learner
 
-__all__ = ("class_means", "protonet", "squared_distances")
+__all__ = ("class_means", "l2_normalize", "protonet", "squared_distances")
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -40,8 +40,12 @@ def squared_distances(x: Any, y: Any) -> jax.Array:
   return jnp.maximum(d, 0.0)
 
 
-def _normalize(x, eps=1e-8):
-  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+def l2_normalize(x: Any, axis: int = -1, eps: float = 1e-8) -> jax.Array:
+  """`x` scaled to unit L2 norm along `axis` (eps keeps zero vectors finite).
+
+  The cosine of ProtoNets, Matching Nets and Baseline++ is a product of these.
+  """
+  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
 
 
 def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
@@ -93,7 +97,7 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
     q = embed(meta_params, query_x)
     if distance == "euclidean":
       return -squared_distances(q, prototypes)
-    return scale * _normalize(q) @ _normalize(prototypes).T
+    return scale * l2_normalize(q) @ l2_normalize(prototypes).T
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
                  metric=metric_fn, metric_name=metric_name)
