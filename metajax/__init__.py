@@ -13,6 +13,8 @@ Example:
   print(result.mean, result.ci95)
 """
 
+from metajax import inner
+from metajax import learned_optimizers
 from metajax import models
 from metajax.data.episodes import ClassBatchSampler
 from metajax.data.episodes import EpisodeSampler
@@ -31,6 +33,7 @@ from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
 from metajax.learners.matching import matching_net
+from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
 from metajax.runs import Run
@@ -64,11 +67,14 @@ __all__ = (
     "baseline_pp",
     "head_only",
     "init_train_state",
+    "inner",
+    "learned_optimizers",
     "learned_sgd",
     "load_run",
     "make_meta_step",
     "maml",
     "matching_net",
+    "meta_learner_lstm",
     "meta_sgd",
     "meta_test",
     "meta_train",

@@ -29,7 +29,8 @@ from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
 from metajax.types import Episode, Learner, Params
 
-GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile")
+GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
+                     "meta_lstm")
 METRIC_LEARNERS = ("protonet", "matching_net")
 PRETRAINED_LEARNERS = ("baseline", "baseline_pp")
 LEARNERS = GRADIENT_LEARNERS + METRIC_LEARNERS + PRETRAINED_LEARNERS
@@ -80,7 +81,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need("inner_steps", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
     need("test_inner_steps", lambda v: v is None or (is_int(v) and v >= 0),
          "must be None or an integer >= 0")
-    need("inner_lr", is_rate, "must be a finite number > 0")
+    if config.learner == "meta_lstm":  # the step sizes are learned gates
+      need("lstm_hidden", lambda v: v is None or (is_int(v) and v >= 1),
+           "must be None or an integer >= 1")
+      need("lstm_input_bias", lambda v: v is None or (
+          isinstance(v, (tuple, list)) and len(v) == 2
+          and all(isinstance(b, (int, float)) and math.isfinite(b) for b in v)
+          and v[0] <= v[1]), "must be None or a range (low, high)")
+      if _get(config, "lslr"):
+        raise ValueError("config.lslr is for SGD inner loops; the Meta-Learner "
+                         "LSTM learns its step sizes (its input gate).")
+    else:
+      need("inner_lr", is_rate, "must be a finite number > 0")
     need("first_order_steps", lambda v: v is None or (is_int(v) and v >= 0),
          "must be None or an integer >= 0")
     if _get(config, "lslr") and config.inner_steps < 1:
@@ -117,6 +129,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         isinstance(v, (int, float)) and math.isfinite(v) and v >= 0),
          "must be None or a finite number >= 0")
   need("outer_lr", is_rate, "must be a finite number > 0")
+  need("outer_grad_clip", lambda v: v is None or is_rate(v),
+       "must be None or a finite number > 0")
   need("outer_opt", lambda v: v is None or v in OUTER_OPTS,
        f"valid outer optimizers are {list(OUTER_OPTS)}")
   need("outer_lr_schedule", lambda v: v is None or v in SCHEDULES,
@@ -193,6 +207,14 @@ def build_learner(config, *, test: bool = False) -> Learner:
   model = build_model(config, 1 if regression else ways)
   steps = test_value(config, "inner_steps") if test else config.inner_steps
   task = "regression" if regression else "classification"
+  if name == "meta_lstm":
+    from metajax.learners.meta_lstm import meta_learner_lstm  # pylint: disable=g-import-not-at-top
+    return meta_learner_lstm(
+        model, inner_steps=steps, task=task,
+        first_order=bool(_get(config, "first_order", True)),
+        hidden=_get(config, "lstm_hidden") or 20,
+        input_bias=tuple(_get(config, "lstm_input_bias") or (-5.0, -4.0)),
+        remat=bool(_get(config, "remat", False)))
   if name == "reptile":
     return reptile(model, inner_lr=config.inner_lr, inner_steps=steps,
                    task=task)
@@ -270,13 +292,15 @@ SCHEDULES = ("constant", "linear_decay")
 
 def build_outer_opt(config) -> optax.GradientTransformation:
   """`config.outer_opt` ("adam" or "sgd") at `config.outer_lr`, constant or
-  decayed linearly to 0 over `num_steps` (`config.outer_lr_schedule`)."""
+  decayed linearly to 0 over `num_steps` (`config.outer_lr_schedule`), after
+  clipping the meta-gradient's global norm to `config.outer_grad_clip` if
+  set."""
   lr = config.outer_lr
   if _get(config, "outer_lr_schedule", "constant") == "linear_decay":
     lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
-  if _get(config, "outer_opt", "adam") == "sgd":
-    return optax.sgd(lr)
-  return optax.adam(lr)
+  opt = optax.sgd(lr) if _get(config, "outer_opt", "adam") == "sgd" else optax.adam(lr)
+  clip = _get(config, "outer_grad_clip")
+  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
 
 
 def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:

@@ -170,6 +170,7 @@ LEARNER_VARIANTS = [
     dict(learner="maml"), dict(learner="fomaml"), dict(learner="meta_sgd"),
     dict(learner="anil"), dict(learner="reptile"),
     dict(learner="maml", lslr=True, multi_step_loss=True),
+    dict(learner="meta_lstm", lstm_hidden=3),
 ]
 
 
@@ -196,7 +197,7 @@ def test_family_contract(overrides):
 
 @pytest.mark.parametrize("name", ["fomaml_omniglot", "meta_sgd_omniglot",
                                   "anil_omniglot", "reptile_omniglot",
-                                  "meta_sgd_sinusoid"])
+                                  "meta_lstm_omniglot", "meta_sgd_sinusoid"])
 def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   import importlib  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"experiments.configs.{name}").get_config(
@@ -207,7 +208,8 @@ def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   assert results["episodes"] == config.eval_episodes
   assert np.isfinite(results["mean"])
   run = runs.load_run(str(tmp_path))
-  assert ("inner" in run.meta_params) == (config.learner == "meta_sgd")
+  assert ("inner" in run.meta_params) == (config.learner in ("meta_sgd",
+                                                              "meta_lstm"))
 
 
 def test_first_order_then_second_order(tmp_path):

@@ -150,8 +150,8 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
     def step(carry, _):
       params, opt_state = carry
       loss, grads = jax.value_and_grad(support_loss)(params)
-      if first_order:
-        grads = jax.lax.stop_gradient(grads)
+      if first_order:  # no gradient through the optimizer's inputs
+        grads, loss = jax.lax.stop_gradient((grads, loss))
       updates, opt_state = tx.update(grads, opt_state, params, value=loss)
       params = optax.apply_updates(params, updates)
       out = None
