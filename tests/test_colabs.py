@@ -37,11 +37,19 @@ CI_PARAMETERS = {
         "BATCH_SIZE": 64,
         "EVAL_EPISODES": 100,
     },
+    "learned_optimizer.ipynb": {
+        "META_STEPS": 100,
+        "BATCH_SIZE": 16,
+        "HORIZON": 40,
+        "UNROLL": 20,
+        "EVAL_TASKS": 50,
+    },
 }
 
 
 # Notebook -> matplotlib figures it draws.
-FIGURES = {"maml_sinusoid.ipynb": 2, "few_shot_omniglot.ipynb": 3}
+FIGURES = {"maml_sinusoid.ipynb": 2, "few_shot_omniglot.ipynb": 3,
+           "learned_optimizer.ipynb": 3}
 
 
 def parameter_cells(nb):
