@@ -335,7 +335,8 @@ def test_augmented_source_keeps_labels(data):
     ("mini_imagenet", protonet_cifar_fs, dict(image_size=84), True),
     ("tiered_imagenet", protonet_cifar_fs, dict(image_size=None,
                                                 augment=True), False),
-])
+], ids=["cifar_fs-maml", "fc100-protonet", "mini_imagenet-protonet",
+        "tiered_imagenet-protonet"])
 def test_smoke_run_per_dataset(data, tmp_path, monkeypatch, name,
                                config_module, overrides, save):
   monkeypatch.setenv("XDG_CACHE_HOME", str(data["xdg"]))
