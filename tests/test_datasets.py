@@ -11,6 +11,7 @@ import contextlib
 import io
 import pickle
 
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
@@ -241,6 +242,18 @@ def test_tiered_imagenet_from_release(data):
   assert not categories["val"] & categories["test"]
 
 
+def test_tiered_imagenet_without_synset_lists(tmp_path):
+  folder = _write_tiered(tmp_path / "tiered")
+  (folder / "synsets.txt").unlink()
+  loaded = imagenet_subsets.load("tiered_imagenet", data_dir=folder,
+                                 cache_dir=tmp_path / "cache")
+  # Classes keep the release's names, categories its label_general_str.
+  assert set(loaded["val"].names) == {
+      "sporting dog/class of n02099267", "sporting dog/class of n02099429",
+      "sporting dog/class of n02099601", "motor vehicle/class of n02701002",
+      "motor vehicle/class of n02704792"}
+
+
 def test_missing_manual_download_says_what_goes_where(tmp_path, monkeypatch):
   monkeypatch.delenv("METAJAX_DATA_DIR", raising=False)
   cache = tmp_path / "cache"
@@ -362,6 +375,21 @@ def test_smoke_run_per_dataset(data, tmp_path, monkeypatch, name,
   assert logits.shape == (2, 5) and np.isfinite(logits).all()
   with pytest.raises(ValueError, match="support_x has shape"):
     runs.predict(run, x[..., :1], np.arange(5), x[:2])
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dataset", "cifar100", "valid datasets are .*'cifar_fs', 'fc100', "
+     "'mini_imagenet', 'tiered_imagenet'"),
+    ("augment", "yes", "config.augment='yes' is invalid"),
+    ("augment_pad", -2, "config.augment_pad=-2 is invalid"),
+    ("image_size", 0, "config.image_size=0 is invalid"),
+])
+def test_bad_dataset_fields_fail_in_validate(field, value, match):
+  config = ml_collections.ConfigDict(
+      maml_cifar_fs.get_config("smoke").to_dict(), type_safe=False)
+  config[field] = value
+  with pytest.raises(ValueError, match=match):
+    runs.validate(config)
 
 
 def test_unknown_data_dir_fails_before_writing(tmp_path):

@@ -40,6 +40,7 @@ from metajax.data.sources import ClassImages
 DATASETS = ("cifar_fs", "fc100")
 IMAGE_SIZE = 32
 TFDS_NAME = "cifar100"
+_READ_BATCH = 1000  # records per read of the data source
 
 # CIFAR-100's fine labels, by index (the `label` of tensorflow-datasets).
 FINE_LABELS: Tuple[str, ...] = tuple("""
@@ -202,8 +203,11 @@ def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
   lists: Dict[int, list] = {}
   for split in ("train", "test"):
     source = builder.as_data_source(split=split)
-    for i in range(len(source)):
-      record = source[i]
-      lists.setdefault(int(record["label"]), []).append(
-          np.asarray(record["image"], np.uint8))
+    get_many = getattr(source, "__getitems__", None)  # batched reads
+    for start in range(0, len(source), _READ_BATCH):
+      keys = list(range(start, min(start + _READ_BATCH, len(source))))
+      records = get_many(keys) if get_many else [source[i] for i in keys]
+      for record in records:
+        lists.setdefault(int(record["label"]), []).append(
+            np.asarray(record["image"], np.uint8))
   return {label: np.stack(images) for label, images in lists.items()}

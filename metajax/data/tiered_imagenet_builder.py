@@ -375,8 +375,11 @@ class MetajaxTieredImagenet(tfds.core.GeneratorBasedBuilder):
           f"labels {len(specific)}.")
     category_of = {w: name for _, name, wnids in CATEGORIES[split]
                    for w in wnids}
+    order = np.argsort(specific, kind="stable")  # rows grouped by class
+    bounds = np.searchsorted(specific[order],
+                             np.arange(len(class_names) + 1))
     for label, name in enumerate(class_names):
-      rows = np.flatnonzero(specific == label)
+      rows = order[bounds[label]:bounds[label + 1]]
       if not len(rows):
         continue
       wnid = self._wnid(name, split, wnids_of, category_of)
