@@ -154,7 +154,8 @@ def data(tmp_path_factory):
                                          ("fc100", (60, 20, 20))])
 def test_cifar_class_counts_disjoint_shapes(data, name, counts):
   splits = data[name]
-  assert tuple(splits[s].num_classes for s in ("train", "val", "test")) == counts
+  assert tuple(splits[s].num_classes
+               for s in ("train", "val", "test")) == counts
   names = [set(splits[s].names) for s in ("train", "val", "test")]
   assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
   assert len(names[0] | names[1] | names[2]) == 100
@@ -300,7 +301,8 @@ def test_sampler_on_each_dataset(data, name, size):
     # A label is one class: its support and query share channel 0.
     for t in range(2):
       for k in range(4):
-        assert batch.query_x[t, 2 * k, 0, 0, 0] == batch.support_x[t, k, 0, 0, 0]
+        assert (batch.query_x[t, 2 * k, 0, 0, 0]
+                == batch.support_x[t, k, 0, 0, 0])
 
 
 def test_crop_and_flip():
@@ -308,13 +310,15 @@ def test_crop_and_flip():
   x = rng.integers(0, 256, (3, 40, 6, 5, 2), np.uint8)
   np.testing.assert_array_equal(
       augment.crop_and_flip(x, rng, pad=0, flip=False), x)
-  flipped = augment.crop_and_flip(x, rng, pad=0, flip=True).reshape(120, 6, 5, 2)
+  flipped = augment.crop_and_flip(x, rng, pad=0, flip=True).reshape(
+      120, 6, 5, 2)
   plain, mirror = x.reshape(120, 6, 5, 2), x.reshape(120, 6, 5, 2)[:, :, ::-1]
   same = [(f == p).all() for f, p in zip(flipped, plain)]
   mirrored = [(f == m).all() for f, m in zip(flipped, mirror)]
   assert all(s or m for s, m in zip(same, mirrored))
   assert 20 < sum(mirrored) < 100
-  cropped = augment.crop_and_flip(x, rng, pad=2, flip=False).reshape(120, 6, 5, 2)
+  cropped = augment.crop_and_flip(x, rng, pad=2, flip=False).reshape(
+      120, 6, 5, 2)
   padded = np.pad(plain, ((0, 0), (2, 2), (2, 2), (0, 0)))
   offsets = set()
   for c, p in zip(cropped, padded):

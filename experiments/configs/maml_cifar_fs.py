@@ -1,7 +1,8 @@
 """MAML on CIFAR-FS 5-way K-shot (the setting of Bertinetto et al. 2019).
 
 Run:
-  python -m experiments.train --config=experiments/configs/maml_cifar_fs.py:5w1s \
+  python -m experiments.train \
+      --config=experiments/configs/maml_cifar_fs.py:5w1s \
       --workdir=/tmp/maml_cifar_fs
 
 CIFAR-FS comes from tensorflow-datasets' cifar100 (see the README's Datasets

@@ -1,7 +1,8 @@
 """Prototypical Networks on CIFAR-FS 5-way K-shot.
 
 Run:
-  python -m experiments.train --config=experiments/configs/protonet_cifar_fs.py:5w1s \
+  python -m experiments.train \
+      --config=experiments/configs/protonet_cifar_fs.py:5w1s \
       --workdir=/tmp/protonet_cifar_fs
 
 Conv4 embedding (64 filters, 2x2 max-pools, 32x32 -> 256 features), trained

@@ -61,7 +61,8 @@ class Augmented:
   """
 
   def __init__(self, source, *, pad: int, flip: bool = True):
-    if not isinstance(pad, (int, np.integer)) or isinstance(pad, bool) or pad < 0:
+    if (not isinstance(pad, (int, np.integer)) or isinstance(pad, bool)
+        or pad < 0):
       raise ValueError(f"pad must be an integer >= 0, got {pad!r}.")
     self.source, self.pad, self.flip = source, int(pad), bool(flip)
 

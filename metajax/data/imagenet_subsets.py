@@ -1,4 +1,4 @@
-"""miniImageNet and tieredImageNet as class-indexed arrays, from a manual download.
+"""miniImageNet and tieredImageNet as class-indexed arrays, from manual files.
 
 `load("mini_imagenet")` / `load("tiered_imagenet")` return {"train", "val",
 "test"} -> `ClassImages` of uint8 [n, image_size, image_size, 3] images: the
@@ -128,4 +128,5 @@ def _class_name(dataset: str, record) -> str:
   text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
   if dataset == "mini_imagenet":
     return text(record["wnid"])
-  return f"{text(record['category'])}/{text(record['wnid']) or text(record['name'])}"
+  name = text(record["wnid"]) or text(record["name"])
+  return f"{text(record['category'])}/{name}"

@@ -1,4 +1,4 @@
-"""A TFDS builder for miniImageNet from the files users have, one class a record.
+"""A TFDS builder for miniImageNet from the files users have; a class a record.
 
 miniImageNet (Vinyals et al. 2016) with the split of Ravi & Larochelle (2017):
 100 ImageNet classes of 600 images, 84x84 RGB, split 64 / 16 / 20 into
@@ -119,8 +119,8 @@ def manual_files(folder: os.PathLike) -> Tuple[str, Dict[str, pathlib.Path]]:
   if not (folder / IMAGES_FOLDER).is_dir():
     missing_csv.append(IMAGES_FOLDER + "/")
   raise ValueError(
-      f"miniImageNet folder {os.fspath(folder)} lacks {', '.join(missing_pickles)}"
-      f" (pickle release) and {', '.join(missing_csv)} (csv release). "
+      f"miniImageNet folder {os.fspath(folder)} lacks "
+      f"{', '.join(missing_pickles)} (pickle release) and {', '.join(missing_csv)} (csv release). "
       f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
