@@ -396,11 +396,17 @@ def test_bad_dataset_fields_fail_in_validate(field, value, match):
     runs.validate(config)
 
 
-def test_unknown_data_dir_fails_before_writing(tmp_path):
+def test_missing_data_fails_before_writing(tmp_path, monkeypatch):
   config = maml_cifar_fs.get_config("smoke")
   config.dataset = "mini_imagenet"
   config.data_dir = str(tmp_path / "nowhere")
   with pytest.raises(ValueError, match="mini_imagenet data folder .* does not "
                      "exist"):
+    runs.train_and_evaluate(config, str(tmp_path / "w"))
+  monkeypatch.delenv("METAJAX_DATA_DIR", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  config.dataset, config.data_dir = "tiered_imagenet", ""
+  with pytest.raises(ValueError, match="tieredImageNet is not prepared in "
+                     f"{tmp_path / 'xdg' / 'metajax'} and no folder"):
     runs.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
