@@ -189,6 +189,20 @@ def test_cifar_resizes_on_request():
     cifar.load("cifar10")
 
 
+def test_cifar_without_tensorflow_says_how_to_prepare(tmp_path, monkeypatch):
+  def needs_tensorflow(self, *args, **kwargs):
+    del self, args, kwargs
+    raise ModuleNotFoundError("No module named 'tensorflow'",
+                              name="tensorflow")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      needs_tensorflow)
+  with pytest.raises(RuntimeError, match=(
+      f"cifar100 is not prepared in {tmp_path}, and tensorflow-datasets' "
+      "cifar builder needs TensorFlow to prepare it: `pip install "
+      "tensorflow-cpu`")):
+    cifar.load("cifar_fs", data_dir=tmp_path)
+
+
 # ---------------------------------------------------------------- ImageNet
 
 
