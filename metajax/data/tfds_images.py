@@ -15,24 +15,16 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from metajax.data import omniglot
 from metajax.data.sources import ClassImages
 
 ENV_VAR = "METAJAX_DATA_DIR"
 PathLike = Union[str, os.PathLike]
 
 
-def default_cache_dir() -> pathlib.Path:
-  """Where prepared data goes by default: `$XDG_CACHE_HOME/metajax`.
-
-  The same folder as Omniglot's (`metajax.data.omniglot.default_cache_dir`).
-
-  Returns:
-    `$XDG_CACHE_HOME/metajax`, or `~/.cache/metajax` when that variable is
-    unset.
-  """
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-      os.path.expanduser("~"), ".cache")
-  return pathlib.Path(base) / "metajax"
+# Where prepared data goes by default, `$XDG_CACHE_HOME/metajax` (or
+# `~/.cache/metajax`): the same folder as Omniglot's.
+default_cache_dir = omniglot.default_cache_dir
 
 
 def check_image_size(image_size) -> None:
