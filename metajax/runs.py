@@ -34,7 +34,11 @@ GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
 METRIC_LEARNERS = ("protonet", "matching_net")
 PRETRAINED_LEARNERS = ("baseline", "baseline_pp")
 LEARNERS = GRADIENT_LEARNERS + METRIC_LEARNERS + PRETRAINED_LEARNERS
-DATASETS = ("sinusoid", "omniglot")
+# The image datasets and their images' own side (the default of
+# config.image_size; any other size resizes them).
+IMAGE_DATASETS = {"omniglot": 28, "cifar_fs": 32, "fc100": 32,
+                  "mini_imagenet": 84, "tiered_imagenet": 84}
+DATASETS = ("sinusoid",) + tuple(IMAGE_DATASETS)
 MODELS = ("mlp", "conv4")
 DATA_DIR_ENV = "METAJAX_DATA_DIR"
 
@@ -158,8 +162,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need("conv_impl", lambda v: v in layers.CONV_IMPLS,
          f"valid conv_impls are {list(layers.CONV_IMPLS)}", default="patches")
     if _get(config, "pooling", "stride") == "max":
-      need("image_size", lambda v: is_int(v) and v >= 16,
-           "must be >= 16 for four 2x2 max-pools", default=28)
+      need("image_size", lambda v: v is None or (is_int(v) and v >= 16),
+           "must be >= 16 for four 2x2 max-pools",
+           default=IMAGE_DATASETS.get(config.dataset, 28))
+  if config.dataset in IMAGE_DATASETS:
+    need("image_size", lambda v: v is None or (is_int(v) and v >= 1),
+         "must be None (the dataset's own size) or an integer >= 1")
+    need("augment", lambda v: isinstance(v, bool), "must be True or False",
+         default=False)
+    need("augment_pad", lambda v: v is None or (is_int(v) and v >= 0),
+         "must be None or an integer >= 0")
   if config.dataset == "omniglot":
     data_dir = _get(config, "data_dir") or os.environ.get(DATA_DIR_ENV)
     if data_dir and not os.path.isdir(data_dir):
@@ -168,6 +180,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"{'config.data_dir' if _get(config, 'data_dir') else DATA_DIR_ENV}) "
           "does not exist. Name a folder holding the official zips, or unset "
           "both to download through tensorflow-datasets.")
+  elif config.dataset in IMAGE_DATASETS:
+    data_dir = _get(config, "data_dir")
+    if data_dir and not os.path.isdir(data_dir):
+      raise ValueError(
+          f"The {config.dataset} data folder {data_dir!r} (from "
+          "config.data_dir) does not exist; see the README's Datasets "
+          "section for what goes there.")
 
 
 def test_seed(config) -> int:
@@ -310,15 +329,7 @@ def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
     test = SinusoidSampler(shots=test_value(config, "shots"),
                            queries=test_value(config, "queries"))
     return {"train": train, "val": test, "test": test}
-  from metajax.data import omniglot  # pylint: disable=g-import-not-at-top
-  splits = omniglot.load(
-      data_dir=_get(config, "data_dir") or None,
-      split=_get(config, "split", "seeded"),
-      image_size=_get(config, "image_size", 28),
-      rotations=bool(_get(config, "rotations", True)),
-      seed=_get(config, "split_seed", 0),
-      num_train=_get(config, "num_train"),
-      num_val=_get(config, "num_val"))
+  splits = _load_splits(config)
   make = lambda split, ways, shots, queries: episodes_lib.EpisodeSampler(
       splits[split], ways=ways, shots=shots, queries=queries)
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
@@ -327,9 +338,51 @@ def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
                                            batch_size=config.batch_size)
   else:
     train = make("train", config.ways, config.shots, config.queries)
+  if _get(config, "augment", False):
+    from metajax.data import augment  # pylint: disable=g-import-not-at-top
+    pad = _get(config, "augment_pad")
+    if pad is None:  # 4 pixels at 32x32, 8 at 84x84, as in the papers
+      pad = min(8, max(1, _image_size(config) // 8))
+    train = augment.Augmented(train, pad=pad)
   return {"train": train,
           "val": make("val", *test_sizes),
           "test": make("test", *test_sizes)}
+
+
+def _image_size(config) -> int:
+  """`config.image_size`, or the dataset's own when unset (None)."""
+  size = _get(config, "image_size")
+  return IMAGE_DATASETS[config.dataset] if size is None else size
+
+
+def _load_splits(config):
+  """{"train", "val", "test"} -> ClassImages of the config's image dataset.
+
+  Omniglot reads `split`, `rotations`, `split_seed`, `num_train`, `num_val`;
+  the other datasets have their published splits and ignore those fields.
+  `data_dir`: Omniglot's zips, the folder of the miniImageNet /
+  tieredImageNet files, or the TFDS data_dir of cifar100 (see the README).
+  """
+  data_dir = _get(config, "data_dir") or None
+  size = _image_size(config)
+  # pylint: disable=g-import-not-at-top
+  if config.dataset in ("cifar_fs", "fc100"):
+    from metajax.data import cifar
+    return cifar.load(config.dataset, data_dir=data_dir, image_size=size)
+  if config.dataset in ("mini_imagenet", "tiered_imagenet"):
+    from metajax.data import imagenet_subsets
+    return imagenet_subsets.load(config.dataset, data_dir=data_dir,
+                                 image_size=size)
+  from metajax.data import omniglot
+  # pylint: enable=g-import-not-at-top
+  return omniglot.load(
+      data_dir=data_dir,
+      split=_get(config, "split", "seeded"),
+      image_size=size,
+      rotations=bool(_get(config, "rotations", True)),
+      seed=_get(config, "split_seed", 0),
+      num_train=_get(config, "num_train"),
+      num_val=_get(config, "num_val"))
 
 
 def _config_dict(config) -> Dict[str, Any]:
@@ -463,8 +516,8 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
 def _input_shape(config):
   if config.dataset == "sinusoid":
     return (1,)
-  size = _get(config, "image_size", 28)
-  return (size, size, 1)
+  size = _image_size(config)
+  return (size, size, 1 if config.dataset == "omniglot" else 3)
 
 
 def _example_episode(config) -> Episode:
