@@ -1,0 +1,226 @@
+"""The black-box learners, MANN and SNAIL: memory, causality, independence."""
+
+import importlib
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import mann_omniglot, snail_omniglot
+from metajax import models, runs
+from metajax.data.episodes import support_sequence
+from metajax.learners import mann as mann_lib
+from metajax.learners import snail as snail_lib
+from tests.test_family import check_meta_training, tiny_episode
+
+TINY_MANN = dict(memory_slots=6, memory_size=4, controller_size=8,
+                 read_heads=2, gamma=0.9)
+TINY_SNAIL = dict(attention=((4, 4), (6, 4)), tc_filters=3)
+
+
+def tiny_embedding():
+  return models.Conv4(None, filters=4, norm=False)
+
+
+def test_lrua_step_against_hand_computation():
+  rng = np.random.default_rng(0)
+  memory = rng.standard_normal((4, 3)).astype(np.float32)
+  read_prev = rng.dirichlet(np.ones(4), size=2).astype(np.float32)  # 2 heads
+  usage = np.array([0.5, 0.1, 0.9, 0.3], np.float32)
+  keys = rng.standard_normal((2, 3)).astype(np.float32)
+  alphas = np.array([0.4, -1.2], np.float32)
+  gamma = 0.9
+  # By hand: the 2 least used slots are 1 and 3; slot 1 is erased.
+  least = np.array([0.0, 1.0, 0.0, 1.0])
+  gate = 1.0 / (1.0 + np.exp(-alphas.astype(np.float64)))
+  write = np.zeros((2, 4))
+  for h in range(2):
+    for i in range(4):
+      write[h, i] = gate[h] * read_prev[h, i] + (1 - gate[h]) * least[i]
+  new_memory = memory.astype(np.float64)
+  new_memory[1] = 0.0
+  for i in range(4):
+    for h in range(2):
+      new_memory[i] += write[h, i] * keys[h]
+  read = np.zeros((2, 4))
+  for h in range(2):
+    cos = [keys[h] @ new_memory[i] / (np.linalg.norm(keys[h])
+                                      * np.linalg.norm(new_memory[i]))
+           for i in range(4)]
+    read[h] = np.exp(cos) / np.sum(np.exp(cos))
+  reads = read @ new_memory
+  new_usage = gamma * usage + read.sum(0) + write.sum(0)
+
+  out = mann_lib.lrua_step(memory, read_prev, usage, keys, alphas, gamma=gamma)
+  for got, want in zip(out, (new_memory, read, write, new_usage, reads)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(mann_lib.least_used(jnp.asarray(usage), 2),
+                                least)
+
+
+def test_accuracy_by_instance_by_hand():
+  labels = np.array([[0, 1, 0, 0, 1, 2]])
+  # instance: 1, 1, 2, 3, 2, 1; correct: F, T, T, F, T, T
+  predictions = np.array([[2, 1, 0, 1, 1, 2]])
+  acc = mann_lib.accuracy_by_instance(predictions, labels, instances=(1, 2, 3, 5))
+  assert acc[1] == pytest.approx(2 / 3)
+  assert acc[2] == 1.0 and acc[3] == 0.0 and math.isnan(acc[5])
+  logits = np.eye(3)[predictions[0]]  # [T, ways] logits give the same
+  assert mann_lib.accuracy_by_instance(logits, labels[0], (1,))[1] == acc[1]
+
+
+def test_support_sequence_order_and_labels():
+  x = np.arange(6, dtype=np.float32)[:, None] * 10
+  y = np.array([0, 0, 1, 1, 2, 2], np.int32)
+  key = jax.random.key(3)
+  xs, onehot, ys = support_sequence((x, y), key, 3, label_shift=0)
+  again = support_sequence((x, y), key, 3, label_shift=1)
+  # Each example keeps its own label: x = 10 * its original index.
+  np.testing.assert_array_equal(y[(np.asarray(xs[:, 0]) / 10).astype(int)], ys)
+  assert sorted(np.asarray(xs[:, 0]).tolist()) == x[:, 0].tolist()
+  np.testing.assert_array_equal(again[0], xs)  # same key, same order
+  np.testing.assert_array_equal(np.argmax(onehot, -1), ys)
+  np.testing.assert_array_equal(again[1][0], np.zeros(3))  # y_{-1}: none
+  np.testing.assert_array_equal(again[1][1:], onehot[:-1])
+  orders = {tuple(np.asarray(support_sequence((x, y), jax.random.key(k), 3,
+                                              label_shift=0)[2]))
+            for k in range(4)}
+  assert len(orders) > 1  # the order comes from the key
+
+
+def test_attention_block_is_masked_softmax_attention():
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((5, 3)).astype(np.float32)
+  block = snail_lib.AttentionBlock(key_size=4, value_size=2)
+  params = block.init(jax.random.key(0), x)["params"]
+  out = np.asarray(block.apply({"params": params}, x))
+  affine = lambda name: x @ np.asarray(params[name]["kernel"]) + np.asarray(
+      params[name]["bias"])
+  q, k, v = affine("query"), affine("key"), affine("value")
+  np.testing.assert_array_equal(out[:, :3], x)
+  for t in range(5):
+    logits = np.array([q[t] @ k[s] / 2.0 for s in range(t + 1)])  # sqrt(4)
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    np.testing.assert_allclose(out[t, 3:], weights @ v[:t + 1], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_snail_is_causal():
+  length = 7
+  model = snail_lib.SNAIL(ways=3, depth=snail_lib.tc_depth(length),
+                          attention=((4, 4), (6, 4), (4, 2)), tc_filters=3)
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((length, 5)).astype(np.float32)
+  params = model.init(jax.random.key(0), x)
+  apply = jax.jit(model.apply)
+  base = np.asarray(apply(params, x))
+  for j in (0, 3, 6):
+    changed = np.asarray(apply(params, _with(x, j, x[j] + 1.0)))
+    np.testing.assert_array_equal(changed[:j], base[:j])
+    assert np.abs(changed[j:] - base[j:]).max(axis=-1).min() > 0
+
+
+def test_mann_is_causal_and_sees_only_earlier_labels():
+  online = jax.jit(mann_lib.online_logits_fn(tiny_embedding(), ways=3,
+                                             **TINY_MANN))
+  learner = mann_lib.mann(tiny_embedding(), ways=3, **TINY_MANN)
+  ep = tiny_episode(ways=3, shots=2)
+  params = learner.init(jax.random.key(0), ep)
+  x, y = ep.support_x, ep.support_y
+  base = np.asarray(online(params, x, y))
+  j = 2
+  other_x = np.asarray(online(params, _with(x, j, 255 - x[j]), y))
+  np.testing.assert_array_equal(other_x[:j], base[:j])
+  assert np.abs(other_x[j] - base[j]).max() > 0
+  other_y = np.asarray(online(params, x, _with(y, j, (y[j] + 1) % 3)))
+  np.testing.assert_array_equal(other_y[:j + 1], base[:j + 1])  # y_j unseen at j
+  assert np.abs(other_y[j + 1] - base[j + 1]).max() > 0
+
+
+def _with(a, index, value):
+  a = np.array(a)
+  a[index] = value
+  return a
+
+
+@pytest.mark.parametrize("name", ["mann", "snail"])
+def test_queries_are_independent(name):
+  if name == "mann":
+    learner = mann_lib.mann(tiny_embedding(), ways=3, **TINY_MANN)
+  else:
+    learner = snail_lib.snail(tiny_embedding(), ways=3, shots=1, **TINY_SNAIL)
+  ep = tiny_episode(ways=3, shots=1, queries=2)
+  params = learner.init(jax.random.key(0), ep)
+  run = jax.jit(lambda p, s, q, k: learner.predict(p, learner.adapt(p, s, k), q))
+  key = jax.random.key(1)
+  base = np.asarray(run(params, ep.support, ep.query_x, key))
+  other = _with(ep.query_x, 0, 255 - ep.query_x[0])
+  changed = np.asarray(run(params, ep.support, other, key))
+  np.testing.assert_allclose(changed[1:], base[1:], rtol=1e-6, atol=1e-6)
+  assert np.abs(changed[0] - base[0]).max() > 1e-6
+  # Alone, a query gets the same prediction as among the others.
+  alone = np.asarray(run(params, ep.support, ep.query_x[3:4], key))
+  np.testing.assert_allclose(alone[0], base[3], rtol=1e-5, atol=1e-6)
+
+
+def blackbox_config(name):
+  module = {"mann": mann_omniglot, "snail": snail_omniglot}[name]
+  config = module.get_config("smoke")
+  config.update(dict(ways=3, image_size=10, filters=4))
+  config.update(TINY_MANN if name == "mann" else
+                dict(TINY_SNAIL, attention=((4, 4), (6, 4))))
+  return config
+
+
+@pytest.mark.parametrize("name", ["mann", "snail"])
+def test_blackbox_contract(name):
+  config = blackbox_config(name)
+  learner = runs.build_learner(config)
+  ep = tiny_episode(ways=3)
+  batch = jax.tree.map(lambda x: np.stack([x, x]), ep)
+  meta0 = check_meta_training(learner, batch)
+  assert set(meta0) == {"embed", "controller" if name == "mann" else "snail"}
+  test_learner = runs.build_learner(config, test=True)
+  state = test_learner.adapt(meta0, ep.support, jax.random.key(0))
+  chex.assert_tree_all_finite(state)
+  logits = test_learner.predict(meta0, state, ep.query_x)
+  chex.assert_shape(logits, (6, 3))
+  chex.assert_tree_all_finite(logits)
+
+
+def test_validation_of_blackbox_configs():
+  config = snail_omniglot.get_config("smoke")
+  config.test_shots = 5
+  with pytest.raises(ValueError, match="test_shots"):
+    runs.validate(config)
+  config = mann_omniglot.get_config("smoke")
+  config.test_ways = 20
+  with pytest.raises(ValueError, match="test_ways"):
+    runs.validate(config)
+  config = mann_omniglot.get_config("smoke")
+  config.gamma = 1.5
+  with pytest.raises(ValueError, match="gamma"):
+    runs.validate(config)
+  with pytest.raises(ValueError, match="Unknown variant"):
+    mann_omniglot.get_config("20w1s")
+
+
+@pytest.mark.parametrize("name", ["mann_omniglot", "snail_omniglot"])
+def test_config_smoke_runs_and_loads(name, tmp_path, omniglot_data_dir):
+  config = importlib.import_module(f"experiments.configs.{name}").get_config(
+      "smoke")
+  config.data_dir = omniglot_data_dir
+  results = runs.train_and_evaluate(config, str(tmp_path))
+  assert results["config"]["learner"] == config.learner
+  assert results["episodes"] == config.eval_episodes
+  assert 0.0 <= results["mean"] <= 1.0
+  run = runs.load_run(str(tmp_path))
+  ways, size = config.ways, config.image_size
+  support = np.zeros((ways * config.shots, size, size, 1), np.uint8)
+  labels = np.repeat(np.arange(ways), config.shots)
+  logits = runs.predict(run, support, labels, support[:2])
+  assert logits.shape == (2, ways) and np.isfinite(logits).all()
