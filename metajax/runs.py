@@ -475,8 +475,10 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
   outer_opt = build_outer_opt(config)
   example = _example_episode(config)
   init_key, _ = train_lib.seed_keys(config.seed)
-  target = train_lib.init_train_state(learner, outer_opt, init_key,
-                                      jax.tree.map(lambda a: a[None], example))
+  # Shapes only (nothing is computed or compiled): the restore's target.
+  target = jax.eval_shape(
+      lambda k, ex: train_lib.init_train_state(learner, outer_opt, k, ex),
+      init_key, jax.tree.map(lambda a: a[None], example))
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
     restored, state = checkpointer.restore(target, step)
@@ -561,5 +563,12 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
       raise ValueError("support_y holds NaN or infinite values.")
     support_y = support_y.astype(np.float32).reshape(-1, 1)
   key = jax.random.key(seed)
-  state = run.learner.adapt(run.meta_params, (support_x, support_y), key)
-  return np.asarray(run.learner.predict(run.meta_params, state, query_x))
+  learner = run.learner
+
+  @jax.jit  # one program: op by op, a scan or vmap learner is slow.
+  def adapt_predict(meta_params, support, query_x, key):
+    return learner.predict(meta_params, learner.adapt(meta_params, support, key),
+                           query_x)
+
+  return np.asarray(adapt_predict(run.meta_params, (support_x, support_y),
+                                  query_x, key))
