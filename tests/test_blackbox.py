@@ -14,8 +14,10 @@ import pytest
 from experiments.configs import mann_omniglot, snail_omniglot
 from metajax import models, runs
 from metajax.data.episodes import support_sequence
-from metajax.learners import mann as mann_lib
-from metajax.learners import snail as snail_lib
+from metajax.learners.mann import accuracy_by_instance, embed_each
+from metajax.learners.mann import least_used, lrua_step, mann
+from metajax.learners.mann import online_logits_fn
+from metajax.learners.snail import SNAIL, AttentionBlock, snail, tc_depth
 from tests.test_family import check_meta_training, tiny_episode
 
 TINY_MANN = dict(memory_slots=6, memory_size=4, controller_size=8,
@@ -33,8 +35,8 @@ class FlatDense(nn.Module):
 
 def tiny_learner(name):
   if name == "mann":
-    return mann_lib.mann(FlatDense(), ways=3, **TINY_MANN)
-  return snail_lib.snail(FlatDense(), ways=3, shots=1, **TINY_SNAIL)
+    return mann(FlatDense(), ways=3, **TINY_MANN)
+  return snail(FlatDense(), ways=3, shots=1, **TINY_SNAIL)
 
 
 @pytest.fixture(scope="module", name="tiny")
@@ -79,10 +81,10 @@ def test_lrua_step_against_hand_computation():
   reads = read @ new_memory
   new_usage = gamma * usage + read.sum(0) + write.sum(0)
 
-  out = mann_lib.lrua_step(memory, read_prev, usage, keys, alphas, gamma=gamma)
+  out = lrua_step(memory, read_prev, usage, keys, alphas, gamma=gamma)
   for got, want in zip(out, (new_memory, read, write, new_usage, reads)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_array_equal(mann_lib.least_used(jnp.asarray(usage), 2),
+  np.testing.assert_array_equal(least_used(jnp.asarray(usage), 2),
                                 least)
 
 
@@ -90,11 +92,11 @@ def test_accuracy_by_instance_by_hand():
   labels = np.array([[0, 1, 0, 0, 1, 2]])
   # instance: 1, 1, 2, 3, 2, 1; correct: F, T, T, F, T, T
   predictions = np.array([[2, 1, 0, 1, 1, 2]])
-  acc = mann_lib.accuracy_by_instance(predictions, labels, instances=(1, 2, 3, 5))
+  acc = accuracy_by_instance(predictions, labels, instances=(1, 2, 3, 5))
   assert acc[1] == pytest.approx(2 / 3)
   assert acc[2] == 1.0 and acc[3] == 0.0 and math.isnan(acc[5])
   logits = np.eye(3)[predictions[0]]  # [T, ways] logits give the same
-  assert mann_lib.accuracy_by_instance(logits, labels[0], (1,))[1] == acc[1]
+  assert accuracy_by_instance(logits, labels[0], (1,))[1] == acc[1]
 
 
 def test_support_sequence_order_and_labels():
@@ -119,7 +121,7 @@ def test_support_sequence_order_and_labels():
 def test_attention_block_is_masked_softmax_attention():
   rng = np.random.default_rng(1)
   x = rng.standard_normal((5, 3)).astype(np.float32)
-  block = snail_lib.AttentionBlock(key_size=4, value_size=2)
+  block = AttentionBlock(key_size=4, value_size=2)
   params = block.init(jax.random.key(0), x)["params"]
   out = np.asarray(block.apply({"params": params}, x))
   affine = lambda name: x @ np.asarray(params[name]["kernel"]) + np.asarray(
@@ -138,7 +140,7 @@ def test_snail_is_causal(tiny):
   _, params, _ = tiny["snail"]
   # The tiny learner's SNAIL (3 ways, T = 4), on a longer sequence of its
   # input width (4 features + 3 label entries): params do not depend on T.
-  model = snail_lib.SNAIL(ways=3, depth=snail_lib.tc_depth(4), **TINY_SNAIL)
+  model = SNAIL(ways=3, depth=tc_depth(4), **TINY_SNAIL)
   length = 7
   x = np.random.default_rng(2).standard_normal((length, 7)).astype(np.float32)
   apply = jax.jit(lambda v: model.apply({"params": params["snail"]}, v))
@@ -149,8 +151,21 @@ def test_snail_is_causal(tiny):
     assert np.abs(changed[j:] - base[j:]).max(axis=-1).min() > 0
 
 
+def test_snail_query_steps_equal_the_full_sequence(tiny):
+  _, params, _ = tiny["snail"]
+  model = SNAIL(ways=3, depth=tc_depth(4), **TINY_SNAIL)
+  apply = jax.jit(lambda *v: model.apply({"params": params["snail"]}, *v))
+  rng = np.random.default_rng(3)
+  for n in (0, 5):  # support steps; 5 is past the convs' receptive field
+    prefix = rng.standard_normal((n, 7)).astype(np.float32)
+    queries = rng.standard_normal((3, 7)).astype(np.float32)
+    full = [apply(np.concatenate([prefix, q[None]]))[-1] for q in queries]
+    _, fast = apply(prefix, queries)
+    np.testing.assert_allclose(fast, np.stack(full), rtol=1e-5, atol=1e-6)
+
+
 def test_mann_is_causal_and_sees_only_earlier_labels(tiny):
-  online = jax.jit(mann_lib.online_logits_fn(FlatDense(), ways=3,
+  online = jax.jit(online_logits_fn(FlatDense(), ways=3,
                                              **TINY_MANN))
   _, params, _ = tiny["mann"]
   ep = tiny_episode(ways=3, shots=2)
@@ -221,7 +236,7 @@ def test_embed_each_embeds_examples_alone():
   embedding = ConvNorm()
   x = np.random.default_rng(0).integers(0, 256, (3, 5, 5, 1), np.uint8)
   params = embedding.init(jax.random.key(0), x[:1] / 255.0)["params"]
-  embed = jax.jit(lambda p, v: mann_lib.embed_each(embedding, p, v))
+  embed = jax.jit(lambda p, v: embed_each(embedding, p, v))
   together = np.asarray(embed(params, x))
   alone = np.asarray(embed(params, x[:1]))
   np.testing.assert_allclose(together[0], alone[0], rtol=1e-5, atol=1e-6)

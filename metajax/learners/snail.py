@@ -16,13 +16,15 @@ kernel 2 and D filters to its input, and Attention(K, V) concatenates to its
 input a causal single-head soft attention (keys and queries of size K,
 values of size V, logits scaled by 1/sqrt(K)).
 
-Each query is its own sequence (support + that query), computed with
-`jax.vmap` over queries, so a query's prediction never depends on another's.
+Each query is its own sequence (support + that query): the support steps
+are computed once (causal: they do not depend on the query), and each query
+step from them and itself only, so a query's prediction never depends on
+another's.
 """
 
 import math
 import numbers
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -63,6 +65,8 @@ class DenseBlock(nn.Module):
   """[T, C] -> [T, C + filters]: a gated causal dilated convolution, concatenated.
 
   Kernel 2: out_t = W_0 x_{t - dilation} + W_1 x_t + b (zeros before step 0).
+  Called with `queries`, each query row is a further step n after the n
+  steps of `x`, computed on its own (see `SNAIL`).
 
   Attributes:
     dilation: the step between the two taps.
@@ -72,12 +76,20 @@ class DenseBlock(nn.Module):
   filters: int
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
-    past = jnp.pad(x, ((self.dilation, 0), (0, 0)))[:x.shape[0]]
-    both = nn.Dense(2 * self.filters, name="conv")(
-        jnp.concatenate([past, x], axis=-1))
-    f, g = jnp.split(both, 2, axis=-1)
-    return jnp.concatenate([x, jnp.tanh(f) * jax.nn.sigmoid(g)], axis=-1)
+  def __call__(self, x: Array, queries: Array):
+    conv = nn.Dense(2 * self.filters, name="conv")
+
+    def gated(past, now):
+      f, g = jnp.split(conv(jnp.concatenate([past, now], axis=-1)), 2, axis=-1)
+      return jnp.concatenate([now, jnp.tanh(f) * jax.nn.sigmoid(g)], axis=-1)
+
+    n = x.shape[0]
+    past = jnp.pad(x, ((self.dilation, 0), (0, 0)))[:n]
+    # A query at step n reads step n - dilation of the prefix (or zeros).
+    query_past = (x[n - self.dilation] if n >= self.dilation
+                  else jnp.zeros(x.shape[1:], x.dtype))
+    query_past = jnp.broadcast_to(query_past, queries.shape)
+    return gated(past, x), gated(query_past, queries)
 
 
 class TCBlock(nn.Module):
@@ -91,17 +103,18 @@ class TCBlock(nn.Module):
   filters: int
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, queries: Array):
     for i in range(self.depth):
-      x = DenseBlock(2 ** i, self.filters, name=f"dense{i}")(x)
-    return x
+      x, queries = DenseBlock(2 ** i, self.filters, name=f"dense{i}")(x, queries)
+    return x, queries
 
 
 class AttentionBlock(nn.Module):
   """[T, C] -> [T, C + value_size]: causal soft attention, concatenated.
 
   read_t = sum_{s <= t} softmax_s(q_t . k_s / sqrt(key_size)) v_s, with
-  q, k, v affine maps of the input.
+  q, k, v affine maps of the input. A query row (a step n after the n steps
+  of `x`) attends to the n steps and to itself only.
 
   Attributes:
     key_size: K.
@@ -111,21 +124,34 @@ class AttentionBlock(nn.Module):
   value_size: int
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
-    queries = nn.Dense(self.key_size, name="query")(x)
-    keys = nn.Dense(self.key_size, name="key")(x)
-    values = nn.Dense(self.value_size, name="value")(x)
-    logits = queries @ keys.T / math.sqrt(self.key_size)
+  def __call__(self, x: Array, queries: Optional[Array] = None):
+    query_map = nn.Dense(self.key_size, name="query")
+    key_map = nn.Dense(self.key_size, name="key")
+    value_map = nn.Dense(self.value_size, name="value")
+    scale = 1.0 / math.sqrt(self.key_size)
+    keys, values = key_map(x), value_map(x)
+    logits = query_map(x) @ keys.T * scale
     logits = jnp.where(causal_mask(x.shape[0]), logits, _MASKED)
-    read = jax.nn.softmax(logits, axis=-1) @ values
-    return jnp.concatenate([x, read], axis=-1)
+    out = jnp.concatenate([x, jax.nn.softmax(logits, axis=-1) @ values], axis=-1)
+    if queries is None:
+      return out
+    q, own_key, own_value = (query_map(queries), key_map(queries),
+                             value_map(queries))
+    logits = jnp.concatenate([q @ keys.T, jnp.sum(q * own_key, axis=-1,
+                                                  keepdims=True)], axis=-1)
+    weights = jax.nn.softmax(logits * scale, axis=-1)  # [m, n + 1]
+    read = weights[:, :-1] @ values + weights[:, -1:] * own_value
+    return out, jnp.concatenate([queries, read], axis=-1)
 
 
 class SNAIL(nn.Module):
-  """The few-shot SNAIL over one sequence [T, C] -> logits [T, ways].
+  """The few-shot SNAIL over a sequence [T, C] -> logits [T, ways].
 
   Attention, TC, Attention, TC, Attention (one more attention block than TC
-  blocks), then a dense output layer.
+  blocks), then a dense output layer. With `queries` [m, C], also returns
+  [m, ways]: row i is the output at step T of the sequence x + queries[i],
+  computed without recomputing x for each query (x's outputs do not depend
+  on later steps).
 
   Attributes:
     ways: the output classes.
@@ -139,12 +165,18 @@ class SNAIL(nn.Module):
   tc_filters: int = 128
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, queries: Optional[Array] = None):
+    alone = queries is None
+    if alone:
+      queries = jnp.zeros((0,) + x.shape[1:], x.dtype)
     for i, (key_size, value_size) in enumerate(self.attention):
       if i:
-        x = TCBlock(self.depth, self.tc_filters, name=f"tc{i - 1}")(x)
-      x = AttentionBlock(key_size, value_size, name=f"attention{i}")(x)
-    return nn.Dense(self.ways, name="output")(x)
+        x, queries = TCBlock(self.depth, self.tc_filters,
+                             name=f"tc{i - 1}")(x, queries)
+      x, queries = AttentionBlock(key_size, value_size,
+                                  name=f"attention{i}")(x, queries)
+    output = nn.Dense(self.ways, name="output")
+    return output(x) if alone else (output(x), output(queries))
 
 
 def snail(embedding: nn.Module, *, ways: int, shots: int,
@@ -156,7 +188,7 @@ def snail(embedding: nn.Module, *, ways: int, shots: int,
   The task state is the support sequence: {"features": [n, D] embeddings in
   sequence order, "labels": [n, ways] their one-hot labels}, the order drawn
   from adapt's key. `predict` appends each query (zero label vector) to it
-  as step n + 1 and returns the last step's [ways] logits, for every query
+  as step n + 1 and returns that step's [ways] logits, for every query
   independently ([m, ways]). Each example is embedded alone (`embed_each`).
 
   The TC blocks' depth is fixed by T = ways * shots + 1 (the paper's), so a
@@ -216,13 +248,9 @@ def snail(embedding: nn.Module, *, ways: int, shots: int,
     prefix = jnp.concatenate([task_state["features"], task_state["labels"]],
                              axis=-1)
     queries = embed_each(embedding, meta_params["embed"], query_x)
-
-    def one(query):
-      step = jnp.concatenate([query, jnp.zeros((ways,), query.dtype)])
-      sequence = jnp.concatenate([prefix, step[None]], axis=0)
-      return model.apply({"params": meta_params["snail"]}, sequence)[-1]
-
-    return jax.vmap(one)(queries)
+    queries = jnp.concatenate(
+        [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1)
+    return model.apply({"params": meta_params["snail"]}, prefix, queries)[1]
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
                  metric=metric_fn, metric_name=metric_name)
