@@ -47,20 +47,26 @@ def _is_int(value) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def embed_each(embedding: nn.Module, params, x: Array) -> jax.Array:
+def embed_each(embedding: nn.Module, params, x: Array,
+               eps: float = 1e-5) -> jax.Array:
   """[n, D] embeddings of the n examples of `x`, each embedded ALONE.
 
   A batch of one per example: a model with batch-statistics normalization
   (`Conv4(norm=True)`) then normalizes each example by its own statistics,
   so no example's features depend on another's (causality, and queries
-  independent of each other).
+  independent of each other). Each feature vector is then standardized
+  (zero mean and unit variance over its D features: a layer norm without
+  parameters), which puts the features of an un-normalized net, of about
+  1e-2 at initialization for Conv4(norm=False) on Omniglot, on the scale of
+  the one-hot labels beside them in the sequence.
   """
   x = to_float(x)
   z = jax.vmap(lambda one: embedding.apply({"params": params}, one[None])[0])(x)
   if z.ndim != 2:
     raise ValueError(f"The embedding must map [B, ...] to [B, D]; it returned "
                      f"rows of shape {z.shape[1:]}.")
-  return z
+  z = z - z.mean(axis=-1, keepdims=True)
+  return z * jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + eps)
 
 
 def least_used(usage: Array, n: int) -> jax.Array:
