@@ -24,6 +24,10 @@ Rows (all on Conv4(conv_impl="patches") unless named xla):
   baseline_pp     Baseline++ pre-training step: the same number of images
                   per step (meta_batch_size x ways x (shots + queries)) as
                   non-episodic mini-batches; tasks/s counts episodes' worth
+  mann            MANN (paper sizes: LSTM 200, memory 128 x 40, 4 heads) on
+                  Conv4 without batch norm; each query a step after the support
+  snail           SNAIL (the paper's Omniglot blocks) on Conv4 without batch
+                  norm; each query its own sequence after the support
 
 Each row runs in its own subprocess (so compile caches and peak memory are
 its own) and prints one JSON line:
@@ -64,6 +68,8 @@ ROWS = {
     "matching_net": ("matching_net", "patches", {}),
     "matching_fce": ("matching_net", "patches", {"fce": True}),
     "baseline_pp": ("baseline_pp", "patches", {}),
+    "mann": ("mann", "patches", {"norm": False}),
+    "snail": ("snail", "patches", {"norm": False}),
 }
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
@@ -173,6 +179,7 @@ def run_row(row: str) -> dict:
   batch = jax.device_put(batch)
   config = ml_collections.ConfigDict(dict(
       learner=learner_name, dataset="omniglot", model="conv4", ways=ways,
+      shots=shots,
       filters=_FILTERS.value, pooling="stride", conv_impl=conv_impl,
       inner_lr=0.4, inner_steps=_INNER_STEPS.value, num_classes=100,
       finetune_steps=100, finetune_lr=1e-2, **options))

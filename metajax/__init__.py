@@ -32,10 +32,13 @@ from metajax.learners.maml import anil
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
+from metajax.learners.mann import accuracy_by_instance
+from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
+from metajax.learners.snail import snail
 from metajax.runs import Run
 from metajax.runs import load_run
 from metajax.runs import predict
@@ -61,6 +64,7 @@ __all__ = (
     "Run",
     "SinusoidSampler",
     "TrainState",
+    "accuracy_by_instance",
     "confidence_interval",
     "anil",
     "baseline",
@@ -73,6 +77,7 @@ __all__ = (
     "load_run",
     "make_meta_step",
     "maml",
+    "mann",
     "matching_net",
     "meta_learner_lstm",
     "meta_sgd",
@@ -83,6 +88,7 @@ __all__ = (
     "protonet",
     "prefetch_to_device",
     "reptile",
+    "snail",
     "step_rng",
     "train_and_evaluate",
 )

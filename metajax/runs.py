@@ -33,7 +33,9 @@ GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
                      "meta_lstm")
 METRIC_LEARNERS = ("protonet", "matching_net")
 PRETRAINED_LEARNERS = ("baseline", "baseline_pp")
-LEARNERS = GRADIENT_LEARNERS + METRIC_LEARNERS + PRETRAINED_LEARNERS
+SEQUENCE_LEARNERS = ("mann", "snail")  # black-box: the episode as a sequence
+LEARNERS = (GRADIENT_LEARNERS + METRIC_LEARNERS + PRETRAINED_LEARNERS
+            + SEQUENCE_LEARNERS)
 # The image datasets and their images' own side (the default of
 # config.image_size; any other size resizes them).
 IMAGE_DATASETS = {"omniglot": 28, "cifar_fs": 32, "fc100": 32,
@@ -132,6 +134,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need("finetune_weight_decay", lambda v: v is None or (
         isinstance(v, (int, float)) and math.isfinite(v) and v >= 0),
          "must be None or a finite number >= 0")
+  if config.learner in SEQUENCE_LEARNERS:
+    _validate_sequence_learner(config, need, is_int)
   need("outer_lr", is_rate, "must be a finite number > 0")
   need("outer_grad_clip", lambda v: v is None or is_rate(v),
        "must be None or a finite number > 0")
@@ -161,6 +165,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"valid poolings are {list(conv4.POOLINGS)}", default="stride")
     need("conv_impl", lambda v: v in layers.CONV_IMPLS,
          f"valid conv_impls are {list(layers.CONV_IMPLS)}", default="patches")
+    need("norm", lambda v: isinstance(v, bool), "must be True or False",
+         default=True)
     if _get(config, "pooling", "stride") == "max":
       need("image_size", lambda v: v is None or (is_int(v) and v >= 16),
            "must be >= 16 for four 2x2 max-pools",
@@ -189,6 +195,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "section for what goes there.")
 
 
+def _validate_sequence_learner(config, need, is_int):
+  """The fields of MANN and SNAIL (see `validate`)."""
+  name = config.learner
+  need("test_ways", lambda v: v is None or v == config.ways,
+       f"must be None or config.ways: {name} has one output per way")
+  if name == "snail":
+    need("test_shots", lambda v: v is None or v == config.shots,
+         "must be None or config.shots: SNAIL's depth is set by the "
+         "sequence length ways * shots + 1")
+    need("tc_filters", lambda v: is_int(v) and v >= 1,
+         "must be an integer >= 1", default=128)
+    need("attention", lambda v: isinstance(v, (tuple, list)) and len(v) >= 1
+         and all(isinstance(a, (tuple, list)) and len(a) == 2
+                 and all(is_int(b) and b >= 1 for b in a) for a in v),
+         "must be a non-empty tuple of (key_size, value_size) pairs of "
+         "integers >= 1", default=((64, 32), (256, 128), (512, 256)))
+  else:
+    for field, default in (("memory_slots", 128), ("memory_size", 40),
+                           ("controller_size", 200), ("read_heads", 4)):
+      need(field, lambda v: is_int(v) and v >= 1, "must be an integer >= 1",
+           default=default)
+    need("gamma", lambda v: isinstance(v, (int, float)) and not isinstance(
+        v, bool) and 0 <= v <= 1, "must be a number in [0, 1]", default=0.95)
+
+
 def test_seed(config) -> int:
   """The seed of a run's test episodes (distinct from its training seed)."""
   return config.seed + 2
@@ -206,7 +237,8 @@ def build_model(config, num_outputs: Optional[int]):
     return models.MLP(num_outputs, hidden=tuple(_get(config, "hidden", (40, 40))))
   return models.Conv4(num_outputs, filters=_get(config, "filters", 64),
                       pooling=_get(config, "pooling", "stride"),
-                      conv_impl=_get(config, "conv_impl", "patches"))
+                      conv_impl=_get(config, "conv_impl", "patches"),
+                      norm=bool(_get(config, "norm", True)))
 
 
 def build_learner(config, *, test: bool = False) -> Learner:
@@ -223,6 +255,8 @@ def build_learner(config, *, test: bool = False) -> Learner:
   name = config.learner
   if name in METRIC_LEARNERS + PRETRAINED_LEARNERS:
     return _build_embedding_learner(config, ways)
+  if name in SEQUENCE_LEARNERS:
+    return _build_sequence_learner(config, ways)
   model = build_model(config, 1 if regression else ways)
   steps = test_value(config, "inner_steps") if test else config.inner_steps
   task = "regression" if regression else "classification"
@@ -289,6 +323,24 @@ def _build_embedding_learner(config, ways: int) -> Learner:
                   transductive_steps=_get(config, "transductive_steps") or 0,
                   transductive_opt=optax.adam(_get(config, "transductive_lr") or 5e-5),
                   entropy_weight=_get(config, "entropy_weight", 1.0))
+
+
+def _build_sequence_learner(config, ways: int) -> Learner:
+  """MANN and SNAIL over a headless `build_model` embedding."""
+  embedding = build_model(config, None)
+  if config.learner == "snail":
+    from metajax.learners.snail import snail  # pylint: disable=g-import-not-at-top
+    return snail(embedding, ways=ways, shots=config.shots,
+                 attention=tuple(tuple(a) for a in _get(
+                     config, "attention", ((64, 32), (256, 128), (512, 256)))),
+                 tc_filters=_get(config, "tc_filters", 128))
+  from metajax.learners.mann import mann  # pylint: disable=g-import-not-at-top
+  return mann(embedding, ways=ways,
+              memory_slots=_get(config, "memory_slots", 128),
+              memory_size=_get(config, "memory_size", 40),
+              controller_size=_get(config, "controller_size", 200),
+              read_heads=_get(config, "read_heads", 4),
+              gamma=float(_get(config, "gamma", 0.95)))
 
 
 def _with_num_classes(config, sources):
@@ -500,8 +552,10 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
   outer_opt = build_outer_opt(config)
   example = _example_episode(config)
   init_key, _ = train_lib.seed_keys(config.seed)
-  target = train_lib.init_train_state(learner, outer_opt, init_key,
-                                      jax.tree.map(lambda a: a[None], example))
+  # Shapes only (nothing is computed or compiled): the restore's target.
+  target = jax.eval_shape(
+      lambda k, ex: train_lib.init_train_state(learner, outer_opt, k, ex),
+      init_key, jax.tree.map(lambda a: a[None], example))
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
     restored, state = checkpointer.restore(target, step)
@@ -586,5 +640,12 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
       raise ValueError("support_y holds NaN or infinite values.")
     support_y = support_y.astype(np.float32).reshape(-1, 1)
   key = jax.random.key(seed)
-  state = run.learner.adapt(run.meta_params, (support_x, support_y), key)
-  return np.asarray(run.learner.predict(run.meta_params, state, query_x))
+  learner = run.learner
+
+  @jax.jit  # one program: op by op, a scan or vmap learner is slow.
+  def adapt_predict(meta_params, support, query_x, key):
+    return learner.predict(meta_params, learner.adapt(meta_params, support, key),
+                           query_x)
+
+  return np.asarray(adapt_predict(run.meta_params, (support_x, support_y),
+                                  query_x, key))

@@ -92,6 +92,13 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation
   return jax.jit(step, donate_argnums=0)
 
 
+@jax.jit
+def _count_nonfinite(leaves) -> jax.Array:
+  """The number of NaN or infinite entries of a list of arrays (one program,
+  not three small ones per leaf shape)."""
+  return sum(jnp.sum(~jnp.isfinite(x)) for x in leaves)
+
+
 def _batches(source: TaskSource, seed: int, start: int, stop: int,
              meta_batch_size: int):
   for step in range(start, stop):
@@ -171,6 +178,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
         init_key, example)
   else:
     state = initial_state
+  # Committed to the device, as the step's outputs are: otherwise the second
+  # step sees other input shardings and compiles the meta-step again.
+  state = jax.device_put(state, jax.local_devices()[0])
   meta_step = make_meta_step(learner, outer_opt)
   val_learner = val_learner or learner
   val_step = make_eval_step(val_learner) if val_source is not None else None
@@ -235,7 +245,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
       if checkpointer is not None and (done % checkpoint_every == 0
                                        or done == num_steps):
         leaves = jax.tree.leaves(state.meta_params)
-        nonfinite = sum(int(jnp.sum(~jnp.isfinite(x))) for x in leaves)
+        nonfinite = int(_count_nonfinite(leaves))
         if nonfinite:  # finite gradients, but an update that overflowed
           writer.write(done, {"nonfinite_meta_params": nonfinite,
                               "nonfinite": 1.0})

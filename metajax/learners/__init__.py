@@ -6,9 +6,11 @@ from metajax.learners.maml import anil
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
+from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
+from metajax.learners.snail import snail
 
-__all__ = ("anil", "baseline", "baseline_pp", "head_only", "maml",
-           "matching_net", "meta_sgd", "protonet", "reptile")
+__all__ = ("anil", "baseline", "baseline_pp", "head_only", "maml", "mann",
+           "matching_net", "meta_sgd", "protonet", "reptile", "snail")

@@ -1,0 +1,312 @@
+"""Memory-Augmented Neural Networks (Santoro et al. 2016) as a `Learner`.
+
+A black-box learner: an LSTM controller with an external memory reads the
+episode as a sequence. Step t gets the example x_t and the one-hot label of
+the PREVIOUS step y_{t-1}, so it must predict y_t from what it stored of the
+earlier pairs. Memory is read by content (cosine similarity, softmax over
+slots) and written by least-recently-used access (LRUA):
+
+    w^lu_{t-1}(i) = 1 if slot i is one of the n least used (usage w^u_{t-1})
+    w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu_{t-1}
+    M_{t-1}(argmin w^u_{t-1}) <- 0               (the least used slot is erased)
+    M_t = M_{t-1} + sum_heads w^w_t k_t^T
+    w^r_t = softmax_i(cosine(k_t, M_t(i))),  r_t = w^r_t M_t
+    w^u_t = gamma w^u_{t-1} + sum_heads (w^r_t + w^w_t)
+
+with one key k_t = tanh(W_k h_t) and gate alpha_t = W_alpha h_t per head, n
+the number of read heads, and the output logits W_o [h_t, r_t]. The LSTM's
+input is [embedding(x_t), y_{t-1}, r_{t-1}].
+
+In the `Learner` interface, `adapt` reads the support set (in an order drawn
+from its key) from a fresh memory, and `predict` feeds each query as the next
+step after the support, with the last support label as its label input, from
+that same post-support state: queries never see each other.
+"""
+
+import numbers
+from typing import Any, Dict, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metajax import losses
+from metajax.data.episodes import support_sequence
+from metajax.data.preprocess import to_float
+from metajax.learners.protonet import l2_normalize
+from metajax.types import Episode, Learner
+
+__all__ = ("MANNState", "accuracy_by_instance", "embed_each", "least_used",
+           "lrua_step", "mann", "online_logits_fn")
+
+Array = Any
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def embed_each(embedding: nn.Module, params, x: Array,
+               eps: float = 1e-5) -> jax.Array:
+  """[n, D] embeddings of the n examples of `x`, each embedded ALONE.
+
+  A batch of one per example: a model with batch-statistics normalization
+  (`Conv4(norm=True)`) then normalizes each example by its own statistics,
+  so no example's features depend on another's (causality, and queries
+  independent of each other). Each feature vector is then standardized
+  (zero mean and unit variance over its D features: a layer norm without
+  parameters), which puts the features of an un-normalized net, of about
+  1e-2 at initialization for Conv4(norm=False) on Omniglot, on the scale of
+  the one-hot labels beside them in the sequence.
+  """
+  x = to_float(x)
+  z = jax.vmap(lambda one: embedding.apply({"params": params}, one[None])[0])(x)
+  if z.ndim != 2:
+    raise ValueError(f"The embedding must map [B, ...] to [B, D]; it returned "
+                     f"rows of shape {z.shape[1:]}.")
+  z = z - z.mean(axis=-1, keepdims=True)
+  return z * jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + eps)
+
+
+def least_used(usage: Array, n: int) -> jax.Array:
+  """[S] indicator (float) of the `n` slots with the smallest `usage` [S].
+
+  Ties go to the lower slot index, so exactly `n` slots are marked.
+  """
+  _, index = jax.lax.top_k(-usage, n)
+  return jnp.sum(jax.nn.one_hot(index, usage.shape[-1], dtype=usage.dtype),
+                 axis=0)
+
+
+def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
+              alphas: Array, *, gamma: float):
+  """One LRUA write followed by a content read (the module docstring's math).
+
+  Args:
+    memory: [S, M] the memory before this step, M_{t-1}.
+    read_weights: [H, S] the previous read weights w^r_{t-1} of the H heads.
+    usage: [S] the previous usage weights w^u_{t-1}.
+    keys: [H, M] this step's keys k_t, one per head (written and read).
+    alphas: [H] this step's write-gate logits.
+    gamma: usage decay in [0, 1].
+
+  Returns:
+    (memory M_t [S, M], read weights w^r_t [H, S], write weights w^w_t
+    [H, S], usage w^u_t [S], reads r_t [H, M]).
+  """
+  heads = keys.shape[0]
+  least = least_used(usage, heads)  # w^lu_{t-1}
+  gate = jax.nn.sigmoid(alphas)[:, None]
+  write_weights = gate * read_weights + (1.0 - gate) * least[None]
+  erase = jax.nn.one_hot(jnp.argmin(usage), memory.shape[0],
+                         dtype=memory.dtype)
+  memory = memory * (1.0 - erase)[:, None] + write_weights.T @ keys
+  similarity = l2_normalize(keys) @ l2_normalize(memory).T  # [H, S]
+  new_read_weights = jax.nn.softmax(similarity, axis=-1)
+  reads = new_read_weights @ memory
+  usage = (gamma * usage + new_read_weights.sum(axis=0)
+           + write_weights.sum(axis=0))
+  return memory, new_read_weights, write_weights, usage, reads
+
+
+class MANNState(NamedTuple):
+  """The recurrent state of MANN after some steps of one sequence."""
+  lstm: Any                # (c [C], h [C]), the controller's carry
+  memory: jax.Array        # [S, M]
+  read_weights: jax.Array  # [H, S]
+  usage: jax.Array         # [S]
+  reads: jax.Array         # [H * M], r_{t-1} flattened
+  label: jax.Array         # [ways], the last support label (set by adapt)
+
+
+class Controller(nn.Module):
+  """One step of MANN: LSTM controller, LRUA write, read, output.
+
+  Attributes:
+    ways: output classes.
+    controller_size: the LSTM's hidden size.
+    memory_size: M, the width of a memory slot.
+    read_heads: H.
+    gamma: usage decay.
+  """
+  ways: int
+  controller_size: int
+  memory_size: int
+  read_heads: int
+  gamma: float
+
+  @nn.compact
+  def __call__(self, state: MANNState, features: Array, label_input: Array):
+    """(state, x features [D], y_{t-1} one-hot [ways]) -> (state, logits)."""
+    cell = nn.LSTMCell(self.controller_size, name="lstm")
+    lstm, h = cell(state.lstm, jnp.concatenate(
+        [features, label_input, state.reads]))
+    keys = jnp.tanh(nn.Dense(self.read_heads * self.memory_size,
+                             name="keys")(h)).reshape(self.read_heads, -1)
+    alphas = nn.Dense(self.read_heads, name="alphas")(h)
+    memory, read_weights, _, usage, reads = lrua_step(
+        state.memory, state.read_weights, state.usage, keys, alphas,
+        gamma=self.gamma)
+    reads = reads.reshape(-1)
+    logits = nn.Dense(self.ways, name="output")(jnp.concatenate([h, reads]))
+    return MANNState(lstm, memory, read_weights, usage, reads,
+                     state.label), logits
+
+
+def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
+         memory_size: int = 40, controller_size: int = 200,
+         read_heads: int = 4, gamma: float = 0.95) -> Learner:
+  """Memory-Augmented Neural Networks (LSTM controller + LRUA memory).
+
+  meta_params = {"embed": the embedding's params, "controller": the LSTM and
+  the key, gate and output layers}. The task state is the `MANNState` after
+  the support sequence (its order drawn from adapt's key); `predict` steps
+  each query from it independently (`jax.vmap` over queries), with the last
+  support label as the query's label input, and returns [m, ways] logits.
+  The memory starts every episode at 1e-6 everywhere, with zero usage and
+  read weights and a zero LSTM state. Each example is embedded alone
+  (`embed_each`).
+
+  Args:
+    embedding: flax module mapping float inputs [B, ...] to [B, D], e.g.
+      `Conv4(None)`; the paper fed flattened 20x20 pixels.
+    ways: classes per episode (>= 2).
+    memory_slots: S (the paper's 128).
+    memory_size: M (the paper's 40).
+    controller_size: the LSTM's hidden size (the paper's 200).
+    read_heads: H (the paper's 4); also the number of least-used slots.
+    gamma: usage decay in [0, 1].
+
+  Returns:
+    A classification `Learner`.
+
+  References:
+    Santoro, Bartunov, Botvinick, Wierstra & Lillicrap, "Meta-Learning with
+    Memory-Augmented Neural Networks", ICML 2016.
+  """
+  return _mann(embedding, ways=ways, memory_slots=memory_slots,
+               memory_size=memory_size, controller_size=controller_size,
+               read_heads=read_heads, gamma=gamma)[0]
+
+
+def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
+          memory_size: int = 40, controller_size: int = 200,
+          read_heads: int = 4, gamma: float = 0.95):
+  """(`mann` learner, its online function); see `mann`."""
+  for name, value, low in (("ways", ways, 2), ("memory_slots", memory_slots, 1),
+                           ("memory_size", memory_size, 1),
+                           ("controller_size", controller_size, 1),
+                           ("read_heads", read_heads, 1)):
+    if not _is_int(value) or value < low:
+      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+  if read_heads > memory_slots:
+    raise ValueError(f"read_heads={read_heads} needs at least as many "
+                     f"memory_slots, got {memory_slots}.")
+  if (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real)
+      or not 0.0 <= gamma <= 1.0):
+    raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}.")
+  loss_fn, metric_fn, metric_name = losses.for_task("classification")
+  controller = Controller(ways=int(ways), controller_size=int(controller_size),
+                          memory_size=int(memory_size),
+                          read_heads=int(read_heads), gamma=float(gamma))
+
+  def initial_state() -> MANNState:
+    zeros = jnp.zeros((controller_size,), jnp.float32)
+    return MANNState(
+        lstm=(zeros, zeros),
+        memory=jnp.full((memory_slots, memory_size), 1e-6, jnp.float32),
+        read_weights=jnp.zeros((read_heads, memory_slots), jnp.float32),
+        usage=jnp.zeros((memory_slots,), jnp.float32),
+        reads=jnp.zeros((read_heads * memory_size,), jnp.float32),
+        label=jnp.zeros((ways,), jnp.float32))
+
+  def step(meta_params, state, features, label_input):
+    return controller.apply({"params": meta_params["controller"]}, state,
+                            features, label_input)
+
+  def run(meta_params, state, features, label_inputs):
+    def body(carry, inputs):
+      return step(meta_params, carry, *inputs)
+    return jax.lax.scan(body, state, (features, label_inputs))
+
+  def init(key, episode: Episode):
+    embed_key, controller_key = jax.random.split(key)
+    x = to_float(episode.support_x[:1])
+    params = {"embed": embedding.init(embed_key, x).get("params", {})}
+    features = embed_each(embedding, params["embed"], x)[0]
+    params["controller"] = controller.init(
+        controller_key, initial_state(), features,
+        jnp.zeros((ways,), jnp.float32))["params"]
+    return params
+
+  def adapt(meta_params, support, key):
+    x, label_inputs, labels = support_sequence(support, key, ways,
+                                               label_shift=1)
+    features = embed_each(embedding, meta_params["embed"], x)
+    state, _ = run(meta_params, initial_state(), features, label_inputs)
+    return state._replace(label=jax.nn.one_hot(labels[-1], ways,
+                                               dtype=jnp.float32))
+
+  def predict(meta_params, state, query_x):
+    features = embed_each(embedding, meta_params["embed"], query_x)
+    return jax.vmap(lambda f: step(meta_params, state, f, state.label)[1])(
+        features)
+
+  def online(meta_params, x, labels):
+    features = embed_each(embedding, meta_params["embed"], x)
+    onehot = jax.nn.one_hot(labels, ways, dtype=jnp.float32)
+    label_inputs = jnp.concatenate([jnp.zeros_like(onehot[:1]), onehot[:-1]])
+    return run(meta_params, initial_state(), features, label_inputs)[1]
+
+  learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
+                    metric=metric_fn, metric_name=metric_name)
+  return learner, online
+
+
+def online_logits_fn(embedding: nn.Module, **kwargs):
+  """`(meta_params, x, labels) -> [T, ways] logits`: MANN labelling ONLINE.
+
+  The paper's protocol: step t sees x_t and y_{t-1} (every earlier label)
+  and predicts y_t, from a fresh memory, in the given order (x [T, ...],
+  labels [T] int). Takes the arguments of `mann` and uses the same
+  meta_params; `accuracy_by_instance` scores its outputs.
+  """
+  return _mann(embedding, **kwargs)[1]
+
+
+def accuracy_by_instance(predictions: Array, labels: Array,
+                         instances: Sequence[int] = (1, 2, 3, 5, 10)
+                         ) -> Dict[int, float]:
+  """Accuracy at the k-th presentation of a class, over online sequences.
+
+  Step t of a sequence is the k-th instance of its class when y_t occurs k
+  times in y_0..y_t. Accuracy at instance k is the fraction of correct
+  predictions among all such steps of all sequences (NaN if none).
+
+  Args:
+    predictions: [T] or [B, T] predicted labels, or [..., T, ways] logits.
+    labels: [T] or [B, T] true labels, same leading shape.
+    instances: the instance numbers k (>= 1) to report.
+
+  Returns:
+    {k: accuracy} for each k of `instances`.
+  """
+  labels = np.asarray(labels)
+  predictions = np.asarray(predictions)
+  if predictions.ndim == labels.ndim + 1:
+    predictions = predictions.argmax(axis=-1)
+  if predictions.shape != labels.shape:
+    raise ValueError(f"predictions of shape {predictions.shape} do not match "
+                     f"labels of shape {labels.shape}.")
+  labels2 = labels.reshape(-1, labels.shape[-1])
+  correct = (predictions.reshape(labels2.shape) == labels2)
+  # count[b, t] = occurrences of labels[b, t] in labels[b, :t+1].
+  same = labels2[:, :, None] == labels2[:, None, :]  # [B, T, T]
+  causal = np.tril(np.ones(same.shape[1:], bool))
+  count = (same & causal).sum(axis=-1)
+  out = {}
+  for k in instances:
+    hit = count == k
+    out[k] = float(correct[hit].mean()) if hit.any() else float("nan")
+  return out
