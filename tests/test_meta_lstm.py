@@ -292,3 +292,41 @@ def test_learned_optimizer_binary_smoke(tmp_path):
   with pytest.raises(ValueError, match="quadratic"):
     config.task = "rosenbrock"
     learned_optimizer.run(config, str(tmp_path))
+
+
+def test_lstm_optimizer_as_a_maml_inner_optimizer():
+  """Andrychowicz's optimizer plugs into `maml` like any inner optimizer; its
+  weights are meta-parameters that the outer gradient reaches."""
+  from metajax.learners.maml import maml  # pylint: disable=g-import-not-at-top
+  learner = maml(TinyMLP(), inner_steps=2, task="regression",
+                 inner_opt_fn=lstm_optimizer,
+                 inner_hparams=lambda _: init_lstm_optimizer(jax.random.key(0), 4))
+  x = np.linspace(-1, 1, 6)[:, None].astype(np.float32)
+  ep = quadratic_episode(1.0)._replace(support_x=x[:3], support_y=np.sin(x[:3]),
+                                       query_x=x[3:], query_y=np.sin(x[3:]))
+  meta = learner.init(jax.random.key(1), ep)
+
+  @jax.jit
+  def query_loss(m):
+    adapted = learner.adapt(m, ep.support, None)
+    return learner.loss(learner.predict(m, adapted, ep.query_x), ep.query_y)
+
+  grads = jax.grad(query_loss)(meta)
+  # The output layer starts at zero, so only its weights get a gradient at
+  # first, and adapting changes nothing yet.
+  assert float(jnp.abs(grads["inner"]["out"]["w"]).sum()) > 0
+  meta["inner"]["out"]["w"] = jnp.full((4,), 0.3)
+  adapted = jax.jit(learner.adapt)(meta, ep.support, None)
+  assert not np.allclose(jax.flatten_util.ravel_pytree(adapted)[0],
+                         jax.flatten_util.ravel_pytree(meta["params"])[0])
+  chex.assert_trees_all_equal_shapes_and_dtypes(adapted, meta["params"])
+
+
+def test_meta_training_divergence_is_reported():
+  tasks = lo.QuadraticTasks(dim=3)
+  with pytest.raises(FloatingPointError, match="meta-loss became .* at outer "
+                     "step 0"):
+    lo.meta_train_optimizer(
+        lambda _: optax.sgd(1e3), {"unused": jnp.zeros(())}, tasks,
+        outer_opt=optax.adam(1e-3), num_steps=2, horizon=20, unroll_steps=20,
+        batch_size=2, first_order=True)
