@@ -68,6 +68,7 @@ ROWS = {
     "matching_net": ("matching_net", "patches", {}),
     "matching_fce": ("matching_net", "patches", {"fce": True}),
     "baseline_pp": ("baseline_pp", "patches", {}),
+    "meta_lstm": ("meta_lstm", "patches", {}),
     "mann": ("mann", "patches", {"norm": False}),
     "snail": ("snail", "patches", {"norm": False}),
 }

@@ -38,11 +38,13 @@ CI_PARAMETERS = {
         "EVAL_EPISODES": 100,
     },
     "learned_optimizer.ipynb": {
-        "META_STEPS": 100,
-        "BATCH_SIZE": 16,
+        "META_STEPS": 40,
+        "BATCH_SIZE": 8,
         "HORIZON": 40,
         "UNROLL": 20,
-        "EVAL_TASKS": 50,
+        "OUTER_LR": 1e-2,
+        "EVAL_TASKS": 30,
+        "LR_GRID": (0.01, 0.03),
     },
 }
 

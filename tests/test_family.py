@@ -195,8 +195,9 @@ def test_family_contract(overrides):
     chex.assert_tree_all_finite(logits)
 
 
-@pytest.mark.parametrize("name", ["fomaml_omniglot", "meta_sgd_omniglot",
-                                  "anil_omniglot", "reptile_omniglot",
+# FOMAML's and ANIL's configs differ from MAML's only in the learner, which the
+# contract test covers; every config is validated by test_reliability.
+@pytest.mark.parametrize("name", ["meta_sgd_omniglot", "reptile_omniglot",
                                   "meta_lstm_omniglot", "meta_sgd_sinusoid"])
 def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   import importlib  # pylint: disable=g-import-not-at-top

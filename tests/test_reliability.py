@@ -746,7 +746,7 @@ BAD_FIELDS = [
     # (base config, field, bad value, expected message)
     (SINUSOID, "model", "resnet", r"valid models are \['mlp', 'conv4'\]"),
     (SINUSOID, "learner", "mamll", r"valid learners are \['maml'"),
-    (SINUSOID, "dataset", "mnist", r"valid datasets are \['sinusoid', 'omniglot'\]"),
+    (SINUSOID, "dataset", "mnist", r"valid datasets are \['sinusoid', 'omniglot', 'cifar_fs'"),
     (OMNIGLOT, "test_ways", 1, "config.test_ways=1 is invalid"),
     (OMNIGLOT, "test_shots", 0, "config.test_shots=0 is invalid"),
     (SINUSOID, "queries", 0, "config.queries=0 is invalid"),
