@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metajax.data.episodes import check_min_int
+
 Theta = Any
 MakeOptimizer = Callable[[Theta], optax.GradientTransformation]
 
@@ -73,8 +75,7 @@ def unroll(tx: optax.GradientTransformation, loss_fn, params, opt_state, data,
 
 def _check_sizes(**sizes):
   for name, value in sizes.items():
-    if not isinstance(value, (int, np.integer)) or value < 1:
-      raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+    check_min_int(name, value, 1)
 
 
 def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,

@@ -30,7 +30,8 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
   return np.random.default_rng([int(seed), int(step)])
 
 
-def _check_positive(name, value, minimum):
+def check_min_int(name, value, minimum):
+  """Raises ValueError unless `value` is an integer >= `minimum`."""
   if not isinstance(value, (int, np.integer)) or value < minimum:
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
@@ -93,9 +94,9 @@ class EpisodeSampler:
 
   def __init__(self, classes: ClassImages, *, ways: int, shots: int,
                queries: int):
-    _check_positive("ways", ways, 2)
-    _check_positive("shots", shots, 1)
-    _check_positive("queries", queries, 1)
+    check_min_int("ways", ways, 2)
+    check_min_int("shots", shots, 1)
+    check_min_int("queries", queries, 1)
     check_classes(classes)
     if classes.num_classes < ways:
       raise ValueError(
@@ -137,7 +138,7 @@ class EpisodeSampler:
   def sample_batch(self, rng: np.random.Generator,
                    meta_batch_size: int) -> Episode:
     """`meta_batch_size` episodes stacked on a leading task axis."""
-    _check_positive("meta_batch_size", meta_batch_size, 1)
+    check_min_int("meta_batch_size", meta_batch_size, 1)
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
 
 
@@ -156,7 +157,7 @@ class ClassBatchSampler:
   """
 
   def __init__(self, classes: ClassImages, *, batch_size: int):
-    _check_positive("batch_size", batch_size, 1)
+    check_min_int("batch_size", batch_size, 1)
     check_classes(classes)
     if classes.num_classes < 2:
       raise ValueError(f"Pre-training needs at least 2 classes, got "
@@ -185,7 +186,7 @@ class ClassBatchSampler:
   def sample_batch(self, rng: np.random.Generator,
                    meta_batch_size: int) -> Episode:
     """`meta_batch_size` mini-batches stacked on a leading axis."""
-    _check_positive("meta_batch_size", meta_batch_size, 1)
+    check_min_int("meta_batch_size", meta_batch_size, 1)
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
 
 
