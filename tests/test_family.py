@@ -90,26 +90,35 @@ def test_reptile_update_by_hand():
                              T0 - epsilon * (T0 - adapted), rtol=1e-6)
 
 
+def sine_episode(x):
+  """Regression on sin: the first 3 rows of x [6, 1] support, the rest query."""
+  return quadratic_episode(1.0)._replace(
+      support_x=x[:3], support_y=np.sin(x[:3]), query_x=x[3:],
+      query_y=np.sin(x[3:]))
+
+
+def check_gradient_by_finite_differences(f, params, rng, eps=1e-6, rtol=1e-5):
+  """jax.grad(f) at params along a random direction against a central
+  difference (run under jax.enable_x64). Returns the numeric derivative."""
+  grads = jax.jit(jax.grad(f))(params)
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  direction = rng.standard_normal(flat.shape)
+  numeric = (f(unravel(flat + eps * direction))
+             - f(unravel(flat - eps * direction))) / (2 * eps)
+  analytic = jnp.dot(jax.flatten_util.ravel_pytree(grads)[0], direction)
+  np.testing.assert_allclose(analytic, numeric, rtol=rtol)
+  return numeric
+
+
 def test_adam_inner_meta_gradient_matches_finite_differences():
   with jax.enable_x64(True):
     learner = maml(models.MLP(1, hidden=(4,)), inner_opt=optax.adam(0.05),
                    inner_steps=3, task="regression")
     rng = np.random.default_rng(0)
-    x = rng.uniform(-2, 2, (6, 1))
-    ep = quadratic_episode(1.0)._replace(
-        support_x=x[:3], support_y=np.sin(x[:3]), query_x=x[3:],
-        query_y=np.sin(x[3:]))
+    ep = sine_episode(rng.uniform(-2, 2, (6, 1)))
     meta = jax.tree.map(lambda p: p.astype(jnp.float64),
                         learner.init(jax.random.key(0), ep))
-    f = query_loss_fn(learner, ep)
-    grads = jax.grad(f)(meta)
-    flat, unravel = jax.flatten_util.ravel_pytree(meta)
-    direction = rng.standard_normal(flat.shape)
-    eps = 1e-6
-    numeric = (f(unravel(flat + eps * direction))
-               - f(unravel(flat - eps * direction))) / (2 * eps)
-    analytic = jnp.dot(jax.flatten_util.ravel_pytree(grads)[0], direction)
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+    check_gradient_by_finite_differences(query_loss_fn(learner, ep), meta, rng)
 
 
 def tiny_episode(ways=3, shots=1, queries=2, size=10):

@@ -13,7 +13,8 @@ from metajax.inner import init_lstm_optimizer, init_meta_lstm, lstm_optimizer
 from metajax.inner import meta_lstm
 from metajax.inner.meta_lstm import preprocess
 from metajax.learners.meta_lstm import meta_learner_lstm
-from tests.test_maml import quadratic_episode
+from tests.test_family import check_gradient_by_finite_differences
+from tests.test_family import sine_episode
 
 
 def np_sigmoid(z):
@@ -40,13 +41,17 @@ def np_lstm(w, x, h, c):
   return np_sigmoid(o) * np.tanh(c), c
 
 
-def random_theta(key, hidden):
-  """Weights of order one, so every input visibly matters."""
-  theta = init_meta_lstm(key, hidden)
+def randomized(theta, key):
+  """`theta` with N(0, 0.25) weights of its shapes: of order one, so every
+  input visibly matters."""
   leaves, treedef = jax.tree.flatten(theta)
-  keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+  keys = jax.random.split(key, len(leaves))
   return treedef.unflatten([0.5 * jax.random.normal(k, l.shape)
                             for k, l in zip(keys, leaves)])
+
+
+def random_theta(key, hidden):
+  return randomized(init_meta_lstm(key, hidden), jax.random.fold_in(key, 1))
 
 
 def test_preprocess_by_hand():
@@ -174,10 +179,7 @@ def test_meta_gradient_wrt_theta_matches_finite_differences():
     learner = meta_learner_lstm(TinyMLP(), inner_steps=2, first_order=False,
                                 hidden=3, task="regression")
     rng = np.random.default_rng(0)
-    x = rng.uniform(-2, 2, (6, 1))
-    ep = quadratic_episode(1.0)._replace(
-        support_x=x[:3], support_y=np.sin(x[:3]), query_x=x[3:],
-        query_y=np.sin(x[3:]))
+    ep = sine_episode(rng.uniform(-2, 2, (6, 1)))
     meta = learner.init(jax.random.key(0), ep)
     meta["inner"] = random_theta(jax.random.key(5), 3)
     meta = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), meta)
@@ -187,16 +189,9 @@ def test_meta_gradient_wrt_theta_matches_finite_differences():
       adapted = learner.adapt(m, ep.support, None)
       return learner.loss(learner.predict(m, adapted, ep.query_x), ep.query_y)
 
-    query_loss = jax.jit(query_loss)
-    grads = jax.jit(jax.grad(query_loss))(meta["inner"])
-    flat, unravel = jax.flatten_util.ravel_pytree(meta["inner"])
-    direction = rng.standard_normal(flat.shape)
-    eps = 1e-6
-    numeric = (query_loss(unravel(flat + eps * direction))
-               - query_loss(unravel(flat - eps * direction))) / (2 * eps)
-    analytic = jnp.dot(jax.flatten_util.ravel_pytree(grads)[0], direction)
+    numeric = check_gradient_by_finite_differences(
+        jax.jit(query_loss), meta["inner"], rng)
     assert abs(numeric) > 1e-6  # the direction matters
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
 
 
 def test_meta_learner_lstm_first_order_drops_only_the_inputs_gradient():
@@ -204,9 +199,7 @@ def test_meta_learner_lstm_first_order_drops_only_the_inputs_gradient():
                               task="regression")
   second = meta_learner_lstm(TinyMLP(), inner_steps=2, hidden=3,
                              first_order=False, task="regression")
-  x = np.linspace(-1, 1, 6)[:, None].astype(np.float32)
-  ep = quadratic_episode(1.0)._replace(support_x=x[:3], support_y=np.sin(x[:3]),
-                                       query_x=x[3:], query_y=np.sin(x[3:]))
+  ep = sine_episode(np.linspace(-1, 1, 6)[:, None].astype(np.float32))
   meta = learner.init(jax.random.key(0), ep)
   meta["inner"] = random_theta(jax.random.key(2), 3)
 
@@ -225,11 +218,8 @@ def test_meta_learner_lstm_first_order_drops_only_the_inputs_gradient():
 
 def test_lstm_optimizer_update_by_hand():
   hidden = 2
-  theta = init_lstm_optimizer(jax.random.key(0), hidden)
-  leaves, treedef = jax.tree.flatten(theta)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  theta = treedef.unflatten([0.5 * jax.random.normal(k, l.shape)
-                             for k, l in zip(keys, leaves)])
+  theta = randomized(init_lstm_optimizer(jax.random.key(0), hidden),
+                     jax.random.key(1))
   th = jax.tree.map(lambda a: np.asarray(a, np.float64), theta)
   g = np.array([0.3, -1e-7, 2.0])
   tx = lstm_optimizer(theta, output_scale=0.1)
@@ -301,9 +291,7 @@ def test_lstm_optimizer_as_a_maml_inner_optimizer():
   learner = maml(TinyMLP(), inner_steps=2, task="regression",
                  inner_opt_fn=lstm_optimizer,
                  inner_hparams=lambda _: init_lstm_optimizer(jax.random.key(0), 4))
-  x = np.linspace(-1, 1, 6)[:, None].astype(np.float32)
-  ep = quadratic_episode(1.0)._replace(support_x=x[:3], support_y=np.sin(x[:3]),
-                                       query_x=x[3:], query_y=np.sin(x[3:]))
+  ep = sine_episode(np.linspace(-1, 1, 6)[:, None].astype(np.float32))
   meta = learner.init(jax.random.key(1), ep)
 
   @jax.jit
