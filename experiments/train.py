@@ -19,9 +19,11 @@ import tempfile
 from absl import app
 from absl import logging
 from absl import flags
+import jax
 from ml_collections import config_flags
 
 from metajax import checkpoint
+from metajax import parallel
 from metajax import runs
 from metajax import train
 
@@ -34,6 +36,18 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, metrics and results go (a fresh "
     "temporary folder if unset).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Run as one of several processes (hosts): call "
+    "jax.distributed.initialize, from the environment where JAX can read it "
+    "(e.g. SLURM) or from --coordinator_address, --num_processes and "
+    "--process_id. Every process runs this same command.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (implies "
+    "--distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes taking part (implies --distributed).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index (implies --distributed).")
 
 
 def _config_files():
@@ -97,6 +111,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  given = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if _DISTRIBUTED.value or any(v is not None for v in given):
+    try:  # before anything touches a device
+      parallel.initialize_distributed(*given)
+    except ValueError as e:
+      raise app.UsageError(str(e))
   try:
     runs.validate(config)
   except ValueError as e:
@@ -107,6 +127,8 @@ def main(argv):
                                       progress=_PROGRESS.value)
   except (checkpoint.CheckpointError, train.NonFiniteError) as e:
     sys.exit(f"{type(e).__name__}: {e}")
+  if jax.process_index() != 0:  # process 0 prints (and wrote) the results
+    return
   line = {k: results[k] for k in ("metric", "mean", "ci95", "episodes")}
   line["workdir"] = workdir
   print(json.dumps(line))

@@ -75,6 +75,21 @@ def _some(names: List[str], limit: int = 3, sep: str = ", ") -> str:
   return sep.join(names[:limit]) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _abstract(x):
+  """The restore target of one leaf: its shape, dtype and sharding.
+
+  A leaf without a sharding (e.g. from `jax.eval_shape`) is restored to this
+  process's first device, whatever devices wrote it: a run saved by several
+  processes or devices loads in one.
+  """
+  struct = ocp.utils.to_shape_dtype_struct(x)
+  if getattr(struct, "sharding", None) is None:
+    struct = jax.ShapeDtypeStruct(
+        struct.shape, struct.dtype,
+        sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+  return struct
+
+
 class Checkpointer:
   """Saves and restores one pytree (the train state) by step.
 
@@ -181,7 +196,7 @@ class Checkpointer:
             [f"{k} is {saved[k]} in it but {wanted[k]} here" for k in changed],
             sep="; "))
       return "structure", "; ".join(differences), None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    abstract = jax.tree.map(_abstract, target)
     try:
       state = self._mngr.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # pylint: disable=broad-except

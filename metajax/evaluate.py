@@ -34,15 +34,23 @@ def confidence_interval(values) -> float:
   return float(1.96 * values.std() / np.sqrt(values.size))
 
 
-def vmap_tasks(fn: Callable, batch: Episode, key: jax.Array):
-  """`fn(episode, key)` vmapped over the task axis, one split key per task."""
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
+def vmap_tasks(fn: Callable, batch: Episode, key: jax.Array, *,
+               split: bool = True):
+  """`fn(episode, key)` vmapped over the task axis, one split key per task.
+
+  With `split=False`, `key` is already one key per task ([T] keys).
+  """
+  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0]) if (
+      split) else key
   return jax.vmap(fn)(batch, keys)
 
 
 def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
-                 key: jax.Array):
-  """Per-task (query loss, query metric) of a meta-batch, vmapped over tasks."""
+                 key: jax.Array, *, split: bool = True):
+  """Per-task (query loss, query metric) of a meta-batch, vmapped over tasks.
+
+  `key` is split into one key per task (`split=False`: it already is).
+  """
 
   def one(episode, k):
     state = learner.adapt(meta_params, (episode.support_x, episode.support_y), k)
@@ -50,7 +58,7 @@ def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
     return (learner.loss(outputs, episode.query_y),
             learner.metric(outputs, episode.query_y))
 
-  return vmap_tasks(one, batch, key)
+  return vmap_tasks(one, batch, key, split=split)
 
 
 def make_eval_step(learner: Learner) -> Callable:

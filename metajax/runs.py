@@ -19,6 +19,7 @@ import optax
 
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
+from metajax import parallel
 from metajax import train as train_lib
 from metajax.data import episodes as episodes_lib
 from metajax.data.sinusoid import SinusoidSampler
@@ -53,8 +54,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first bad field, before any heavy work.
 
   Checks every field the run uses (sizes, steps, rates, names, the model's
-  options). The meta-batch is not checked against the device count: there
-  is no multi-device sharding yet, training runs on one device.
+  options), and that the meta-batch splits evenly over the devices
+  (`num_devices`, default all) and over `tasks_per_chunk`.
   """
 
   def need(name, ok, allowed, default=None):
@@ -150,6 +151,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
                              ("val_every", 0, 0), ("val_episodes", 1, 100)):
     need(name, lambda v, low=low: is_int(v) and v >= low,
          f"must be an integer >= {low}", default=default)
+  need("num_devices", lambda v: v is None or (is_int(v) and v >= 1),
+       "must be None (every device) or an integer >= 1")
+  need("tasks_per_chunk", lambda v: v is None or (is_int(v) and v >= 1),
+       "must be None (all tasks at once) or an integer >= 1")
+  mesh = parallel.task_mesh(_get(config, "num_devices"))
+  parallel.check_meta_batch_size(config.meta_batch_size, mesh)
+  chunk = _get(config, "tasks_per_chunk")
+  per_device = config.meta_batch_size // mesh.devices.size
+  if chunk is not None and per_device % chunk:
+    raise ValueError(
+        f"config.tasks_per_chunk={chunk} must divide the {per_device} tasks "
+        f"per device (meta_batch_size {config.meta_batch_size} over "
+        f"{mesh.devices.size} devices).")
   need("on_nonfinite", lambda v: v in (None, "raise", "skip"),
        "must be 'raise' (stop at the first non-finite loss or gradient) or "
        "'skip' (drop such steps)")
@@ -466,7 +480,7 @@ def _check_same_config(workdir, config):
   new = _config_dict(config)
   allowed = {"num_steps", "eval_episodes", "val_every", "val_episodes",
              "checkpoint_every", "log_every", "data_dir", "paper_result",
-             "on_nonfinite"}
+             "on_nonfinite", "num_devices", "tasks_per_chunk"}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed and old.get(k) != new.get(k))
   if diff:
@@ -500,10 +514,12 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   config = _with_num_classes(config, sources)
   learner = build_learner(config)
   test_learner = build_learner(config, test=True)
+  primary = jax.process_index() == 0  # with several processes, one writes
   if workdir is not None:
     _check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
+    if primary:
+      _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
   train_kwargs = dict(
       outer_opt=build_outer_opt(config),
       meta_batch_size=config.meta_batch_size, seed=config.seed,
@@ -512,7 +528,9 @@ def train_and_evaluate(config, workdir: Optional[str], *,
       val_source=sources["val"], val_learner=test_learner,
       val_every=_get(config, "val_every", 0),
       val_episodes=_get(config, "val_episodes", 100), progress=progress,
-      on_nonfinite=_get(config, "on_nonfinite") or "raise")
+      on_nonfinite=_get(config, "on_nonfinite") or "raise",
+      mesh=parallel.task_mesh(_get(config, "num_devices")),
+      tasks_per_chunk=_get(config, "tasks_per_chunk"))
   state = None
   switch = min(_get(config, "first_order_steps") or 0, config.num_steps)
   if switch:  # MAML++: a first-order phase over the same meta-parameters.
@@ -523,13 +541,15 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   state = train_lib.meta_train(learner, sources["train"],
                                num_steps=config.num_steps,
                                initial_state=state, **train_kwargs)
-  result = eval_lib.evaluate(test_learner, state.meta_params, sources["test"],
+  result = eval_lib.evaluate(test_learner,
+                             parallel.local_copy(state.meta_params),
+                             sources["test"],
                              episodes=config.eval_episodes,
                              seed=test_seed(config))
   results = {"config": _config_dict(config), "metric": result.metric,
              "mean": result.mean, "ci95": result.ci95,
              "episodes": result.episodes}
-  if workdir is not None:
+  if workdir is not None and primary:
     _write_json(os.path.join(workdir, "results.json"), results)
   return results
 

@@ -12,9 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
+from metajax import parallel
 from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
 from metajax.evaluate import evaluate, make_eval_step, task_metrics, vmap_tasks
 from metajax.types import Episode, Learner, Params
@@ -36,30 +38,69 @@ def seed_keys(seed: int):
 
 
 def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
-              key: jax.Array):
+              key: jax.Array, *, split: bool = True):
   """Mean training objective over a meta-batch; aux: mean metric.
 
   The objective is the query loss after adaptation, or the learner's own
-  `task_loss` where it has one.
+  `task_loss` where it has one. `key` is split into one key per task
+  (`split=False`: it already is, [T] keys).
   """
   if learner.task_loss is None:
-    task_losses, task_metric = task_metrics(learner, meta_params, batch, key)
+    task_losses, task_metric = task_metrics(learner, meta_params, batch, key,
+                                            split=split)
   else:
     task_losses, task_metric = vmap_tasks(
-        lambda ep, k: learner.task_loss(meta_params, ep, k), batch, key)
+        lambda ep, k: learner.task_loss(meta_params, ep, k), batch, key,
+        split=split)
   return task_losses.mean(), task_metric.mean()
 
 
 def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
-                  key: jax.Array):
-  """((loss, metric), outer gradient) of a meta-batch, averaged over tasks."""
-  if learner.outer_grad is None:
-    return jax.value_and_grad(
-        lambda p: meta_loss(learner, p, batch, key), has_aux=True)(meta_params)
-  grads, (task_losses, task_metric) = vmap_tasks(
-      lambda ep, k: learner.outer_grad(meta_params, ep, k), batch, key)
-  grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
-  return (task_losses.mean(), task_metric.mean()), grads
+                  key: jax.Array, num_chunks: int = 1):
+  """((loss, metric), outer gradient) of a meta-batch, averaged over tasks.
+
+  With `num_chunks` > 1 the tasks are processed in that many equal chunks, one
+  after the other (`lax.scan`), and the chunks' gradients are averaged: the
+  same result (each task keeps its key), with the memory of one chunk's
+  activations instead of the whole meta-batch's. Chunk i holds the tasks
+  i, i + num_chunks, i + 2 num_chunks, ..., so a meta-batch sharded over
+  devices stays where it is: every device works on its own tasks.
+  """
+  tasks = jax.tree.leaves(batch)[0].shape[0]
+  if not isinstance(num_chunks, int) or num_chunks < 1 or tasks % num_chunks:
+    raise ValueError(f"num_chunks must be a positive integer that divides the "
+                     f"{tasks} tasks of the meta-batch, got {num_chunks!r}.")
+  keys = jax.random.split(key, tasks)
+
+  def grads_of(chunk, chunk_keys):
+    if learner.outer_grad is None:
+      return jax.value_and_grad(
+          lambda p: meta_loss(learner, p, chunk, chunk_keys, split=False),
+          has_aux=True)(meta_params)
+    grads, (task_losses, task_metric) = vmap_tasks(
+        lambda ep, k: learner.outer_grad(meta_params, ep, k), chunk,
+        chunk_keys, split=False)
+    grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
+    return (task_losses.mean(), task_metric.mean()), grads
+
+  if num_chunks == 1:
+    return grads_of(batch, keys)
+
+  def split(x):  # [T, ...] -> [num_chunks, T / num_chunks, ...]
+    x = x.reshape((tasks // num_chunks, num_chunks) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+
+  def body(total, xs):
+    out = grads_of(*xs)
+    return jax.tree.map(jnp.add, total, out), None
+
+  zeros = jax.tree.map(
+      jnp.zeros_like,
+      jax.eval_shape(grads_of, jax.tree.map(lambda x: split(x)[0], batch),
+                     split(keys)[0]))
+  total, _ = jax.lax.scan(body, zeros, (jax.tree.map(split, batch),
+                                        split(keys)))
+  return jax.tree.map(lambda t: t / num_chunks, total)
 
 
 def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
@@ -71,17 +112,42 @@ def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
                     opt_state=outer_opt.init(meta_params))
 
 
-def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation
-                   ) -> Callable:
+def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
+                   *, mesh: Optional[Mesh] = None,
+                   tasks_per_chunk: Optional[int] = None) -> Callable:
   """A jitted `step(state, batch, key) -> (state, metrics)`.
 
   `metrics` holds the meta-batch's mean query "loss", the learner's metric
   (e.g. "accuracy") and "grad_norm". The input state's buffers are donated.
+
+  Args:
+    learner: the learner.
+    outer_opt: the outer optimizer.
+    mesh: a `parallel.task_mesh`: the batch's task axis is sharded over its
+      devices and the state replicated (the batch and state must be placed so,
+      e.g. by `parallel.put_batch` and `parallel.put_replicated`). None: no
+      sharding constraints (one device, as placed by the caller).
+    tasks_per_chunk: tasks each device adapts at once; the meta-batch is then
+      processed in chunks one after the other (see `meta_gradient`), which
+      bounds memory by one chunk's activations. None: all at once. It must
+      divide the tasks per device.
   """
+  devices = 1 if mesh is None else mesh.devices.size
 
   def step(state: TrainState, batch: Episode, key: jax.Array):
+    num_chunks = 1
+    if tasks_per_chunk is not None:
+      tasks = jax.tree.leaves(batch)[0].shape[0]
+      per_device = tasks // devices
+      if (not isinstance(tasks_per_chunk, (int, np.integer))
+          or tasks_per_chunk < 1 or per_device % tasks_per_chunk):
+        raise ValueError(
+            f"tasks_per_chunk must be a positive integer that divides the "
+            f"{per_device} tasks per device ({tasks} tasks over {devices} "
+            f"devices), got {tasks_per_chunk!r}.")
+      num_chunks = per_device // int(tasks_per_chunk)
     (loss, metric), grads = meta_gradient(learner, state.meta_params, batch,
-                                          key)
+                                          key, num_chunks)
     updates, opt_state = outer_opt.update(grads, state.opt_state,
                                           state.meta_params)
     meta_params = optax.apply_updates(state.meta_params, updates)
@@ -89,7 +155,83 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation
                "grad_norm": optax.tree.norm(grads)}
     return TrainState(state.step + 1, meta_params, opt_state), metrics
 
-  return jax.jit(step, donate_argnums=0)
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  whole = parallel.replicated(mesh)
+  return jax.jit(step, donate_argnums=0,
+                 in_shardings=(whole, parallel.task_sharding(mesh), whole),
+                 out_shardings=(whole, whole))
+
+
+class StepMemoryError(MemoryError):
+  """The compiled meta-step needs more memory than the device has free."""
+
+
+def available_memory_bytes(device: jax.Device) -> Optional[int]:
+  """Free memory of `device` in bytes, or None where it cannot be told.
+
+  Accelerators report their allocator's limit and use; for the CPU it is the
+  machine's MemAvailable (/proc/meminfo).
+  """
+  stats = None
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    pass
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+  if device.platform == "cpu":
+    try:
+      with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+          if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    except OSError:
+      pass
+  return None
+
+
+def step_memory_bytes(compiled) -> Optional[int]:
+  """XLA's estimate of the memory a compiled step allocates per device.
+
+  Temporaries plus outputs, less outputs that reuse (donated) inputs; the
+  inputs themselves are already allocated. None if XLA gives no analysis.
+  """
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if stats is None:
+    return None
+  return int(stats.temp_size_in_bytes + stats.output_size_in_bytes
+             - stats.alias_size_in_bytes)
+
+
+def check_step_fits(compiled, device: jax.Device,
+                    available: Optional[int] = None) -> Optional[int]:
+  """Raises `StepMemoryError` if the compiled step will not fit on `device`.
+
+  Args:
+    compiled: a compiled meta-step (`make_meta_step(...).lower(...).compile()`).
+    device: where it runs (each device of a mesh runs the same share).
+    available: free bytes (default: `available_memory_bytes(device)`).
+
+  Returns:
+    The step's estimated bytes (None when XLA or the device tells nothing, in
+    which case nothing is checked).
+  """
+  needed = step_memory_bytes(compiled)
+  if available is None:
+    available = available_memory_bytes(device)
+  if needed is not None and available is not None and needed > available:
+    raise StepMemoryError(
+        f"The meta-step needs about {needed / 2**20:.0f} MB on {device} "
+        f"(XLA's estimate for the compiled step: temporaries and outputs) but "
+        f"only {available / 2**20:.0f} MB are free. Process the meta-batch in "
+        "chunks (tasks_per_chunk, config.tasks_per_chunk), lower "
+        "meta_batch_size, shard it over more devices, or for many inner "
+        "steps rematerialize them (remat=True).")
+  return needed
 
 
 @jax.jit
@@ -100,9 +242,10 @@ def _count_nonfinite(leaves) -> jax.Array:
 
 
 def _batches(source: TaskSource, seed: int, start: int, stop: int,
-             meta_batch_size: int):
+             tasks: int):
+  """This process's `tasks` tasks of each step (`parallel.process_rng`)."""
   for step in range(start, stop):
-    yield source.sample_batch(step_rng(seed, step), meta_batch_size)
+    yield source.sample_batch(parallel.process_rng(seed, step), tasks)
 
 
 def _last_checkpoint(checkpointer) -> str:
@@ -120,7 +263,10 @@ def meta_train(learner: Learner, source: TaskSource, *,
           val_learner: Optional[Learner] = None, val_every: int = 0,
           val_episodes: int = 100, progress: bool = False,
           on_nonfinite: str = "raise",
-          initial_state: Optional[TrainState] = None) -> TrainState:
+          initial_state: Optional[TrainState] = None,
+          mesh: Optional[Mesh] = None,
+          tasks_per_chunk: Optional[int] = None,
+          check_memory: bool = True) -> TrainState:
   """Meta-trains `learner` on tasks from `source`; returns the final state.
 
   Every step's episodes and key are pure functions of (seed, step), so with a
@@ -153,6 +299,19 @@ def meta_train(learner: Learner, source: TaskSource, *,
     initial_state: start from this state (e.g. the end of an earlier phase
       with another learner over the same meta-parameters) instead of a fresh
       initialization; a checkpoint in `workdir` still takes precedence.
+    mesh: devices to shard the meta-batch's tasks over (data parallel: each
+      device adapts its share of the tasks, the meta-gradient is averaged
+      over all, the state is replicated); default `parallel.task_mesh()`,
+      every device. `meta_batch_size` must divide by its size. With several
+      processes (`parallel.initialize_distributed`) every process calls
+      `meta_train` alike; each samples its share of the tasks from its own
+      stream (`parallel.process_rng`), and only process 0 writes metrics.
+    tasks_per_chunk: tasks each device adapts at once (see `make_meta_step`);
+      None: its whole share of the meta-batch.
+    check_memory: before the first step, compare XLA's estimate of the
+      step's memory with the device's free memory and raise
+      `StepMemoryError` (nothing trained, nothing written) if it will not
+      fit.
 
   Returns:
     The final `TrainState`.
@@ -169,6 +328,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
     raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
   if on_nonfinite not in ("raise", "skip"):
     raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
+  mesh = mesh if mesh is not None else parallel.task_mesh()
+  local_tasks = parallel.check_meta_batch_size(meta_batch_size, mesh)
 
   init_key, train_key = seed_keys(seed)
   if initial_state is None:
@@ -178,12 +339,14 @@ def meta_train(learner: Learner, source: TaskSource, *,
         init_key, example)
   else:
     state = initial_state
-  # Committed to the device, as the step's outputs are: otherwise the second
-  # step sees other input shardings and compiles the meta-step again.
-  state = jax.device_put(state, jax.local_devices()[0])
-  meta_step = make_meta_step(learner, outer_opt)
+  # Replicated over the mesh (committed), as the step's outputs are:
+  # otherwise the second step sees other input shardings and compiles again.
+  state = parallel.put_replicated(state, mesh)
+  meta_step = make_meta_step(learner, outer_opt, mesh=mesh,
+                             tasks_per_chunk=tasks_per_chunk)
   val_learner = val_learner or learner
   val_step = make_eval_step(val_learner) if val_source is not None else None
+  primary = jax.process_index() == 0
 
   checkpointer = writer = None
   if workdir is not None:
@@ -194,10 +357,26 @@ def meta_train(learner: Learner, source: TaskSource, *,
       checkpointer.close()
       raise
     start = int(state.step)
+  else:
+    restored_step, start = None, int(state.step)
+
+  if start < num_steps:
+    # Compiled ahead of the loop, to check its memory before any step.
+    first = parallel.put_batch(
+        next(_batches(source, seed, start, start + 1, local_tasks)), mesh)
+    try:
+      meta_step = meta_step.lower(
+          state, first, jax.random.fold_in(train_key, start)).compile()
+      if check_memory:
+        check_step_fits(meta_step, jax.local_devices()[0])
+    except BaseException:
+      if checkpointer is not None:
+        checkpointer.close()
+      raise
+    del first
+  if workdir is not None and primary:
     writer = metrics_io.MetricWriter(
         workdir, resume_step=start if restored_step is not None else None)
-  else:
-    start = int(state.step)
 
   bar = None
   if progress:
@@ -206,7 +385,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
 
   try:
     batches = prefetch_to_device(
-        _batches(source, seed, start, num_steps, meta_batch_size))
+        _batches(source, seed, start, num_steps, local_tasks),
+        put=lambda b: parallel.put_batch(b, mesh))
     for step, batch in zip(range(start, num_steps), batches):
       previous = jax.tree.map(jnp.copy, state) if on_nonfinite == "skip" else None
       state, metrics = meta_step(state, batch, jax.random.fold_in(train_key, step))
@@ -233,7 +413,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
         if writer is not None and (done % log_every == 0 or done == num_steps):
           writer.write(done, {f"train/{k}": v for k, v in metrics.items()})
       if val_step is not None and val_every and done % val_every == 0:
-        result = evaluate(val_learner, state.meta_params, val_source,
+        result = evaluate(val_learner, parallel.local_copy(state.meta_params),
+                          val_source,
                           episodes=val_episodes, seed=seed + 1,
                           eval_step=val_step)
         if writer is not None:
@@ -247,8 +428,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
         leaves = jax.tree.leaves(state.meta_params)
         nonfinite = int(_count_nonfinite(leaves))
         if nonfinite:  # finite gradients, but an update that overflowed
-          writer.write(done, {"nonfinite_meta_params": nonfinite,
-                              "nonfinite": 1.0})
+          if writer is not None:
+            writer.write(done, {"nonfinite_meta_params": nonfinite,
+                                "nonfinite": 1.0})
           raise NonFiniteError(
               f"Non-finite meta_params at step {done} ({nonfinite} of "
               f"{sum(x.size for x in leaves)} entries are NaN or inf), not "

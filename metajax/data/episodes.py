@@ -7,7 +7,7 @@ exactly the episodes an uninterrupted run would have.
 
 import threading
 import queue
-from typing import Iterable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -196,7 +196,8 @@ def stack(episodes: Iterable[Episode]) -> Episode:
 
 
 def prefetch_to_device(iterator: Iterator, size: int = 2,
-                       device: Optional[jax.Device] = None) -> Iterator:
+                       device: Optional[jax.Device] = None,
+                       put: Optional[Callable[[Any], Any]] = None) -> Iterator:
   """Puts the next `size` items of `iterator` on the device ahead of use.
 
   A background thread pulls from `iterator` (host sampling) and starts the
@@ -207,11 +208,16 @@ def prefetch_to_device(iterator: Iterator, size: int = 2,
     iterator: yields pytrees of numpy arrays.
     size: how many items to keep in flight.
     device: target device (default: the first local device).
+    put: how to move an item to the device(s) instead of `device_put` to
+      `device` (e.g. `parallel.put_batch` for a meta-batch sharded over a
+      mesh).
 
   Yields:
     The same pytrees, as device arrays, in the same order.
   """
-  device = device or jax.local_devices()[0]
+  if put is None:
+    device = device or jax.local_devices()[0]
+    put = lambda item: jax.device_put(item, device)
   q = queue.Queue(maxsize=size)
   done = object()
   stop = threading.Event()
@@ -221,7 +227,7 @@ def prefetch_to_device(iterator: Iterator, size: int = 2,
       for item in iterator:
         if stop.is_set():
           return
-        q.put(jax.device_put(item, device))
+        q.put(put(item))
       q.put(done)
     except BaseException as e:  # pylint: disable=broad-except
       q.put(e)
