@@ -125,7 +125,8 @@ def main(argv):
   try:
     results = runs.train_and_evaluate(config, workdir,
                                       progress=_PROGRESS.value)
-  except (checkpoint.CheckpointError, train.NonFiniteError) as e:
+  except (checkpoint.CheckpointError, train.NonFiniteError,
+          train.StepMemoryError) as e:
     sys.exit(f"{type(e).__name__}: {e}")
   if jax.process_index() != 0:  # process 0 prints (and wrote) the results
     return

@@ -16,6 +16,7 @@ Example:
 from metajax import inner
 from metajax import learned_optimizers
 from metajax import models
+from metajax import parallel
 from metajax.data.episodes import ClassBatchSampler
 from metajax.data.episodes import EpisodeSampler
 from metajax.data.episodes import prefetch_to_device
@@ -44,6 +45,7 @@ from metajax.runs import load_run
 from metajax.runs import predict
 from metajax.runs import train_and_evaluate
 from metajax.train import NonFiniteError
+from metajax.train import StepMemoryError
 from metajax.train import TrainState
 from metajax.train import init_train_state
 from metajax.train import make_meta_step
@@ -63,6 +65,7 @@ __all__ = (
     "NonFiniteError",
     "Run",
     "SinusoidSampler",
+    "StepMemoryError",
     "TrainState",
     "accuracy_by_instance",
     "confidence_interval",
@@ -84,6 +87,7 @@ __all__ = (
     "meta_test",
     "meta_train",
     "models",
+    "parallel",
     "predict",
     "protonet",
     "prefetch_to_device",

@@ -63,6 +63,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.log_every = 100
   c.seed = 0
   c.on_nonfinite = "raise"  # or "skip": drop non-finite steps
+  # The meta-batch's tasks are sharded over this many devices (None: all).
+  c.num_devices = ml_collections.config_dict.placeholder(int)
+  # Tasks each device adapts at once (None: all; smaller needs less memory).
+  c.tasks_per_chunk = ml_collections.config_dict.placeholder(int)
   c.data_dir = ""
   sizes = {"": (5, 1), "5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
            "20w5s": (20, 5), "smoke": (5, 1)}
