@@ -8,6 +8,7 @@ that images land in the right class.
 """
 
 import contextlib
+import importlib.util
 import io
 import pickle
 
@@ -189,18 +190,31 @@ def test_cifar_resizes_on_request():
     cifar.load("cifar10")
 
 
-def test_cifar_without_tensorflow_says_how_to_prepare(tmp_path, monkeypatch):
+@pytest.mark.parametrize("found", [False, True])
+def test_cifar_without_tensorflow_says_how_to_prepare(tmp_path, monkeypatch,
+                                                      found):
+  """Without TensorFlow: the error comes before any download; and if
+  TensorFlow is found but fails to import while preparing, the same error."""
+  calls = []
+
   def needs_tensorflow(self, *args, **kwargs):
     del self, args, kwargs
+    calls.append(1)
     raise ModuleNotFoundError("No module named 'tensorflow'",
                               name="tensorflow")
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
                       needs_tensorflow)
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(
+      importlib.util, "find_spec",
+      lambda name, *a: (object() if found else None) if name == "tensorflow"
+      else find_spec(name, *a))
   with pytest.raises(RuntimeError, match=(
       f"cifar100 is not prepared in {tmp_path}, and tensorflow-datasets' "
       "cifar builder needs TensorFlow to prepare it: `pip install "
       "tensorflow-cpu`")):
     cifar.load("cifar_fs", data_dir=tmp_path)
+  assert calls == ([1] if found else [])
 
 
 # ---------------------------------------------------------------- ImageNet

@@ -28,6 +28,7 @@ TensorFlow (`pip install tensorflow-cpu`) once; reading does not. A
 machine) is read as it is, offline.
 """
 
+import importlib.util
 import os
 from typing import Dict, Optional, Tuple
 
@@ -187,19 +188,24 @@ def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
   """{fine label: uint8 [n, 32, 32, 3]} over cifar100's train and test."""
   builder = tfds.builder(TFDS_NAME, data_dir=os.fspath(_data_dir(data_dir)),
                          file_format="array_record")
+  needs_tensorflow = RuntimeError(
+      f"{TFDS_NAME} is not prepared in {os.fspath(_data_dir(data_dir))}, "
+      "and tensorflow-datasets' cifar builder needs TensorFlow to prepare "
+      "it: `pip install tensorflow-cpu` and run once (it downloads the "
+      "CIFAR-100 archive), or name a data_dir holding cifar100 prepared "
+      "as array_record (`tfds build cifar100 --file_format=array_record`).")
+  # Checked before downloading: without TensorFlow the archive would be
+  # fetched and then fail to convert.
+  if (not builder.is_prepared()
+      and importlib.util.find_spec("tensorflow") is None):
+    raise needs_tensorflow
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   except ModuleNotFoundError as e:
     if e.name != "tensorflow":
       raise
-    raise RuntimeError(
-        f"{TFDS_NAME} is not prepared in {os.fspath(_data_dir(data_dir))}, "
-        "and tensorflow-datasets' cifar builder needs TensorFlow to prepare "
-        "it: `pip install tensorflow-cpu` and run once (it downloads the "
-        "CIFAR-100 archive), or name a data_dir holding cifar100 prepared "
-        "as array_record (`tfds build cifar100 --file_format=array_record`)."
-    ) from e
+    raise needs_tensorflow from e
   lists: Dict[int, list] = {}
   for split in ("train", "test"):
     source = builder.as_data_source(split=split)
