@@ -25,6 +25,7 @@ setuptools.setup(
         "tqdm",
         "importlib_resources",
         "tensorboardX",
+        "filelock",  # JAX's compilation cache: locked, size-bounded
     ],
     extras_require={
         "test": [

@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cache_flags
 from metajax import evaluate as eval_lib
 from metajax import runs
 
@@ -35,6 +36,7 @@ _SEED = flags.DEFINE_integer("seed", None, "Episode seed (default: the run's "
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  cache_flags.apply()
   try:
     run = runs.load_run(_WORKDIR.value)
   except ValueError as e:  # no run, or a checkpoint.CheckpointError

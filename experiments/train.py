@@ -22,6 +22,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from experiments import cache_flags
 from metajax import checkpoint
 from metajax import parallel
 from metajax import runs
@@ -111,6 +112,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  cache_flags.apply()
   given = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if _DISTRIBUTED.value or any(v is not None for v in given):
     try:  # before anything touches a device

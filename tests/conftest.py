@@ -1,11 +1,21 @@
-"""Shared test fixtures: where the Omniglot test zips are."""
+"""Shared test fixtures: where the Omniglot test zips are.
+
+The experiment binaries that tests start use a compilation cache of the
+test suite's own (in the system's temporary folder, shared by the test
+workers), not the user's.
+"""
 
 import os
 import pathlib
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+os.environ.setdefault(
+    "METAJAX_COMPILATION_CACHE",
+    os.path.join(tempfile.gettempdir(), f"metajax-tests-{os.getuid()}", "jax"))
 
 
 def omniglot_dir():
