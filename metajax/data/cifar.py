@@ -184,28 +184,35 @@ def _data_dir(data_dir):
           else os.path.expanduser(os.fspath(data_dir)))
 
 
-def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
-  """{fine label: uint8 [n, 32, 32, 3]} over cifar100's train and test."""
-  builder = tfds.builder(TFDS_NAME, data_dir=os.fspath(_data_dir(data_dir)),
-                         file_format="array_record")
-  needs_tensorflow = RuntimeError(
+def _needs_tensorflow(data_dir) -> RuntimeError:
+  return RuntimeError(
       f"{TFDS_NAME} is not prepared in {os.fspath(_data_dir(data_dir))}, "
       "and tensorflow-datasets' cifar builder needs TensorFlow to prepare "
       "it: `pip install tensorflow-cpu` and run once (it downloads the "
       "CIFAR-100 archive), or name a data_dir holding cifar100 prepared "
       "as array_record (`tfds build cifar100 --file_format=array_record`).")
-  # Checked before downloading: without TensorFlow the archive would be
-  # fetched and then fail to convert.
+
+
+def _check_can_prepare(builder, data_dir) -> None:
+  """Before any download: without TensorFlow the archive would be fetched
+  and then fail to convert."""
   if (not builder.is_prepared()
       and importlib.util.find_spec("tensorflow") is None):
-    raise needs_tensorflow
+    raise _needs_tensorflow(data_dir)
+
+
+def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
+  """{fine label: uint8 [n, 32, 32, 3]} over cifar100's train and test."""
+  builder = tfds.builder(TFDS_NAME, data_dir=os.fspath(_data_dir(data_dir)),
+                         file_format="array_record")
+  _check_can_prepare(builder, data_dir)
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   except ModuleNotFoundError as e:
     if e.name != "tensorflow":
       raise
-    raise needs_tensorflow from e
+    raise _needs_tensorflow(data_dir) from e
   lists: Dict[int, list] = {}
   for split in ("train", "test"):
     source = builder.as_data_source(split=split)
