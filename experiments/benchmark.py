@@ -38,7 +38,8 @@ Rows (all on Conv4(conv_impl="patches") unless named xla):
                   convs' matmuls on bfloat16 inputs, float32 accumulation
   protonet_bf16   protonet with the same bfloat16 matmuls
 
---compute_dtype=bfloat16 applies the bfloat16 matmuls to every Conv4 row.
+--compute_dtype=bfloat16 applies the bfloat16 matmuls to every Conv4 row with
+conv_impl="patches" (maml_xla stays float32).
 
 Each row runs in its own subprocess (so compile caches and peak memory are
 its own) and prints one JSON line:
@@ -185,7 +186,9 @@ def run_row(row: str) -> dict:
   learner_name, conv_impl, options = ROWS[row]
   config_options = {k: v for k, v in options.items() if k not in BENCH_OPTIONS}
   loop = bool(options.get("loop", False))
-  compute_dtype = options.get("compute_dtype", _COMPUTE_DTYPE.value)
+  compute_dtype = options.get(
+      "compute_dtype",
+      _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32")
   if compute_dtype != "float32":
     # runs.build_model does not take a compute_dtype (yet): give every Conv4
     # this row builds (in this worker process only) the row's.
