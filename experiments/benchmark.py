@@ -37,6 +37,13 @@ Rows (all on Conv4(conv_impl="patches") unless named xla):
   maml_bf16       maml_patches with Conv4(compute_dtype="bfloat16"): the
                   convs' matmuls on bfloat16 inputs, float32 accumulation
   protonet_bf16   protonet with the same bfloat16 matmuls
+  maml_chunked    maml_patches with the meta-batch in chunks of --task_chunk
+                  tasks (default 1) inside the jitted step: `lax.map` over
+                  chunks of each chunk's vmapped meta-gradient, averaged, then
+                  Adam; only one chunk's activations live at a time (a
+                  measurement of the idea; per-chunk keys differ from the
+                  vmapped step's)
+  protonet_chunked  the same for protonet
 
 --compute_dtype=bfloat16 applies the bfloat16 matmuls to every Conv4 row with
 conv_impl="patches" (maml_xla stays float32).
@@ -51,7 +58,8 @@ its own) and prints one JSON line:
                   rss_before_compile_mb is the peak before compiling (the
                   JAX runtime, the batch and the initial state)
   gflop_per_step  XLA's cost analysis of the compiled meta-step (loop rows:
-                  meta-batch x the one-task gradient's, + the update's)
+                  meta-batch x the one-task gradient's, + the update's;
+                  chunked rows: chunks x one chunk's gradient's)
   step_gflops     gflop_per_step / median step time
   matmul_gflops   float32 [n, n] @ [n, n] rate in the same process
   matmul_share    step_gflops / matmul_gflops
@@ -94,9 +102,12 @@ ROWS = {
     "protonet_loop": ("protonet", "patches", {"loop": True}),
     "maml_bf16": ("maml", "patches", {"compute_dtype": "bfloat16"}),
     "protonet_bf16": ("protonet", "patches", {"compute_dtype": "bfloat16"}),
+    "maml_chunked": ("maml", "patches", {"chunked": True}),
+    "protonet_chunked": ("protonet", "patches", {"chunked": True}),
 }
-# loop: time the per-task Python loop baseline; compute_dtype: Conv4's.
-BENCH_OPTIONS = ("loop", "compute_dtype")
+# loop: time the per-task Python loop baseline; compute_dtype: Conv4's;
+# chunked: the meta-batch in chunks of --task_chunk tasks inside the step.
+BENCH_OPTIONS = ("loop", "compute_dtype", "chunked")
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed meta-steps before timing "
@@ -120,6 +131,9 @@ _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
 _INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner SGD steps.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
                                     "n of the reference float32 n x n matmul.")
+_TASK_CHUNK = flags.DEFINE_integer(
+    "task_chunk", 1, "Tasks per chunk for the *_chunked rows; must divide "
+    "--meta_batch_size.")
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype", "float32", ["float32", "bfloat16"],
     "Conv4's compute_dtype for rows that do not set their own: the convs' "
@@ -186,6 +200,7 @@ def run_row(row: str) -> dict:
   learner_name, conv_impl, options = ROWS[row]
   config_options = {k: v for k, v in options.items() if k not in BENCH_OPTIONS}
   loop = bool(options.get("loop", False))
+  task_chunk = _TASK_CHUNK.value if options.get("chunked", False) else None
   compute_dtype = options.get(
       "compute_dtype",
       _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32")
@@ -237,6 +252,17 @@ def run_row(row: str) -> dict:
   if loop:
     compile_s, gflop, compiled = _compile_loop_step(learner, outer_opt, state,
                                                     batch, step_key)
+  elif task_chunk:
+    meta_step = _chunked_meta_step(learner, outer_opt, task_chunk)
+    start = time.perf_counter()
+    compiled = meta_step.lower(state, batch, step_key).compile()
+    compile_s = time.perf_counter() - start
+    # XLA counts the lax.map body once: count one chunk's gradient per chunk.
+    chunk_batch = jax.tree.map(lambda a: a[:task_chunk], batch)
+    one_chunk = jax.jit(
+        lambda p, b, k: train.meta_gradient(learner, p, b, k)).lower(
+            state.meta_params, chunk_batch, step_key).compile()
+    gflop = tasks // task_chunk * _flops(one_chunk) / 1e9
   else:
     meta_step = train.make_meta_step(learner, outer_opt)
     start = time.perf_counter()
@@ -262,6 +288,7 @@ def run_row(row: str) -> dict:
       "learner": learner_name,
       "conv_impl": conv_impl,
       "compute_dtype": compute_dtype,
+      "task_chunk": task_chunk,
       "options": options,
       "ways": ways, "shots": shots, "queries": queries,
       "image_size": size, "filters": _FILTERS.value,
@@ -337,11 +364,51 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
   return compile_s, gflop, step
 
 
+def _chunked_meta_step(learner, outer_opt, task_chunk: int):
+  """`train.make_meta_step` with the meta-batch in chunks of `task_chunk`.
+
+  `lax.map` runs each chunk's vmapped meta-gradient in turn, so only one
+  chunk's activations are alive at a time; the chunks' mean loss, metric and
+  gradient are averaged (all chunks have the same size), then one Adam step.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  from metajax import train  # pylint: disable=g-import-not-at-top
+
+  def step(state, batch, key):
+    tasks = jax.tree.leaves(batch)[0].shape[0]
+    if task_chunk < 1 or tasks % task_chunk:
+      raise ValueError(f"--task_chunk={task_chunk} must be >= 1 and divide "
+                       f"the meta-batch size {tasks}.")
+    n = tasks // task_chunk
+    chunks = jax.tree.map(lambda a: a.reshape((n, task_chunk) + a.shape[1:]),
+                          batch)
+
+    def one_chunk(args):
+      chunk, k = args
+      (loss, metric), grads = train.meta_gradient(learner, state.meta_params,
+                                                  chunk, k)
+      return loss, metric, grads
+
+    loss, metric, grads = jax.tree.map(
+        lambda a: a.mean(axis=0),
+        jax.lax.map(one_chunk, (chunks, jax.random.split(key, n))))
+    updates, opt_state = outer_opt.update(grads, state.opt_state,
+                                          state.meta_params)
+    meta_params = optax.apply_updates(state.meta_params, updates)
+    metrics = {"loss": loss, learner.metric_name: metric,
+               "grad_norm": optax.tree.norm(grads)}
+    return train.TrainState(state.step + 1, meta_params, opt_state), metrics
+
+  return jax.jit(step, donate_argnums=0)
+
+
 def _worker_args(row):
   args = [sys.executable, "-m", "experiments.benchmark", f"--worker={row}"]
   for flag in (_STEPS, _WARMUP, _XLA_STEPS, _XLA_WARMUP, _META_BATCH_SIZE,
                _WAYS, _SHOTS, _QUERIES, _IMAGE_SIZE, _FILTERS, _INNER_STEPS,
-               _MATMUL_SIZE, _COMPUTE_DTYPE):
+               _MATMUL_SIZE, _COMPUTE_DTYPE, _TASK_CHUNK):
     args.append(f"--{flag.name}={flag.value}")
   return args
 
@@ -369,10 +436,10 @@ def format_table(results) -> str:
   """A fixed-width table of `_FIELDS` for the rows in `results`."""
   header = ("row", "tasks/s", "step ms", "compile s", "peak MB",
             "GFLOP/step", "GFLOP/s", "matmul GFLOP/s", "share", "device")
-  lines = [" | ".join(f"{h:>14}" if i else f"{h:<14}"
+  lines = [" | ".join(f"{h:>14}" if i else f"{h:<16}"
                       for i, h in enumerate(header))]
   for r in results:
-    cells = [f"{r['row']:<14}", f"{r['tasks_per_s']:>14.2f}",
+    cells = [f"{r['row']:<16}", f"{r['tasks_per_s']:>14.2f}",
              f"{r['step_ms']:>14.1f}", f"{r['compile_s']:>14.1f}",
              f"{r['peak_rss_mb']:>14.0f}", f"{r['gflop_per_step']:>14.4g}",
              f"{r['step_gflops']:>14.1f}", f"{r['matmul_gflops']:>14.1f}",
