@@ -3,6 +3,7 @@ r"""Meta-training speed of every learner on Conv4: tasks/s, compile, memory, FLO
   python -m experiments.benchmark                       # all rows
   python -m experiments.benchmark --rows=maml_patches --steps=20
   python -m experiments.benchmark --json_out=/tmp/bench.jsonl
+  python -m experiments.benchmark --rows=maml_patches --compute_dtype=bfloat16
 
 The setting is MAML's Omniglot one: 5-way 1-shot, 15 queries per class,
 28x28x1 images, meta-batch 32, one inner SGD step (lr 0.4), Adam outer step;
@@ -28,22 +29,47 @@ Rows (all on Conv4(conv_impl="patches") unless named xla):
                   Conv4 without batch norm; each query a step after the support
   snail           SNAIL (the paper's Omniglot blocks) on Conv4 without batch
                   norm; each query its own sequence after the support
+  maml_loop       the naive baseline of maml_patches: the same jitted
+                  meta-gradient of ONE task called in a Python loop over the
+                  meta-batch (gradients summed by a jitted add), then one
+                  jitted mean + Adam update; step_ms times the whole loop
+  protonet_loop   the same loop baseline for protonet
+  maml_bf16       maml_patches with Conv4(compute_dtype="bfloat16"): the
+                  convs' matmuls on bfloat16 inputs, float32 accumulation
+  protonet_bf16   protonet with the same bfloat16 matmuls
+  maml_chunked    maml_patches with the meta-batch in chunks of --task_chunk
+                  tasks (default 1) inside the jitted step: `lax.map` over
+                  chunks of each chunk's vmapped meta-gradient, averaged, then
+                  Adam; only one chunk's activations live at a time (a
+                  measurement of the idea; per-chunk keys differ from the
+                  vmapped step's)
+  protonet_chunked  the same for protonet
+
+--compute_dtype=bfloat16 applies the bfloat16 matmuls to every Conv4 row with
+conv_impl="patches" (maml_xla stays float32).
 
 Each row runs in its own subprocess (so compile caches and peak memory are
 its own) and prints one JSON line:
   tasks_per_s     meta_batch_size / median step time
   step_ms         median (and step_ms_min) over the timed steps, after warm-up
-  compile_s       trace + lower + XLA compile of the meta-step
+  compile_s       trace + lower + XLA compile of the meta-step (loop rows:
+                  of the one-task gradient, the add and the update)
   peak_rss_mb     the subprocess's peak resident memory (getrusage via wait4);
                   rss_before_compile_mb is the peak before compiling (the
                   JAX runtime, the batch and the initial state)
-  gflop_per_step  XLA's cost analysis of the compiled meta-step
+  gflop_per_step  XLA's cost analysis of the compiled meta-step (loop rows:
+                  meta-batch x the one-task gradient's, + the update's;
+                  chunked rows: chunks x one chunk's gradient's)
   step_gflops     gflop_per_step / median step time
   matmul_gflops   float32 [n, n] @ [n, n] rate in the same process
   matmul_share    step_gflops / matmul_gflops
+  backend, device JAX's default backend and its first device's kind (the
+                  table's "device" column)
+  compute_dtype   the convs' matmul input dtype
 then a table of all rows.
 """
 
+import functools
 import json
 import os
 import resource
@@ -56,7 +82,8 @@ from absl import flags
 from absl import logging
 
 ROWS = {
-    # name: (learner, conv_impl, options)
+    # name: (learner, conv_impl, options); options go into the config, except
+    # BENCH_OPTIONS, which the benchmark applies itself.
     "maml_patches": ("maml", "patches", {}),
     "maml_xla": ("maml", "xla", {}),
     "maml_remat": ("maml", "patches", {"remat": True}),
@@ -71,7 +98,16 @@ ROWS = {
     "meta_lstm": ("meta_lstm", "patches", {}),
     "mann": ("mann", "patches", {"norm": False}),
     "snail": ("snail", "patches", {"norm": False}),
+    "maml_loop": ("maml", "patches", {"loop": True}),
+    "protonet_loop": ("protonet", "patches", {"loop": True}),
+    "maml_bf16": ("maml", "patches", {"compute_dtype": "bfloat16"}),
+    "protonet_bf16": ("protonet", "patches", {"compute_dtype": "bfloat16"}),
+    "maml_chunked": ("maml", "patches", {"chunked": True}),
+    "protonet_chunked": ("protonet", "patches", {"chunked": True}),
 }
+# loop: time the per-task Python loop baseline; compute_dtype: Conv4's;
+# chunked: the meta-batch in chunks of --task_chunk tasks inside the step.
+BENCH_OPTIONS = ("loop", "compute_dtype", "chunked")
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed meta-steps before timing "
@@ -95,11 +131,19 @@ _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
 _INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner SGD steps.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
                                     "n of the reference float32 n x n matmul.")
+_TASK_CHUNK = flags.DEFINE_integer(
+    "task_chunk", 1, "Tasks per chunk for the *_chunked rows; must divide "
+    "--meta_batch_size.")
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype", "float32", ["float32", "bfloat16"],
+    "Conv4's compute_dtype for rows that do not set their own: the convs' "
+    "matmul inputs (float32 accumulation either way).")
 _WORKER = flags.DEFINE_string("worker", None,
                               "Internal: run this one row in this process.")
 
 _FIELDS = ("row", "tasks_per_s", "step_ms", "compile_s", "peak_rss_mb",
-           "gflop_per_step", "step_gflops", "matmul_gflops", "matmul_share")
+           "gflop_per_step", "step_gflops", "matmul_gflops", "matmul_share",
+           "backend", "device")
 
 
 def _median(xs):
@@ -151,7 +195,19 @@ def run_row(row: str) -> dict:
   from metajax import train  # pylint: disable=g-import-not-at-top
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
+  from metajax import models  # pylint: disable=g-import-not-at-top
+
   learner_name, conv_impl, options = ROWS[row]
+  config_options = {k: v for k, v in options.items() if k not in BENCH_OPTIONS}
+  loop = bool(options.get("loop", False))
+  task_chunk = _TASK_CHUNK.value if options.get("chunked", False) else None
+  compute_dtype = options.get(
+      "compute_dtype",
+      _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32")
+  if compute_dtype != "float32":
+    # runs.build_model does not take a compute_dtype (yet): give every Conv4
+    # this row builds (in this worker process only) the row's.
+    models.Conv4 = functools.partial(models.Conv4, compute_dtype=compute_dtype)
   steps, warmup = _STEPS.value, _WARMUP.value
   if conv_impl == "xla":
     steps, warmup = min(steps, _XLA_STEPS.value), min(warmup, _XLA_WARMUP.value)
@@ -183,7 +239,7 @@ def run_row(row: str) -> dict:
       shots=shots,
       filters=_FILTERS.value, pooling="stride", conv_impl=conv_impl,
       inner_lr=0.4, inner_steps=_INNER_STEPS.value, num_classes=100,
-      finetune_steps=100, finetune_lr=1e-2, **options))
+      finetune_steps=100, finetune_lr=1e-2, **config_options))
   learner = runs.build_learner(config)
   outer_opt = optax.adam(1e-3)
   init_key, step_key = jax.random.split(jax.random.key(0))
@@ -193,11 +249,26 @@ def run_row(row: str) -> dict:
 
   rss_before_compile_mb = (
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
-  meta_step = train.make_meta_step(learner, outer_opt)
-  start = time.perf_counter()
-  compiled = meta_step.lower(state, batch, step_key).compile()
-  compile_s = time.perf_counter() - start
-  gflop = _flops(compiled) / 1e9
+  if loop:
+    compile_s, gflop, compiled = _compile_loop_step(learner, outer_opt, state,
+                                                    batch, step_key)
+  elif task_chunk:
+    meta_step = _chunked_meta_step(learner, outer_opt, task_chunk)
+    start = time.perf_counter()
+    compiled = meta_step.lower(state, batch, step_key).compile()
+    compile_s = time.perf_counter() - start
+    # XLA counts the lax.map body once: count one chunk's gradient per chunk.
+    chunk_batch = jax.tree.map(lambda a: a[:task_chunk], batch)
+    one_chunk = jax.jit(
+        lambda p, b, k: train.meta_gradient(learner, p, b, k)).lower(
+            state.meta_params, chunk_batch, step_key).compile()
+    gflop = tasks // task_chunk * _flops(one_chunk) / 1e9
+  else:
+    meta_step = train.make_meta_step(learner, outer_opt)
+    start = time.perf_counter()
+    compiled = meta_step.lower(state, batch, step_key).compile()
+    compile_s = time.perf_counter() - start
+    gflop = _flops(compiled) / 1e9
 
   step = 0
 
@@ -216,6 +287,8 @@ def run_row(row: str) -> dict:
       "row": row,
       "learner": learner_name,
       "conv_impl": conv_impl,
+      "compute_dtype": compute_dtype,
+      "task_chunk": task_chunk,
       "options": options,
       "ways": ways, "shots": shots, "queries": queries,
       "image_size": size, "filters": _FILTERS.value,
@@ -236,11 +309,106 @@ def run_row(row: str) -> dict:
   }
 
 
+def _compile_loop_step(learner, outer_opt, state, batch, key):
+  """The naive baseline: a Python loop over tasks of one jitted task gradient.
+
+  Returns (compile seconds, GFLOP per meta-step, step) where
+  `step(state, batch, key) -> (state, metrics)` calls the jitted meta-gradient
+  of a one-task batch (`train.meta_gradient`, the same per-task code as the
+  vmapped step) once per task, sums the gradients with a jitted add, then
+  applies one jitted mean + Adam update. The one-task batches are sliced
+  beforehand (outside the timing, as data already on the device).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  from metajax import train  # pylint: disable=g-import-not-at-top
+
+  tasks = jax.tree.leaves(batch)[0].shape[0]
+  task_batches = [jax.tree.map(lambda a, t=t: a[t:t + 1], batch)
+                  for t in range(tasks)]
+  one_task = jax.jit(lambda p, b, k: train.meta_gradient(learner, p, b, k))
+  add = lambda a, b: jax.tree.map(jax.numpy.add, a, b)
+
+  def apply(state, grads, loss, metric):
+    grads = jax.tree.map(lambda g: g / tasks, grads)
+    updates, opt_state = outer_opt.update(grads, state.opt_state,
+                                          state.meta_params)
+    meta_params = optax.apply_updates(state.meta_params, updates)
+    metrics = {"loss": loss / tasks, learner.metric_name: metric / tasks,
+               "grad_norm": optax.tree.norm(grads)}
+    return train.TrainState(state.step + 1, meta_params, opt_state), metrics
+
+  start = time.perf_counter()
+  one_task_c = one_task.lower(state.meta_params, task_batches[0],
+                              key).compile()
+  out = one_task_c(state.meta_params, task_batches[0], key)
+  (loss, metric), grads = out
+  add_c = jax.jit(add).lower(out, out).compile()
+  apply_c = jax.jit(apply).lower(state, grads, loss, metric).compile()
+  compile_s = time.perf_counter() - start
+  gflop = (tasks * _flops(one_task_c) + _flops(apply_c)) / 1e9
+
+  def step(state, batch, key):
+    del batch  # the pre-sliced task_batches are this batch's tasks
+    keys = jax.random.split(key, tasks)
+    total = None
+    for t in range(tasks):
+      (loss, metric), grads = one_task_c(state.meta_params, task_batches[t],
+                                         keys[t])
+      total = ((loss, metric), grads) if total is None else add_c(
+          total, ((loss, metric), grads))
+    (loss, metric), grads = total
+    return apply_c(state, grads, loss, metric)
+
+  return compile_s, gflop, step
+
+
+def _chunked_meta_step(learner, outer_opt, task_chunk: int):
+  """`train.make_meta_step` with the meta-batch in chunks of `task_chunk`.
+
+  `lax.map` runs each chunk's vmapped meta-gradient in turn, so only one
+  chunk's activations are alive at a time; the chunks' mean loss, metric and
+  gradient are averaged (all chunks have the same size), then one Adam step.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  from metajax import train  # pylint: disable=g-import-not-at-top
+
+  def step(state, batch, key):
+    tasks = jax.tree.leaves(batch)[0].shape[0]
+    if task_chunk < 1 or tasks % task_chunk:
+      raise ValueError(f"--task_chunk={task_chunk} must be >= 1 and divide "
+                       f"the meta-batch size {tasks}.")
+    n = tasks // task_chunk
+    chunks = jax.tree.map(lambda a: a.reshape((n, task_chunk) + a.shape[1:]),
+                          batch)
+
+    def one_chunk(args):
+      chunk, k = args
+      (loss, metric), grads = train.meta_gradient(learner, state.meta_params,
+                                                  chunk, k)
+      return loss, metric, grads
+
+    loss, metric, grads = jax.tree.map(
+        lambda a: a.mean(axis=0),
+        jax.lax.map(one_chunk, (chunks, jax.random.split(key, n))))
+    updates, opt_state = outer_opt.update(grads, state.opt_state,
+                                          state.meta_params)
+    meta_params = optax.apply_updates(state.meta_params, updates)
+    metrics = {"loss": loss, learner.metric_name: metric,
+               "grad_norm": optax.tree.norm(grads)}
+    return train.TrainState(state.step + 1, meta_params, opt_state), metrics
+
+  return jax.jit(step, donate_argnums=0)
+
+
 def _worker_args(row):
   args = [sys.executable, "-m", "experiments.benchmark", f"--worker={row}"]
   for flag in (_STEPS, _WARMUP, _XLA_STEPS, _XLA_WARMUP, _META_BATCH_SIZE,
                _WAYS, _SHOTS, _QUERIES, _IMAGE_SIZE, _FILTERS, _INNER_STEPS,
-               _MATMUL_SIZE):
+               _MATMUL_SIZE, _COMPUTE_DTYPE, _TASK_CHUNK):
     args.append(f"--{flag.name}={flag.value}")
   return args
 
@@ -267,15 +435,16 @@ def spawn_row(row: str) -> dict:
 def format_table(results) -> str:
   """A fixed-width table of `_FIELDS` for the rows in `results`."""
   header = ("row", "tasks/s", "step ms", "compile s", "peak MB",
-            "GFLOP/step", "GFLOP/s", "matmul GFLOP/s", "share")
-  lines = [" | ".join(f"{h:>14}" if i else f"{h:<14}"
+            "GFLOP/step", "GFLOP/s", "matmul GFLOP/s", "share", "device")
+  lines = [" | ".join(f"{h:>14}" if i else f"{h:<16}"
                       for i, h in enumerate(header))]
   for r in results:
-    cells = [f"{r['row']:<14}", f"{r['tasks_per_s']:>14.2f}",
+    cells = [f"{r['row']:<16}", f"{r['tasks_per_s']:>14.2f}",
              f"{r['step_ms']:>14.1f}", f"{r['compile_s']:>14.1f}",
              f"{r['peak_rss_mb']:>14.0f}", f"{r['gflop_per_step']:>14.4g}",
              f"{r['step_gflops']:>14.1f}", f"{r['matmul_gflops']:>14.1f}",
-             f"{r['matmul_share']:>14.1%}"]
+             f"{r['matmul_share']:>14.1%}",
+             f"{r['backend']} {r['device']}"]
     lines.append(" | ".join(cells))
   return "\n".join(lines)
 

@@ -36,6 +36,11 @@ def test_benchmark_prints_one_json_line_per_row(tmp_path):
   # The same line went to --json_out, and a table follows.
   assert [json.loads(l) for l in json_out.read_text().splitlines()] == [row]
   assert "tasks/s" in proc.stdout and "maml_patches" in proc.stdout
+  assert row["compute_dtype"] == "float32"
+  # The table's device column.
+  table_row = [l for l in proc.stdout.splitlines()
+               if l.startswith("maml_patches ")]
+  assert table_row[0].endswith(f"{row['backend']} {row['device']}")
 
 
 def test_benchmark_rejects_unknown_rows():
@@ -47,17 +52,30 @@ def test_benchmark_rejects_unknown_rows():
 
 
 def test_benchmark_rows_of_other_learners(tmp_path):
-  rows = ["protonet", "matching_fce", "baseline_pp"]
+  """Other learners, the loop baseline, task chunks, bfloat16 matmuls."""
+  rows = ["protonet", "matching_fce", "baseline_pp", "protonet_loop",
+          "protonet_chunked"]
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark", f"--rows={','.join(rows)}",
        "--meta_batch_size=2", "--warmup=0", "--steps=1", "--image_size=12",
-       "--filters=4", "--matmul_size=64"],
+       "--filters=4", "--matmul_size=64", "--compute_dtype=bfloat16",
+       "--task_chunk=1"],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
   assert [l["row"] for l in lines] == rows
   assert [l["learner"] for l in lines] == ["protonet", "matching_net",
-                                           "baseline_pp"]
+                                           "baseline_pp", "protonet",
+                                           "protonet"]
   assert lines[1]["options"] == {"fce": True}
+  assert lines[3]["options"] == {"loop": True}
+  assert lines[4]["options"] == {"chunked": True}
+  assert [l["task_chunk"] for l in lines] == [None] * 4 + [1]
   for l in lines:
     assert l["tasks_per_s"] > 0 and l["gflop_per_step"] > 0, l
+    assert l["compute_dtype"] == "bfloat16", l
+  # The loop and the chunks count meta_batch_size x one task's gradient
+  # FLOPs: about the vmapped step's count, not a per-task fraction of it.
+  for l in lines[3:]:
+    assert math.isclose(l["gflop_per_step"], lines[0]["gflop_per_step"],
+                        rel_tol=0.2), (l, lines[0])

@@ -66,6 +66,66 @@ def test_conv2d_patches_matches_xla(size, strides, padding):
   _close(grads["patches"], grads["xla"], atol=1e-4)
 
 
+@pytest.mark.parametrize("lead,strides", [((), (1, 1)), ((2, 3), (2, 1))])
+def test_conv2d_patches_one_input_channel_matches_xla(lead, strides):
+  """C_in = 1 takes the rows-of-patches path; any number of leading axes."""
+  kx, kk, kg = jax.random.split(jax.random.key(7), 3)
+  x = jax.random.normal(kx, lead + (9, 8, 1))
+  kernel = jax.random.normal(kk, (3, 3, 1, 4))
+  fns = [functools.partial(f, strides=strides, padding="SAME")
+         for f in (layers.conv2d_patches, layers.conv2d_xla)]
+  y_patches, y_xla = [jax.jit(f)(x, kernel) for f in fns]
+  chex.assert_equal_shape([y_patches, y_xla])
+  _close(y_patches, y_xla)
+  w = jax.random.normal(kg, y_xla.shape)
+  grads = [jax.jit(jax.grad(lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k)) * w),
+                            argnums=(0, 1)))(x, kernel) for f in fns]
+  _close(grads[0], grads[1], atol=1e-4)
+
+
+def test_conv2d_bfloat16_close_to_float32_to_second_order():
+  """bfloat16 matmuls: bfloat16 in the program, float32 out, close values."""
+  kx, kk, kg = jax.random.split(jax.random.key(8), 3)
+  x = jax.random.normal(kx, (2, 3, 9, 9, 8))  # [tasks, batch, H, W, C]
+  kernel = jax.random.normal(kk, (2, 3, 3, 8, 4)) / 8.0
+
+  def second_order(k, x, dtype):
+    conv = functools.partial(layers.conv2d_patches, strides=(2, 2),
+                             compute_dtype=dtype)
+    loss = lambda k: jnp.mean(jnp.tanh(conv(x, k)) ** 2)
+    return loss(k - 0.5 * jax.grad(loss)(k))
+
+  outs = {}
+  for dtype in layers.COMPUTE_DTYPES:
+    fn = jax.vmap(jax.value_and_grad(second_order, argnums=(0, 1)),
+                  in_axes=(0, 0, None))
+    outs[dtype] = jax.jit(fn, static_argnums=2)(kernel, x, dtype)
+    jaxpr = str(jax.make_jaxpr(fn, static_argnums=2)(kernel, x, dtype))
+    assert ("bf16" in jaxpr) == (dtype == "bfloat16"), dtype
+  chex.assert_trees_all_equal_dtypes(outs["float32"], outs["bfloat16"])
+  chex.assert_tree_all_finite(outs["bfloat16"])
+  _close(outs["bfloat16"], outs["float32"], rtol=3e-2, atol=1e-3)
+  y32, y16 = [layers.conv2d_patches(x[0], kernel[0], compute_dtype=d)
+              for d in layers.COMPUTE_DTYPES]
+  assert y16.dtype == jnp.float32
+  _close(y16, y32, rtol=3e-2, atol=3e-2)
+
+
+def test_conv_compute_dtype_errors():
+  x, kernel = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
+  with pytest.raises(ValueError, match="compute_dtype must be one of"):
+    layers.conv2d(x, kernel, compute_dtype="float16")
+  with pytest.raises(ValueError, match="needs impl='patches'"):
+    layers.conv2d(x, kernel, impl="xla", compute_dtype="bfloat16")
+  with pytest.raises(ValueError, match="compute_dtype must be one of"):
+    models.Conv4(5, filters=2, compute_dtype="bf16").init(
+        jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+  with pytest.raises(ValueError, match="needs impl='patches'"):
+    models.Conv4(5, filters=2, conv_impl="xla",
+                 compute_dtype="bfloat16").init(
+                     jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+
+
 def test_conv2d_unknown_impl_raises():
   with pytest.raises(ValueError, match="conv impl"):
     layers.conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 2)),

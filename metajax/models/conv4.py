@@ -49,6 +49,10 @@ class Conv4(nn.Module):
       same numbers. (XLA:CPU in jax 0.10.2 miscompiles the mix of grouped
       convolution and reshape-max under jit(vmap) for second-order
       gradients, so "xla" keeps `reduce_window`.)
+    compute_dtype: "float32" (default) or "bfloat16" (conv_impl="patches"
+      only): the convs' matmuls take bfloat16 inputs with float32
+      accumulation; params, activations, batch norm and head stay float32.
+      See `layers.conv2d_patches` and the README's Benchmark section.
     norm: use batch-statistics batch norm after each conv. When True the convs
       have no bias (batch norm would cancel it).
     readout: "mean" over space or "flatten"; None picks the MAML reference's
@@ -59,6 +63,7 @@ class Conv4(nn.Module):
   filters: int = 64
   pooling: str = "stride"
   conv_impl: str = "patches"
+  compute_dtype: str = "float32"
   norm: bool = True
   readout: Optional[str] = None
   epsilon: float = 1e-5
@@ -87,6 +92,7 @@ class Conv4(nn.Module):
     for i in range(4):
       x = layers.Conv(self.filters, (3, 3), strides=strides, padding="SAME",
                       use_bias=not self.norm, impl=self.conv_impl,
+                      compute_dtype=self.compute_dtype,
                       name=f"conv{i}")(x)
       if self.norm:
         x = layers.BatchStatNorm(epsilon=self.epsilon, name=f"norm{i}")(x)
