@@ -9,7 +9,10 @@ The setting is MAML's Omniglot one: 5-way 1-shot, 15 queries per class,
 28x28x1 images, meta-batch 32, one inner SGD step (lr 0.4), Adam outer step;
 random uint8 images stand in for data (speed does not depend on them).
 
-Rows (all on Conv4(conv_impl="patches") unless named xla):
+Rows (all on Conv4(conv_impl="patches") unless named xla), each with the
+trainer's default chunking of the meta-batch unless named vmapped or loop
+(`train.make_meta_step`'s tasks_per_chunk: automatic, 1 task at a time on
+CPU, all at once on accelerators; --tasks_per_chunk sets it):
   maml_patches    second-order MAML (the default conv lowering)
   maml_xla        second-order MAML, Conv4(conv_impl="xla"): XLA convolution,
                   which vmap over tasks with per-task weights turns into a
@@ -37,13 +40,9 @@ Rows (all on Conv4(conv_impl="patches") unless named xla):
   maml_bf16       maml_patches with Conv4(compute_dtype="bfloat16"): the
                   convs' matmuls on bfloat16 inputs, float32 accumulation
   protonet_bf16   protonet with the same bfloat16 matmuls
-  maml_chunked    maml_patches with the meta-batch in chunks of --task_chunk
-                  tasks (default 1) inside the jitted step: `lax.map` over
-                  chunks of each chunk's vmapped meta-gradient, averaged, then
-                  Adam; only one chunk's activations live at a time (a
-                  measurement of the idea; per-chunk keys differ from the
-                  vmapped step's)
-  protonet_chunked  the same for protonet
+  maml_vmapped    maml_patches with all tasks of the meta-batch adapted at
+                  once (tasks_per_chunk = meta_batch_size): one vmapped step
+  protonet_vmapped  the same for protonet
 
 --compute_dtype=bfloat16 applies the bfloat16 matmuls to every Conv4 row with
 conv_impl="patches" (maml_xla stays float32).
@@ -57,9 +56,18 @@ its own) and prints one JSON line:
   peak_rss_mb     the subprocess's peak resident memory (getrusage via wait4);
                   rss_before_compile_mb is the peak before compiling (the
                   JAX runtime, the batch and the initial state)
-  gflop_per_step  XLA's cost analysis of the compiled meta-step (loop rows:
-                  meta-batch x the one-task gradient's, + the update's;
-                  chunked rows: chunks x one chunk's gradient's)
+  gflop_per_step  XLA's cost analysis of the meta-step with all tasks at
+                  once, lowered (not optimized): XLA counts a loop body once,
+                  so the chunked step's own count would be one chunk's
+  tasks_per_chunk the tasks adapted at once inside the step (loop rows: 1)
+  step_memory_mb  XLA's estimate of the memory the compiled step allocates
+                  (temporaries and outputs; `train.step_memory_bytes`); None
+                  for loop rows
+  host_sample_ms  median ms to sample one meta-batch on the host (the
+                  trainer's EpisodeSampler over an Omniglot-sized source)
+  host_put_ms     median ms to copy it to the device; the trainer does both
+                  in a background thread, so they stall the step only if
+                  their sum exceeds step_ms (--sample_repeats=0 skips them)
   step_gflops     gflop_per_step / median step time
   matmul_gflops   float32 [n, n] @ [n, n] rate in the same process
   matmul_share    step_gflops / matmul_gflops
@@ -69,7 +77,6 @@ its own) and prints one JSON line:
 then a table of all rows.
 """
 
-import functools
 import json
 import os
 import resource
@@ -102,12 +109,12 @@ ROWS = {
     "protonet_loop": ("protonet", "patches", {"loop": True}),
     "maml_bf16": ("maml", "patches", {"compute_dtype": "bfloat16"}),
     "protonet_bf16": ("protonet", "patches", {"compute_dtype": "bfloat16"}),
-    "maml_chunked": ("maml", "patches", {"chunked": True}),
-    "protonet_chunked": ("protonet", "patches", {"chunked": True}),
+    "maml_vmapped": ("maml", "patches", {"vmapped": True}),
+    "protonet_vmapped": ("protonet", "patches", {"vmapped": True}),
 }
-# loop: time the per-task Python loop baseline; compute_dtype: Conv4's;
-# chunked: the meta-batch in chunks of --task_chunk tasks inside the step.
-BENCH_OPTIONS = ("loop", "compute_dtype", "chunked")
+# loop: time the per-task Python loop baseline; vmapped: all tasks of the
+# meta-batch adapted at once (tasks_per_chunk = the meta-batch size).
+BENCH_OPTIONS = ("loop", "vmapped")
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed meta-steps before timing "
@@ -131,9 +138,14 @@ _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
 _INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner SGD steps.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
                                     "n of the reference float32 n x n matmul.")
-_TASK_CHUNK = flags.DEFINE_integer(
-    "task_chunk", 1, "Tasks per chunk for the *_chunked rows; must divide "
-    "--meta_batch_size.")
+_TASKS_PER_CHUNK = flags.DEFINE_integer(
+    "tasks_per_chunk", None, "Tasks adapted at once inside the meta-step "
+    "(train.make_meta_step's tasks_per_chunk) for rows that do not set their "
+    "own; must divide --meta_batch_size. Default: the trainer's automatic "
+    "choice (1 on CPU, all on accelerators).")
+_SAMPLE_REPEATS = flags.DEFINE_integer(
+    "sample_repeats", 5, "Host-side meta-batches sampled and copied to the "
+    "device to time the input pipeline.")
 _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype", "float32", ["float32", "bfloat16"],
     "Conv4's compute_dtype for rows that do not set their own: the convs' "
@@ -141,9 +153,6 @@ _COMPUTE_DTYPE = flags.DEFINE_enum(
 _WORKER = flags.DEFINE_string("worker", None,
                               "Internal: run this one row in this process.")
 
-_FIELDS = ("row", "tasks_per_s", "step_ms", "compile_s", "peak_rss_mb",
-           "gflop_per_step", "step_gflops", "matmul_gflops", "matmul_share",
-           "backend", "device")
 
 
 def _median(xs):
@@ -195,19 +204,13 @@ def run_row(row: str) -> dict:
   from metajax import train  # pylint: disable=g-import-not-at-top
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
-  from metajax import models  # pylint: disable=g-import-not-at-top
-
   learner_name, conv_impl, options = ROWS[row]
   config_options = {k: v for k, v in options.items() if k not in BENCH_OPTIONS}
   loop = bool(options.get("loop", False))
-  task_chunk = _TASK_CHUNK.value if options.get("chunked", False) else None
-  compute_dtype = options.get(
+  config_options.setdefault(
       "compute_dtype",
       _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32")
-  if compute_dtype != "float32":
-    # runs.build_model does not take a compute_dtype (yet): give every Conv4
-    # this row builds (in this worker process only) the row's.
-    models.Conv4 = functools.partial(models.Conv4, compute_dtype=compute_dtype)
+  compute_dtype = config_options["compute_dtype"]
   steps, warmup = _STEPS.value, _WARMUP.value
   if conv_impl == "xla":
     steps, warmup = min(steps, _XLA_STEPS.value), min(warmup, _XLA_WARMUP.value)
@@ -249,26 +252,28 @@ def run_row(row: str) -> dict:
 
   rss_before_compile_mb = (
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+  # XLA's cost analysis counts a loop body once, so the FLOPs of every row
+  # come from the meta-step with all tasks at once (no loop over chunks),
+  # lowered but not compiled: the unoptimized program's count.
+  gflop = _flops(train.make_meta_step(
+      learner, outer_opt, tasks_per_chunk=tasks).lower(
+          state, batch, step_key)) / 1e9
+  step_memory_mb = None
   if loop:
-    compile_s, gflop, compiled = _compile_loop_step(learner, outer_opt, state,
-                                                    batch, step_key)
-  elif task_chunk:
-    meta_step = _chunked_meta_step(learner, outer_opt, task_chunk)
-    start = time.perf_counter()
-    compiled = meta_step.lower(state, batch, step_key).compile()
-    compile_s = time.perf_counter() - start
-    # XLA counts the lax.map body once: count one chunk's gradient per chunk.
-    chunk_batch = jax.tree.map(lambda a: a[:task_chunk], batch)
-    one_chunk = jax.jit(
-        lambda p, b, k: train.meta_gradient(learner, p, b, k)).lower(
-            state.meta_params, chunk_batch, step_key).compile()
-    gflop = tasks // task_chunk * _flops(one_chunk) / 1e9
+    chunk = 1
+    compile_s, compiled = _compile_loop_step(learner, outer_opt, state, batch,
+                                             step_key)
   else:
-    meta_step = train.make_meta_step(learner, outer_opt)
+    chunk = tasks if options.get("vmapped") else _TASKS_PER_CHUNK.value
+    if chunk is None:
+      chunk = train.auto_tasks_per_chunk(jax.default_backend()) or tasks
+    meta_step = train.make_meta_step(learner, outer_opt,
+                                     tasks_per_chunk=chunk)
     start = time.perf_counter()
     compiled = meta_step.lower(state, batch, step_key).compile()
     compile_s = time.perf_counter() - start
-    gflop = _flops(compiled) / 1e9
+    estimate = train.step_memory_bytes(compiled)
+    step_memory_mb = None if estimate is None else estimate / 2**20
 
   step = 0
 
@@ -280,6 +285,9 @@ def run_row(row: str) -> dict:
 
   _time(one_step, warmup)
   times = _time(one_step, steps)
+  sample_ms, put_ms = (host_pipeline_ms(tasks, ways, shots, queries, size,
+                                        _SAMPLE_REPEATS.value)
+                       if _SAMPLE_REPEATS.value else (None, None))
   rate = matmul_gflops(_MATMUL_SIZE.value)
   step_s = _median(times)
   device = jax.devices()[0]
@@ -288,7 +296,10 @@ def run_row(row: str) -> dict:
       "learner": learner_name,
       "conv_impl": conv_impl,
       "compute_dtype": compute_dtype,
-      "task_chunk": task_chunk,
+      "tasks_per_chunk": chunk,
+      "step_memory_mb": step_memory_mb,
+      "host_sample_ms": sample_ms,
+      "host_put_ms": put_ms,
       "options": options,
       "ways": ways, "shots": shots, "queries": queries,
       "image_size": size, "filters": _FILTERS.value,
@@ -312,7 +323,7 @@ def run_row(row: str) -> dict:
 def _compile_loop_step(learner, outer_opt, state, batch, key):
   """The naive baseline: a Python loop over tasks of one jitted task gradient.
 
-  Returns (compile seconds, GFLOP per meta-step, step) where
+  Returns (compile seconds, step) where
   `step(state, batch, key) -> (state, metrics)` calls the jitted meta-gradient
   of a one-task batch (`train.meta_gradient`, the same per-task code as the
   vmapped step) once per task, sums the gradients with a jitted add, then
@@ -347,7 +358,6 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
   add_c = jax.jit(add).lower(out, out).compile()
   apply_c = jax.jit(apply).lower(state, grads, loss, metric).compile()
   compile_s = time.perf_counter() - start
-  gflop = (tasks * _flops(one_task_c) + _flops(apply_c)) / 1e9
 
   def step(state, batch, key):
     del batch  # the pre-sliced task_batches are this batch's tasks
@@ -361,56 +371,45 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
     (loss, metric), grads = total
     return apply_c(state, grads, loss, metric)
 
-  return compile_s, gflop, step
-
-
-def _chunked_meta_step(learner, outer_opt, task_chunk: int):
-  """`train.make_meta_step` with the meta-batch in chunks of `task_chunk`.
-
-  `lax.map` runs each chunk's vmapped meta-gradient in turn, so only one
-  chunk's activations are alive at a time; the chunks' mean loss, metric and
-  gradient are averaged (all chunks have the same size), then one Adam step.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-
-  from metajax import train  # pylint: disable=g-import-not-at-top
-
-  def step(state, batch, key):
-    tasks = jax.tree.leaves(batch)[0].shape[0]
-    if task_chunk < 1 or tasks % task_chunk:
-      raise ValueError(f"--task_chunk={task_chunk} must be >= 1 and divide "
-                       f"the meta-batch size {tasks}.")
-    n = tasks // task_chunk
-    chunks = jax.tree.map(lambda a: a.reshape((n, task_chunk) + a.shape[1:]),
-                          batch)
-
-    def one_chunk(args):
-      chunk, k = args
-      (loss, metric), grads = train.meta_gradient(learner, state.meta_params,
-                                                  chunk, k)
-      return loss, metric, grads
-
-    loss, metric, grads = jax.tree.map(
-        lambda a: a.mean(axis=0),
-        jax.lax.map(one_chunk, (chunks, jax.random.split(key, n))))
-    updates, opt_state = outer_opt.update(grads, state.opt_state,
-                                          state.meta_params)
-    meta_params = optax.apply_updates(state.meta_params, updates)
-    metrics = {"loss": loss, learner.metric_name: metric,
-               "grad_norm": optax.tree.norm(grads)}
-    return train.TrainState(state.step + 1, meta_params, opt_state), metrics
-
-  return jax.jit(step, donate_argnums=0)
+  return compile_s, step
 
 
 def _worker_args(row):
   args = [sys.executable, "-m", "experiments.benchmark", f"--worker={row}"]
   for flag in (_STEPS, _WARMUP, _XLA_STEPS, _XLA_WARMUP, _META_BATCH_SIZE,
                _WAYS, _SHOTS, _QUERIES, _IMAGE_SIZE, _FILTERS, _INNER_STEPS,
-               _MATMUL_SIZE, _COMPUTE_DTYPE, _TASK_CHUNK):
-    args.append(f"--{flag.name}={flag.value}")
+               _MATMUL_SIZE, _COMPUTE_DTYPE, _TASKS_PER_CHUNK,
+               _SAMPLE_REPEATS):
+    if flag.value is not None:
+      args.append(f"--{flag.name}={flag.value}")
   return args
+
+
+def host_pipeline_ms(tasks: int, ways: int, shots: int, queries: int,
+                     size: int, repeats: int):
+  """Median ms to sample one meta-batch on the host and to copy it over.
+
+  The source is Omniglot's training split in shape (964 classes of 20 uint8
+  images, random pixels) under the trainer's `EpisodeSampler`; the copy is
+  `jax.device_put` of the batch to the first device, until it is there.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from metajax.data.episodes import EpisodeSampler  # pylint: disable=g-import-not-at-top
+  from metajax.data.sources import ClassImages  # pylint: disable=g-import-not-at-top
+
+  images = np.random.default_rng(1).integers(
+      0, 256, (964, 20, size, size, 1), dtype=np.uint8)
+  sampler = EpisodeSampler(
+      ClassImages(images, [str(i) for i in range(964)]), ways=ways,
+      shots=shots, queries=queries)
+  batches = []
+  sample = _time(lambda: batches.append(sampler.sample_batch(
+      np.random.default_rng(len(batches)), tasks)), repeats)
+  put = _time(lambda: jax.block_until_ready(jax.device_put(batches.pop())),
+              repeats)
+  return 1e3 * _median(sample), 1e3 * _median(put)
 
 
 def spawn_row(row: str) -> dict:
@@ -433,17 +432,22 @@ def spawn_row(row: str) -> dict:
 
 
 def format_table(results) -> str:
-  """A fixed-width table of `_FIELDS` for the rows in `results`."""
-  header = ("row", "tasks/s", "step ms", "compile s", "peak MB",
-            "GFLOP/step", "GFLOP/s", "matmul GFLOP/s", "share", "device")
-  lines = [" | ".join(f"{h:>14}" if i else f"{h:<16}"
+  """A fixed-width table of the main fields of the rows in `results`."""
+  header = ("row", "tasks/s", "step ms", "chunk", "compile s", "peak MB",
+            "step MB (XLA)", "GFLOP/step", "matmul GFLOP/s", "share",
+            "sample+put ms", "device")
+  lines = [" | ".join(f"{h:>13}" if i else f"{h:<16}"
                       for i, h in enumerate(header))]
   for r in results:
-    cells = [f"{r['row']:<16}", f"{r['tasks_per_s']:>14.2f}",
-             f"{r['step_ms']:>14.1f}", f"{r['compile_s']:>14.1f}",
-             f"{r['peak_rss_mb']:>14.0f}", f"{r['gflop_per_step']:>14.4g}",
-             f"{r['step_gflops']:>14.1f}", f"{r['matmul_gflops']:>14.1f}",
-             f"{r['matmul_share']:>14.1%}",
+    memory = r.get("step_memory_mb")
+    host = (f"{r['host_sample_ms']:.1f}+{r['host_put_ms']:.1f}"
+            if r.get("host_sample_ms") is not None else "-")
+    cells = [f"{r['row']:<16}", f"{r['tasks_per_s']:>13.2f}",
+             f"{r['step_ms']:>13.1f}", f"{r['tasks_per_chunk']:>13}",
+             f"{r['compile_s']:>13.1f}", f"{r['peak_rss_mb']:>13.0f}",
+             f"{memory:>13.0f}" if memory is not None else f"{'-':>13}",
+             f"{r['gflop_per_step']:>13.4g}", f"{r['matmul_gflops']:>13.1f}",
+             f"{r['matmul_share']:>13.1%}", f"{host:>13}",
              f"{r['backend']} {r['device']}"]
     lines.append(" | ".join(cells))
   return "\n".join(lines)
@@ -460,6 +464,12 @@ def main(argv):
     raise app.UsageError("--steps and --xla_steps must be >= 1.")
   if _WARMUP.value < 0 or _XLA_WARMUP.value < 0:
     raise app.UsageError("--warmup and --xla_warmup must be >= 0.")
+  if _SAMPLE_REPEATS.value < 0:
+    raise app.UsageError("--sample_repeats must be >= 0.")
+  chunk = _TASKS_PER_CHUNK.value
+  if chunk is not None and (chunk < 1 or _META_BATCH_SIZE.value % chunk):
+    raise app.UsageError(f"--tasks_per_chunk={chunk} must be >= 1 and divide "
+                         f"--meta_batch_size={_META_BATCH_SIZE.value}.")
   unknown = [r for r in _ROWS.value if r not in ROWS]
   if unknown:
     raise app.UsageError(f"Unknown rows {unknown}; choose from {list(ROWS)}.")

@@ -154,7 +154,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need("num_devices", lambda v: v is None or (is_int(v) and v >= 1),
        "must be None (every device) or an integer >= 1")
   need("tasks_per_chunk", lambda v: v is None or (is_int(v) and v >= 1),
-       "must be None (all tasks at once) or an integer >= 1")
+       "must be None (automatic) or an integer >= 1")
   mesh = parallel.task_mesh(_get(config, "num_devices"))
   parallel.check_meta_batch_size(config.meta_batch_size, mesh)
   chunk = _get(config, "tasks_per_chunk")
@@ -181,6 +181,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"valid conv_impls are {list(layers.CONV_IMPLS)}", default="patches")
     need("norm", lambda v: isinstance(v, bool), "must be True or False",
          default=True)
+    need("compute_dtype", lambda v: v in layers.COMPUTE_DTYPES,
+         f"valid compute_dtypes are {list(layers.COMPUTE_DTYPES)}",
+         default="float32")
+    if (_get(config, "compute_dtype", "float32") != "float32"
+        and _get(config, "conv_impl", "patches") != "patches"):
+      raise ValueError("config.compute_dtype='bfloat16' needs "
+                       "conv_impl='patches'.")
     if _get(config, "pooling", "stride") == "max":
       need("image_size", lambda v: v is None or (is_int(v) and v >= 16),
            "must be >= 16 for four 2x2 max-pools",
@@ -252,7 +259,8 @@ def build_model(config, num_outputs: Optional[int]):
   return models.Conv4(num_outputs, filters=_get(config, "filters", 64),
                       pooling=_get(config, "pooling", "stride"),
                       conv_impl=_get(config, "conv_impl", "patches"),
-                      norm=bool(_get(config, "norm", True)))
+                      norm=bool(_get(config, "norm", True)),
+                      compute_dtype=_get(config, "compute_dtype", "float32"))
 
 
 def build_learner(config, *, test: bool = False) -> Learner:

@@ -112,6 +112,19 @@ def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
                     opt_state=outer_opt.init(meta_params))
 
 
+def auto_tasks_per_chunk(platform: str) -> Optional[int]:
+  """The default chunk: 1 task at a time on CPU, all at once elsewhere.
+
+  Measured on the 2-core CPU machine (conv4 Omniglot meta-step, meta-batch
+  32, interleaved in one process): MAML 807 against 1164 ms per step with all
+  32 tasks vmapped, first-order MAML 566 / 843, Reptile 223 / 426, ProtoNets
+  685 / 961, Matching Nets 593 / 911, SNAIL 1003 / 996; one task's
+  activations stay in cache, and peak memory falls by half (README,
+  Benchmark). On GPUs and TPUs the vmapped tasks are what fills the device.
+  """
+  return 1 if platform == "cpu" else None
+
+
 def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
                    *, mesh: Optional[Mesh] = None,
                    tasks_per_chunk: Optional[int] = None) -> Callable:
@@ -129,23 +142,28 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
       sharding constraints (one device, as placed by the caller).
     tasks_per_chunk: tasks each device adapts at once; the meta-batch is then
       processed in chunks one after the other (see `meta_gradient`), which
-      bounds memory by one chunk's activations. None: all at once. It must
-      divide the tasks per device.
+      bounds memory by one chunk's activations. It must divide the tasks per
+      device (the per-device count itself: all at once). None: automatic,
+      `auto_tasks_per_chunk` of the devices' platform.
   """
   devices = 1 if mesh is None else mesh.devices.size
+  platform = (jax.default_backend() if mesh is None
+              else mesh.devices.flat[0].platform)
+  chunk = (auto_tasks_per_chunk(platform) if tasks_per_chunk is None
+           else tasks_per_chunk)
 
   def step(state: TrainState, batch: Episode, key: jax.Array):
     num_chunks = 1
-    if tasks_per_chunk is not None:
+    if chunk is not None:
       tasks = jax.tree.leaves(batch)[0].shape[0]
       per_device = tasks // devices
-      if (not isinstance(tasks_per_chunk, (int, np.integer))
-          or tasks_per_chunk < 1 or per_device % tasks_per_chunk):
+      if (not isinstance(chunk, (int, np.integer))
+          or chunk < 1 or per_device % chunk):
         raise ValueError(
             f"tasks_per_chunk must be a positive integer that divides the "
             f"{per_device} tasks per device ({tasks} tasks over {devices} "
-            f"devices), got {tasks_per_chunk!r}.")
-      num_chunks = per_device // int(tasks_per_chunk)
+            f"devices), got {chunk!r}.")
+      num_chunks = per_device // int(chunk)
     (loss, metric), grads = meta_gradient(learner, state.meta_params, batch,
                                           key, num_chunks)
     updates, opt_state = outer_opt.update(grads, state.opt_state,
@@ -307,7 +325,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
       `meta_train` alike; each samples its share of the tasks from its own
       stream (`parallel.process_rng`), and only process 0 writes metrics.
     tasks_per_chunk: tasks each device adapts at once (see `make_meta_step`);
-      None: its whole share of the meta-batch.
+      None: automatic (1 on CPU, the whole share on accelerators).
     check_memory: before the first step, compare XLA's estimate of the
       step's memory with the device's free memory and raise
       `StepMemoryError` (nothing trained, nothing written) if it will not

@@ -65,8 +65,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.on_nonfinite = "raise"  # or "skip": drop non-finite steps
   # The meta-batch's tasks are sharded over this many devices (None: all).
   c.num_devices = ml_collections.config_dict.placeholder(int)
-  # Tasks each device adapts at once (None: all; smaller needs less memory).
+  # Tasks each device adapts at once (None: automatic, 1 on CPU where it is
+  # fastest, all on GPU/TPU; smaller needs less memory).
   c.tasks_per_chunk = ml_collections.config_dict.placeholder(int)
+  # Conv4's matmul inputs: "float32" or "bfloat16" (float32 accumulation).
+  c.compute_dtype = "float32"
   c.data_dir = ""
   sizes = {"": (5, 1), "5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
            "20w5s": (20, 5), "smoke": (5, 1)}
