@@ -91,16 +91,16 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
     return jnp.swapaxes(x, 0, 1)
 
   def body(total, xs):
-    out = grads_of(*xs)
-    return jax.tree.map(jnp.add, total, out), None
+    (loss, metric), grads = grads_of(*xs)
+    return jax.tree.map(jnp.add, total, grads), (loss, metric)
 
-  zeros = jax.tree.map(
-      jnp.zeros_like,
-      jax.eval_shape(grads_of, jax.tree.map(lambda x: split(x)[0], batch),
-                     split(keys)[0]))
-  total, _ = jax.lax.scan(body, zeros, (jax.tree.map(split, batch),
-                                        split(keys)))
-  return jax.tree.map(lambda t: t / num_chunks, total)
+  # The gradients (of the meta-parameters, or outer "gradients" shaped like
+  # them) are summed in the carry; each chunk's loss and metric come out.
+  total, (losses, metrics) = jax.lax.scan(
+      body, jax.tree.map(jnp.zeros_like, meta_params),
+      (jax.tree.map(split, batch), split(keys)))
+  return ((losses.mean(), metrics.mean()),
+          jax.tree.map(lambda t: t / num_chunks, total))
 
 
 def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,

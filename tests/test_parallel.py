@@ -171,10 +171,10 @@ def _compiled(learner, batch, chunk=None):
 
 def test_memory_estimate_grows_with_tasks_and_shrinks_with_chunks():
   _, batch, learner = _setup(tasks=32)
-  whole = train.step_memory_bytes(_compiled(learner, batch))
+  whole = train.step_memory_bytes(_compiled(learner, batch, chunk=32))
   chunked = train.step_memory_bytes(_compiled(learner, batch, chunk=2))
   small = train.step_memory_bytes(_compiled(
-      learner, jax.tree.map(lambda a: a[:4], batch)))
+      learner, jax.tree.map(lambda a: a[:4], batch), chunk=4))
   assert whole > 4 * chunked, (whole, chunked)
   assert whole > 4 * small, (whole, small)
   assert train.available_memory_bytes(jax.devices()[0]) > 0
