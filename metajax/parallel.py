@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from metajax.data import episodes
+
 TASK_AXIS = "tasks"
 
 
@@ -112,7 +114,7 @@ def process_rng(seed: int, step: int) -> np.random.Generator:
   process index): the global meta-batch is as random as a single host's.
   """
   if jax.process_count() == 1:
-    return np.random.default_rng([int(seed), int(step)])
+    return episodes.step_rng(seed, step)
   return np.random.default_rng([int(seed), int(step), jax.process_index()])
 
 

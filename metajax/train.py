@@ -5,6 +5,7 @@ set, predict the queries, take the query loss; average; differentiate with
 respect to the meta-parameters; apply an optax outer optimizer.
 """
 
+import itertools
 import math
 from typing import Callable, NamedTuple, Optional
 
@@ -378,10 +379,13 @@ def meta_train(learner: Learner, source: TaskSource, *,
   else:
     restored_step, start = None, int(state.step)
 
+  host_batches = _batches(source, seed, start, num_steps, local_tasks)
   if start < num_steps:
-    # Compiled ahead of the loop, to check its memory before any step.
-    first = parallel.put_batch(
-        next(_batches(source, seed, start, start + 1, local_tasks)), mesh)
+    # Compiled ahead of the loop, to check its memory before any step, on
+    # the first step's batch (which the loop then uses, not sampled again).
+    first_host = next(host_batches)
+    host_batches = itertools.chain([first_host], host_batches)
+    first = parallel.put_batch(first_host, mesh)
     try:
       meta_step = meta_step.lower(
           state, first, jax.random.fold_in(train_key, start)).compile()
@@ -403,8 +407,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
 
   try:
     batches = prefetch_to_device(
-        _batches(source, seed, start, num_steps, local_tasks),
-        put=lambda b: parallel.put_batch(b, mesh))
+        host_batches, put=lambda b: parallel.put_batch(b, mesh))
     for step, batch in zip(range(start, num_steps), batches):
       previous = jax.tree.map(jnp.copy, state) if on_nonfinite == "skip" else None
       state, metrics = meta_step(state, batch, jax.random.fold_in(train_key, step))
