@@ -46,10 +46,14 @@ def vmap_tasks(fn: Callable, batch: Episode, key: jax.Array, *,
 
 
 def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
-                 key: jax.Array, *, split: bool = True):
-  """Per-task (query loss, query metric) of a meta-batch, vmapped over tasks.
+                 key: jax.Array, *, split: bool = True,
+                 tasks_per_chunk: Optional[int] = None):
+  """Per-task (query loss, query metric) of a meta-batch, over the task axis.
 
-  `key` is split into one key per task (`split=False`: it already is).
+  `key` is split into one key per task (`split=False`: it already is). The
+  tasks are vmapped all at once (`tasks_per_chunk=None`) or taken
+  `tasks_per_chunk` at a time under `lax.map`; each task gets the same key
+  either way, so the values agree.
   """
 
   def one(episode, k):
@@ -58,12 +62,39 @@ def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
     return (learner.loss(outputs, episode.query_y),
             learner.metric(outputs, episode.query_y))
 
-  return vmap_tasks(one, batch, key, split=split)
+  if tasks_per_chunk is None:
+    return vmap_tasks(one, batch, key, split=split)
+  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0]) if (
+      split) else key
+  return jax.lax.map(lambda args: one(*args), (batch, keys),
+                     batch_size=tasks_per_chunk)
 
 
-def make_eval_step(learner: Learner) -> Callable:
-  """Jitted (meta_params, batch, key) -> per-task metric [T]."""
-  return jax.jit(lambda p, b, k: task_metrics(learner, p, b, k)[1])
+def auto_eval_chunk(platform: str) -> Optional[int]:
+  """Episodes evaluated at once by default: 1 on CPU, all of a batch elsewhere.
+
+  As for the training step (`train.auto_tasks_per_chunk`): on the 2-core CPU
+  one episode at a time keeps its activations in cache (measured in the
+  README's Benchmark section); accelerators need the batch to fill them.
+  """
+  return 1 if platform == "cpu" else None
+
+
+def make_eval_step(learner: Learner, *, tasks_per_chunk: Optional[int] = -1
+                   ) -> Callable:
+  """Jitted (meta_params, batch, key) -> per-task metric [T].
+
+  `tasks_per_chunk`: episodes adapted at once (None: the whole batch,
+  vmapped); the default -1 picks `auto_eval_chunk` of the default backend.
+  """
+  if tasks_per_chunk == -1:
+    tasks_per_chunk = auto_eval_chunk(jax.default_backend())
+  if tasks_per_chunk is not None and (
+      not isinstance(tasks_per_chunk, (int, np.integer)) or tasks_per_chunk < 1):
+    raise ValueError("tasks_per_chunk must be None or an integer >= 1, got "
+                     f"{tasks_per_chunk!r}.")
+  return jax.jit(lambda p, b, k: task_metrics(
+      learner, p, b, k, tasks_per_chunk=tasks_per_chunk)[1])
 
 
 def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,

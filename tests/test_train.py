@@ -138,3 +138,40 @@ def test_evaluate_counts_and_determinism():
   np.testing.assert_array_equal(a.values, b.values)
   assert a.mean == pytest.approx(a.values.mean())
   assert a.ci95 == pytest.approx(eval_lib.confidence_interval(a.values))
+
+
+def test_chunked_evaluation_equals_vmapped():
+  """Episodes one at a time (the CPU default) or a few at a time under
+  lax.map give what vmapping the whole batch gives, each episode with its
+  own key: a learner whose adaptation depends on the key would show a key
+  given to the wrong episode."""
+  base = small_learner()
+
+  def noisy_adapt(meta_params, support, key):
+    adapted = base.adapt(meta_params, support, key)
+    return jax.tree.map(
+        lambda a: a + 0.05 * jax.random.normal(key, a.shape, a.dtype), adapted)
+
+  learner = base._replace(adapt=noisy_adapt)
+  source = SinusoidSampler(shots=3, queries=4)
+  params = train_lib.init_train_state(learner, optax.sgd(0.1),
+                                      jax.random.key(0),
+                                      source.sample_batch(step_rng(0, 0), 1)
+                                      ).meta_params
+  results = {
+      chunk: eval_lib.evaluate(
+          learner, params, source, episodes=14, batch_size=7, seed=3,
+          eval_step=eval_lib.make_eval_step(learner, tasks_per_chunk=chunk))
+      for chunk in (None, 1, 3)}
+  for chunk in (1, 3):
+    np.testing.assert_allclose(results[chunk].values, results[None].values,
+                               rtol=1e-5)
+  # The key-dependent noise matters to every episode's value.
+  plain = eval_lib.evaluate(base, params, source, episodes=14, batch_size=7,
+                            seed=3)
+  assert not np.any(np.isclose(plain.values, results[None].values, rtol=1e-3))
+  assert eval_lib.auto_eval_chunk("cpu") == 1
+  assert eval_lib.auto_eval_chunk("gpu") is None
+  for bad in (0, 2.5):
+    with pytest.raises(ValueError, match="tasks_per_chunk"):
+      eval_lib.make_eval_step(learner, tasks_per_chunk=bad)
