@@ -93,14 +93,19 @@ def _abstract(x):
 class Checkpointer:
   """Saves and restores one pytree (the train state) by step.
 
+  In `<workdir>/<folder>`: "checkpoints" for the training state's latest
+  steps, "best" for the state of the best validation (`train.meta_train`'s
+  `keep_best`).
+
   Saves are atomic (orbax writes to `<step>.orbax-checkpoint-tmp` and renames
   it), so a crash during a save leaves the previous checkpoint loadable; the
   temporary folder is ignored, and replaced by the next save of that step.
   A checkpoint that cannot be restored raises `CheckpointError`.
   """
 
-  def __init__(self, workdir: str, max_to_keep: int = 2):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  def __init__(self, workdir: str, max_to_keep: int = 2,
+               folder: str = "checkpoints"):
+    self.directory = os.path.abspath(os.path.join(workdir, folder))
     self._mngr = _manager(self.directory, max_to_keep)
 
   def latest_step(self) -> Optional[int]:
@@ -108,6 +113,9 @@ class Checkpointer:
 
   def all_steps(self) -> List[int]:
     return sorted(self._mngr.all_steps())
+
+  def delete(self, step: int) -> None:
+    self._mngr.delete(int(step))
 
   def save(self, step: int, state: Any) -> None:
     self._mngr.save(int(step), args=ocp.args.StandardSave(state))

@@ -151,6 +151,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
                              ("val_every", 0, 0), ("val_episodes", 1, 100)):
     need(name, lambda v, low=low: is_int(v) and v >= low,
          f"must be an integer >= {low}", default=default)
+  need("select_on_validation", lambda v: isinstance(v, bool),
+       "must be True (evaluate the meta-parameters of the best validation) "
+       "or False (the last ones)", default=False)
+  if _get(config, "select_on_validation") and not _get(config, "val_every"):
+    raise ValueError(
+        "config.select_on_validation=True needs validation: set "
+        "config.val_every > 0 (and config.val_episodes).")
   need("num_devices", lambda v: v is None or (is_int(v) and v >= 1),
        "must be None (every device) or an integer >= 1")
   need("tasks_per_chunk", lambda v: v is None or (is_int(v) and v >= 1),
@@ -489,8 +496,11 @@ def _check_same_config(workdir, config):
   allowed = {"num_steps", "eval_episodes", "val_every", "val_episodes",
              "checkpoint_every", "log_every", "data_dir", "paper_result",
              "on_nonfinite", "num_devices", "tasks_per_chunk"}
+  # Fields added after runs were written: a run without one had its default.
+  later = {"compute_dtype": "float32", "select_on_validation": False}
   diff = sorted(k for k in set(old) | set(new)
-                if k not in allowed and old.get(k) != new.get(k))
+                if k not in allowed
+                and old.get(k, later.get(k)) != new.get(k, later.get(k)))
   if diff:
     raise ValueError(
         f"{workdir!r} holds a run with a different config (fields "
@@ -518,6 +528,10 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     mean, ci95, episodes.
   """
   validate(config)
+  select = bool(_get(config, "select_on_validation", False))
+  if select and workdir is None:
+    raise ValueError("config.select_on_validation=True keeps the best state "
+                     "in the workdir: give one.")
   sources = build_sources(config)
   config = _with_num_classes(config, sources)
   learner = build_learner(config)
@@ -538,7 +552,8 @@ def train_and_evaluate(config, workdir: Optional[str], *,
       val_episodes=_get(config, "val_episodes", 100), progress=progress,
       on_nonfinite=_get(config, "on_nonfinite") or "raise",
       mesh=parallel.task_mesh(_get(config, "num_devices")),
-      tasks_per_chunk=_get(config, "tasks_per_chunk"))
+      tasks_per_chunk=_get(config, "tasks_per_chunk"),
+      keep_best=select)
   state = None
   switch = min(_get(config, "first_order_steps") or 0, config.num_steps)
   if switch:  # MAML++: a first-order phase over the same meta-parameters.
@@ -549,14 +564,21 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   state = train_lib.meta_train(learner, sources["train"],
                                num_steps=config.num_steps,
                                initial_state=state, **train_kwargs)
-  result = eval_lib.evaluate(test_learner,
-                             parallel.local_copy(state.meta_params),
-                             sources["test"],
+  selected = {}
+  meta_params = parallel.local_copy(state.meta_params)
+  if select:
+    best = train_lib.read_best(workdir)
+    if best is not None:  # None: no validation step within num_steps
+      meta_params = _restore(workdir, state, best["step"],
+                             train_lib.BEST_FOLDER).meta_params
+      selected = {"selected_step": best["step"],
+                  f"selected_val_{best['metric']}": best["mean"]}
+  result = eval_lib.evaluate(test_learner, meta_params, sources["test"],
                              episodes=config.eval_episodes,
                              seed=test_seed(config))
   results = {"config": _config_dict(config), "metric": result.metric,
              "mean": result.mean, "ci95": result.ci95,
-             "episodes": result.episodes}
+             "episodes": result.episodes, **selected}
   if workdir is not None and primary:
     _write_json(os.path.join(workdir, "results.json"), results)
   return results
@@ -569,8 +591,27 @@ class Run(NamedTuple):
   meta_params: Params
 
 
-def load_run(workdir: str, step: Optional[int] = None) -> Run:
-  """Loads the run in `workdir` (its config and latest or given checkpoint)."""
+def _restore(workdir, target, step, folder="checkpoints"):
+  """The state at `step` of `<workdir>/<folder>`, restored into `target`."""
+  checkpointer = ckpt_lib.Checkpointer(workdir, folder=folder)
+  try:
+    return checkpointer.restore(target, step)[1]
+  finally:
+    checkpointer.close()
+
+
+def load_run(workdir: str, step: Optional[int] = None,
+             best: Optional[bool] = None) -> Run:
+  """Loads the run in `workdir`: its config and meta-parameters.
+
+  Args:
+    workdir: the run's folder.
+    step: a checkpoint step of `<workdir>/checkpoints`; None: the latest.
+    best: load the state of the best validation (`<workdir>/best`, see
+      `train.meta_train`'s `keep_best`) instead; None: when the config has
+      `select_on_validation` (the parameters its results were computed on)
+      and a best state was kept.
+  """
   saved = _read_config_json(workdir)
   if saved is None:
     raise ValueError(f"{workdir!r} holds no run (no config.json).")
@@ -584,6 +625,19 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
   target = jax.eval_shape(
       lambda k, ex: train_lib.init_train_state(learner, outer_opt, k, ex),
       init_key, jax.tree.map(lambda a: a[None], example))
+  kept = train_lib.read_best(workdir)
+  if best is None:
+    best = bool(_get(config, "select_on_validation", False)) and (
+        kept is not None and step is None)
+  if best:
+    if step is not None:
+      raise ValueError("load_run: give step or best=True, not both.")
+    if kept is None:
+      raise ValueError(f"{workdir!r} kept no best state (no {train_lib.BEST_JSON}"
+                       "; the run did not set select_on_validation, or "
+                       "validated no step yet).")
+    return Run(config=config, learner=test_learner, meta_params=_restore(
+        workdir, target, kept["step"], train_lib.BEST_FOLDER).meta_params)
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
     restored, state = checkpointer.restore(target, step)

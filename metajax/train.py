@@ -6,7 +6,9 @@ respect to the meta-parameters; apply an optax outer optimizer.
 """
 
 import itertools
+import json
 import math
+import os
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -274,6 +276,38 @@ def _last_checkpoint(checkpointer) -> str:
   return f"The last checkpoint, kept, is step {step}."
 
 
+# Validation metrics, and whether a higher value is better.
+HIGHER_IS_BETTER = {"accuracy": True, "mse": False}
+BEST_FOLDER = "best"  # <workdir>/best: checkpoints of the best validation
+BEST_JSON = "best.json"  # <workdir>/best.json: which step, and its value
+
+
+def read_best(workdir: str) -> Optional[dict]:
+  """The best validation so far of the run in `workdir` (`keep_best`), or None.
+
+  A dict with "step" (the checkpoint in `<workdir>/best` that holds it),
+  "metric", "mean" and "ci95".
+  """
+  path = os.path.join(workdir, BEST_JSON)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _improves(metric: str, new: float, old: float) -> bool:
+  """Strictly better (a tie keeps the earlier step)."""
+  return new > old if HIGHER_IS_BETTER[metric] else new < old
+
+
+def _write_best(workdir: str, best: dict) -> None:
+  path = os.path.join(workdir, BEST_JSON)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(best, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(path + ".tmp", path)
+
+
 def meta_train(learner: Learner, source: TaskSource, *,
           outer_opt: optax.GradientTransformation, num_steps: int,
           meta_batch_size: int, seed: int = 0, workdir: Optional[str] = None,
@@ -285,7 +319,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
           initial_state: Optional[TrainState] = None,
           mesh: Optional[Mesh] = None,
           tasks_per_chunk: Optional[int] = None,
-          check_memory: bool = True) -> TrainState:
+          check_memory: bool = True, keep_best: bool = False) -> TrainState:
   """Meta-trains `learner` on tasks from `source`; returns the final state.
 
   Every step's episodes and key are pure functions of (seed, step), so with a
@@ -331,6 +365,14 @@ def meta_train(learner: Learner, source: TaskSource, *,
       step's memory with the device's free memory and raise
       `StepMemoryError` (nothing trained, nothing written) if it will not
       fit.
+    keep_best: keep the state of the best validation so far (highest
+      accuracy, lowest MSE) in `<workdir>/best`, and its step and value in
+      `<workdir>/best.json` (`read_best`), written after the checkpoint, so
+      a crash leaves the two consistent. It is early stopping without the
+      stopping: training runs all `num_steps`, and the caller chooses which
+      state to use (`runs` evaluates the best one with
+      `config.select_on_validation`). A resumed run keeps the best of the
+      steps before the crash. Needs `workdir`, `val_source` and `val_every`.
 
   Returns:
     The final `TrainState`.
@@ -347,6 +389,17 @@ def meta_train(learner: Learner, source: TaskSource, *,
     raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
   if on_nonfinite not in ("raise", "skip"):
     raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
+  if keep_best:
+    missing = [name for name, given in (
+        ("workdir", workdir is not None), ("val_source", val_source is not None),
+        ("val_every > 0", val_every > 0)) if not given]
+    if missing:
+      raise ValueError("keep_best needs validation and a place to keep the "
+                       f"best state: give {' and '.join(missing)}.")
+    metric = (val_learner or learner).metric_name
+    if metric not in HIGHER_IS_BETTER:
+      raise ValueError(f"keep_best: no order for the validation metric "
+                       f"{metric!r}; known: {sorted(HIGHER_IS_BETTER)}.")
   mesh = mesh if mesh is not None else parallel.task_mesh()
   local_tasks = parallel.check_meta_batch_size(meta_batch_size, mesh)
 
@@ -367,7 +420,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
   val_step = make_eval_step(val_learner) if val_source is not None else None
   primary = jax.process_index() == 0
 
-  checkpointer = writer = None
+  checkpointer = writer = best_checkpointer = best = None
   if workdir is not None:
     checkpointer = ckpt_lib.Checkpointer(workdir)
     try:
@@ -396,6 +449,16 @@ def meta_train(learner: Learner, source: TaskSource, *,
         checkpointer.close()
       raise
     del first
+  if keep_best:
+    best = read_best(workdir)
+    # best.json is written after its checkpoint: a crash in between leaves a
+    # newer checkpoint it does not name, dropped here. Two are kept, so the
+    # one it names survives a crash during the next save.
+    best_checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=2,
+                                              folder=BEST_FOLDER)
+    for saved in best_checkpointer.all_steps():
+      if best is None or saved != best["step"]:
+        best_checkpointer.delete(saved)
   if workdir is not None and primary:
     writer = metrics_io.MetricWriter(
         workdir, resume_step=start if restored_step is not None else None)
@@ -444,6 +507,15 @@ def meta_train(learner: Learner, source: TaskSource, *,
         if bar is not None:
           bar.write(f"step {done}: val {result.metric} {result.mean:.4f} "
                     f"+- {result.ci95:.4f}")
+        if best_checkpointer is not None and (
+            best is None or _improves(result.metric, result.mean,
+                                      best["mean"])):
+          best_checkpointer.save(done, state)
+          best_checkpointer.wait()
+          best = {"step": done, "metric": result.metric,
+                  "mean": result.mean, "ci95": result.ci95}
+          if primary:
+            _write_best(workdir, best)
       if checkpointer is not None and (done % checkpoint_every == 0
                                        or done == num_steps):
         leaves = jax.tree.leaves(state.meta_params)
@@ -463,6 +535,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
       bar.close()
     if checkpointer is not None:
       checkpointer.close()
+    if best_checkpointer is not None:
+      best_checkpointer.close()
     if writer is not None:
       writer.close()
   return state

@@ -47,6 +47,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.eval_episodes = 600
   c.val_every = 5_000
   c.val_episodes = 100
+  # Evaluate (and load_run) the meta-parameters of the best validation,
+  # kept in <workdir>/best, instead of the last ones (needs val_every).
+  c.select_on_validation = False
   c.checkpoint_every = 5_000
   c.log_every = 500
   c.seed = 0
