@@ -8,15 +8,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments.configs import mann_omniglot, snail_omniglot
+from metajax import evaluate as eval_lib
 from metajax import models, runs
+from metajax import train as train_lib
 from metajax.data.episodes import support_sequence
 from metajax.learners.mann import accuracy_by_instance, embed_each
 from metajax.learners.mann import least_used, lrua_step, mann
 from metajax.learners.mann import online_logits_fn
 from metajax.learners.snail import SNAIL, AttentionBlock, snail, tc_depth
+from metajax.types import Episode
 from tests.test_family import check_meta_training, tiny_episode
 
 TINY_MANN = dict(memory_slots=6, memory_size=4, controller_size=8,
@@ -286,3 +290,44 @@ def test_config_smoke_runs_and_loads(name, tmp_path, omniglot_data_dir,
   labels = np.repeat(np.arange(ways), config.shots)
   logits = runs.predict(run, support, labels, support[:2])
   assert logits.shape == (2, ways) and np.isfinite(logits).all()
+
+
+def test_snail_learns_retrieval_of_a_matching_support_example():
+  """In-context learning: each episode's 5 classes are fresh random vectors
+  and a query is its class's vector plus noise, so only reading the support
+  sequence (which label stands beside the matching vector) beats chance
+  (20 %). The learner is built and trained as on Omniglot; a small SNAIL
+  passes 80 % on new episodes within 150 steps."""
+  ways, dim, tasks = 5, 16, 16
+  rng = np.random.default_rng(0)
+
+  def batch(size):
+    protos = rng.normal(size=(size, ways, dim)).astype(np.float32)
+    support_y = np.tile(np.arange(ways, dtype=np.int32), (size, 1))
+    query_y = np.tile(np.repeat(np.arange(ways, dtype=np.int32), 3), (size, 1))
+    noisy = lambda y: (np.take_along_axis(protos, y[..., None], 1)
+                       + 0.1 * rng.normal(size=y.shape + (dim,))
+                       ).astype(np.float32)
+    return Episode(noisy(support_y), support_y, noisy(query_y), query_y)
+
+  learner = snail(nn.Dense(16), ways=ways, shots=1,
+                  attention=((16, 16), (16, 16)), tc_filters=8)
+  opt = optax.adam(3e-3)
+  state = train_lib.init_train_state(learner, opt, jax.random.key(0), batch(1))
+  step = train_lib.make_meta_step(learner, opt)
+  for i in range(150):
+    state, _ = step(state, batch(tasks), jax.random.key(i))
+  test = eval_lib.evaluate(learner, state.meta_params,
+                           _Fixed(batch(100)), episodes=100, batch_size=100)
+  assert test.mean > 0.8, test.mean
+
+
+class _Fixed:
+  """A task source that always returns the same batch."""
+
+  def __init__(self, batch):
+    self.batch = batch
+
+  def sample_batch(self, rng, size):
+    del rng
+    return jax.tree.map(lambda a: a[:size], self.batch)

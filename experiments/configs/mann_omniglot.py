@@ -15,8 +15,13 @@ and `accuracy_by_instance` give the paper's by-instance accuracies.
 
 A first run (5w1s, `--config.num_steps=2500 --config.val_every=0`, 19 min
 on 2 shared CPU cores) stayed at chance: test accuracy 19.77 +- 0.68 % over
-600 episodes, the training loss at ln 5 throughout; it did not learn a
-synthetic 5-way task in 400 steps either. Not yet a working recipe.
+600 episodes, the training loss at ln 5 throughout. On a synthetic 5-way
+1-shot task (fresh random 32-d class vectors each episode, queries = the
+vector + 0.1 noise, a dense embedding, 16 tasks a step, Adam 1e-3) the same
+model stays at chance for about 1,500 steps, then learns: 38 % training
+accuracy at step 1,600, 85 % at 2,500. So the memory works, after a long
+plateau; on Omniglot the embedding must be learned as well, and 2,500 steps
+were not enough. Not yet a working recipe.
 
 Variants: "" (5w1s), 5w5s, smoke (seconds).
 """
