@@ -4,6 +4,8 @@ r"""Evaluates a finished run again, with other test-time settings.
       --test_shots=5 --test_inner_steps=1,5,10 --episodes=600
   python -m experiments.evaluate --workdir=/tmp/protonet \
       --test_ways=20 --test_queries=5
+  python -m experiments.evaluate --workdir=/tmp/reptile --split=val \
+      --test_inner_steps=5,50   # choose on validation classes, then test
 
 Prints one JSON line per setting: metric, mean, ci95, episodes.
 """
@@ -30,7 +32,13 @@ _STEPS = flags.DEFINE_list("test_inner_steps", [], "Inner steps to try "
                            "(default: the run's).")
 _EPISODES = flags.DEFINE_integer("episodes", 600, "Test episodes.")
 _SEED = flags.DEFINE_integer("seed", None, "Episode seed (default: the run's "
-                             "test seed).")
+                             "test seed, or its validation seed with "
+                             "--split=val).")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"],
+                           "Classes to evaluate on: the held-out test classes, "
+                           "or the validation classes (to choose test-time "
+                           "settings such as --test_inner_steps without "
+                           "looking at the test classes).")
 
 
 def main(argv):
@@ -49,8 +57,13 @@ def main(argv):
   if _STEPS.value and "inner_steps" not in config:
     raise app.UsageError(f"--test_inner_steps: the {config.learner} run has "
                          "no inner loop.")
-  source = runs.build_sources(config)["test"]
-  seed = runs.test_seed(config) if _SEED.value is None else _SEED.value
+  source = runs.build_sources(config)[_SPLIT.value]
+  if _SEED.value is not None:
+    seed = _SEED.value
+  elif _SPLIT.value == "val":
+    seed = runs.val_seed(config)  # the episodes validated during training
+  else:
+    seed = runs.test_seed(config)
   for steps in [int(s) for s in _STEPS.value] or [None]:
     if steps is not None:
       config.test_inner_steps = steps
@@ -62,7 +75,7 @@ def main(argv):
     print(json.dumps({
         **{"test_" + n: v for n, v in line.items()},
         "metric": result.metric, "mean": result.mean, "ci95": result.ci95,
-        "episodes": result.episodes}))
+        "episodes": result.episodes, "split": _SPLIT.value}))
 
 
 if __name__ == "__main__":

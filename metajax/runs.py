@@ -248,6 +248,11 @@ def _validate_sequence_learner(config, need, is_int):
         v, bool) and 0 <= v <= 1, "must be a number in [0, 1]", default=0.95)
 
 
+def val_seed(config) -> int:
+  """The seed of a run's validation episodes (`meta_train` uses seed + 1)."""
+  return config.seed + 1
+
+
 def test_seed(config) -> int:
   """The seed of a run's test episodes (distinct from its training seed)."""
   return config.seed + 2

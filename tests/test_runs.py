@@ -61,6 +61,21 @@ def test_sinusoid_smoke_end_to_end_and_load(tmp_path):
   assert [(l["test_inner_steps"], l["test_shots"]) for l in lines] == [(0, 10), (1, 10)]
   assert lines[1]["mean"] == pytest.approx(results["mean"], rel=1e-5)
   assert lines[0]["mean"] != pytest.approx(lines[1]["mean"])
+  # --split=val: the validation classes and episodes; with the run's
+  # val_episodes it reproduces the last validation logged in training.
+  logged = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text(
+      ).splitlines()]
+  last_val = [r for r in logged if "val/mse" in r][-1]
+  assert last_val["step"] == config.num_steps
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
+       "--split=val", f"--episodes={config.val_episodes}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (line,) = [json.loads(l) for l in proc.stdout.splitlines()]
+  assert line["split"] == "val"
+  assert line["mean"] == pytest.approx(last_val["val/mse"], rel=1e-5)
+  assert line["mean"] != pytest.approx(results["mean"])
   with pytest.raises(ValueError, match="NaN"):
     runs.predict(run, np.full_like(x, np.nan), y, x)
 
