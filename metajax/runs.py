@@ -502,7 +502,8 @@ def _check_same_config(workdir, config):
              "checkpoint_every", "log_every", "data_dir", "paper_result",
              "on_nonfinite", "num_devices", "tasks_per_chunk"}
   # Fields added after runs were written: a run without one had its default.
-  later = {"compute_dtype": "float32", "select_on_validation": False}
+  later = {"compute_dtype": "float32", "select_on_validation": False,
+           "norm": True}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed
                 and old.get(k, later.get(k)) != new.get(k, later.get(k)))

@@ -173,13 +173,13 @@ def _plain_run(tmp_path):
 
 def test_runs_written_before_later_fields_resume(tmp_path):
   """A config.json without fields added since (select_on_validation,
-  compute_dtype) resumes with their defaults; another value is refused, as
+  compute_dtype, norm) resumes with their defaults; another value is refused, as
   a changed old field is."""
   from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
   workdir = _plain_run(tmp_path)
   path = workdir / "config.json"
   saved = json.loads(path.read_text())
-  for field in ("select_on_validation", "compute_dtype"):
+  for field in ("select_on_validation", "compute_dtype", "norm"):
     saved.pop(field, None)
   path.write_text(json.dumps(saved))
   config = maml_sinusoid.get_config("smoke")

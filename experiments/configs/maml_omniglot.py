@@ -31,6 +31,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.model = "conv4"
   c.filters = 64
   c.pooling = "stride"
+  c.norm = True  # batch norm with the batch's statistics (False: none)
   c.conv_impl = "patches"
   c.first_order = False
   c.first_order_steps = 0  # MAML++: first order for this many steps, then second
