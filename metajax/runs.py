@@ -151,6 +151,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
                              ("val_every", 0, 0), ("val_episodes", 1, 100)):
     need(name, lambda v, low=low: is_int(v) and v >= low,
          f"must be an integer >= {low}", default=default)
+  need("embedding_init", lambda v: isinstance(v, str),
+       "must be '' (none) or the workdir of a finished run whose embedding "
+       "initializes this one's", default="")
+  source = _get(config, "embedding_init") or ""
+  if source:
+    if config.learner not in METRIC_LEARNERS + PRETRAINED_LEARNERS + (
+        SEQUENCE_LEARNERS):
+      raise ValueError(
+          f"config.embedding_init is for learners with an embedding "
+          f"({', '.join(METRIC_LEARNERS + PRETRAINED_LEARNERS + SEQUENCE_LEARNERS)}); "
+          f"{config.learner!r} has none.")
+    if not os.path.isfile(os.path.join(source, "config.json")):
+      raise ValueError(f"config.embedding_init={source!r} holds no run (no "
+                       "config.json).")
   need("select_on_validation", lambda v: isinstance(v, bool),
        "must be True (evaluate the meta-parameters of the best validation) "
        "or False (the last ones)", default=False)
@@ -503,7 +517,7 @@ def _check_same_config(workdir, config):
              "on_nonfinite", "num_devices", "tasks_per_chunk"}
   # Fields added after runs were written: a run without one had its default.
   later = {"compute_dtype": "float32", "select_on_validation": False,
-           "norm": True}
+           "norm": True, "embedding_init": ""}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed
                 and old.get(k, later.get(k)) != new.get(k, later.get(k)))
@@ -520,6 +534,37 @@ def _write_json(path, obj):
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write("\n")
   os.replace(tmp, path)
+
+
+def _with_embedding_from(config, learner, outer_opt, source):
+  """The initial state with `config.embedding_init`'s embedding, or None.
+
+  The rest is initialized as `meta_train` would (same key, same example), so
+  only the embedding differs from a run without it; a checkpoint in the
+  workdir still takes precedence (a resumed run keeps its trained weights).
+  """
+  path = _get(config, "embedding_init") or ""
+  if not path:
+    return None
+  embed = load_run(path).meta_params
+  embed = embed.get("embed") if isinstance(embed, dict) else None
+  if embed is None:
+    raise ValueError(f"config.embedding_init={path!r}: that run's "
+                     "meta-parameters have no 'embed'.")
+  init_key, _ = train_lib.seed_keys(config.seed)
+  example = source.sample_batch(episodes_lib.step_rng(config.seed, 0), 1)
+  state = jax.jit(lambda k, ex: train_lib.init_train_state(
+      learner, outer_opt, k, ex))(init_key, example)
+  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, str(a.dtype)), tree)
+  if shapes(embed) != shapes(state.meta_params["embed"]):
+    raise ValueError(
+        f"config.embedding_init={path!r}: its embedding is not this run's "
+        f"network (its parameters {shapes(embed)}, this run's "
+        f"{shapes(state.meta_params['embed'])}); give a run with the same "
+        "model, filters, pooling, norm and image size.")
+  meta_params = dict(state.meta_params, embed=embed)
+  return train_lib.TrainState(step=state.step, meta_params=meta_params,
+                              opt_state=outer_opt.init(meta_params))
 
 
 def train_and_evaluate(config, workdir: Optional[str], *,
@@ -543,6 +588,9 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   learner = build_learner(config)
   test_learner = build_learner(config, test=True)
   primary = jax.process_index() == 0  # with several processes, one writes
+  # Before anything is written: a bad embedding_init is refused first.
+  initial = _with_embedding_from(config, learner, build_outer_opt(config),
+                                 sources["train"])
   if workdir is not None:
     _check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
@@ -560,13 +608,14 @@ def train_and_evaluate(config, workdir: Optional[str], *,
       mesh=parallel.task_mesh(_get(config, "num_devices")),
       tasks_per_chunk=_get(config, "tasks_per_chunk"),
       keep_best=select)
-  state = None
+  state = initial
   switch = min(_get(config, "first_order_steps") or 0, config.num_steps)
   if switch:  # MAML++: a first-order phase over the same meta-parameters.
     first_order = ml_collections.ConfigDict(_config_dict(config))
     first_order.first_order = True
     state = train_lib.meta_train(build_learner(first_order), sources["train"],
-                                 num_steps=switch, **train_kwargs)
+                                 num_steps=switch, initial_state=state,
+                                 **train_kwargs)
   state = train_lib.meta_train(learner, sources["train"],
                                num_steps=config.num_steps,
                                initial_state=state, **train_kwargs)

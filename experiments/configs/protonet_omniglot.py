@@ -30,6 +30,9 @@ def embedding_config(variant: str, learner: str):
   for name in GRADIENT_FIELDS:
     del c[name]
   c.learner = learner
+  # A finished run whose meta-parameters' "embed" initializes this run's
+  # embedding (the same network), e.g. a ProtoNet run for SNAIL; "": none.
+  c.embedding_init = ""
   return c
 
 
