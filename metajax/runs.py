@@ -455,6 +455,11 @@ def _image_size(config) -> int:
   return IMAGE_DATASETS[config.dataset] if size is None else size
 
 
+def load_splits(config):
+  """{"train", "val", "test"} -> the class-indexed images of an image config."""
+  return _load_splits(config)
+
+
 def _load_splits(config):
   """{"train", "val", "test"} -> ClassImages of the config's image dataset.
 

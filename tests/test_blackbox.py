@@ -1,8 +1,11 @@
 """The black-box learners, MANN and SNAIL: memory, causality, independence."""
 
 import importlib
+import json
 import logging
 import math
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -21,6 +24,7 @@ from metajax.learners.mann import least_used, lrua_step, mann
 from metajax.learners.mann import online_logits_fn
 from metajax.learners.snail import SNAIL, AttentionBlock, snail, tc_depth
 from metajax.types import Episode
+from tests.conftest import REPO
 from tests.test_family import check_meta_training, tiny_episode
 
 TINY_MANN = dict(memory_slots=6, memory_size=4, controller_size=8,
@@ -290,6 +294,26 @@ def test_config_smoke_runs_and_loads(name, tmp_path, omniglot_data_dir,
   labels = np.repeat(np.arange(ways), config.shots)
   logits = runs.predict(run, support, labels, support[:2])
   assert logits.shape == (2, ways) and np.isfinite(logits).all()
+  # MANN's by-instance protocol on the finished run (SNAIL's is refused).
+  plot = tmp_path / "by_instance.png"
+  args = [sys.executable, "-m", "experiments.mann_instances",
+          f"--workdir={tmp_path}", "--episodes=3", "--instances=3",
+          f"--plot={plot}"]
+  proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  if name == "snail_omniglot":
+    assert proc.returncode == 1 and "is a snail run" in proc.stderr
+    return
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = json.loads(proc.stdout.splitlines()[-1])
+  assert (line["episodes"], line["ways"], line["instances"]) == (3, ways, 3)
+  assert sorted(k for k in line if k.startswith("instance_") and
+                not k.endswith("ci95")) == [f"instance_{k}" for k in (1, 2, 3)]
+  assert all(0.0 <= line[f"instance_{k}"] <= 1.0 for k in (1, 2, 3))
+  assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  again = subprocess.run(args[:-1], cwd=REPO, capture_output=True, text=True,
+                         timeout=300, check=False)
+  assert json.loads(again.stdout.splitlines()[-1]) == line  # same sequences
 
 
 def test_snail_learns_retrieval_of_a_matching_support_example():
