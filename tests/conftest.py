@@ -3,12 +3,6 @@
 The experiment binaries that tests start use a compilation cache of the
 test suite's own (in the system's temporary folder, shared by the test
 workers), not the user's.
-
-The suite compiles with XLA's CPU backend optimization level 0: its models
-are tiny, so compiling dominates, and level 0 measured about 35% less time on
-the config smoke runs. It changes no result the tests check (the generated
-code is slower, not different in value); benchmarks and training runs keep
-the default. A level set in XLA_FLAGS by the caller is kept.
 """
 
 import os
@@ -18,11 +12,6 @@ import tempfile
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-_FAST_COMPILE = "--xla_backend_optimization_level=0"
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = " ".join(
-      f for f in (os.environ.get("XLA_FLAGS", ""), _FAST_COMPILE) if f)
 
 os.environ.setdefault(
     "METAJAX_COMPILATION_CACHE",

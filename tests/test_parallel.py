@@ -25,14 +25,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _env(**extra):
-  """The environment without the caller's XLA flags, but for conftest's
-  compile-speed flag, plus `extra`."""
   env = dict(os.environ)
-  kept = [f for f in env.pop("XLA_FLAGS", "").split()
-          if f.startswith("--xla_backend_optimization_level")]
-  flags = " ".join(kept + extra.pop("XLA_FLAGS", "").split())
-  if flags:
-    env["XLA_FLAGS"] = flags
+  env.pop("XLA_FLAGS", None)
   env.update(extra)
   return env
 
