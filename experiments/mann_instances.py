@@ -95,7 +95,11 @@ def main(argv):
       line[f"instance_{k}_ci95"] = eval_lib.confidence_interval(values[k])
   print(json.dumps(line))
   if _PLOT.value:
-    import matplotlib  # pylint: disable=g-import-not-at-top
+    try:
+      import matplotlib  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      sys.exit("--plot needs matplotlib (pip install matplotlib); the table "
+               "above is complete without it.")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     ks = sorted(values)
