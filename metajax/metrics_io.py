@@ -73,6 +73,15 @@ def _truncate_after(path: str, step: int) -> None:
   os.replace(tmp, path)
 
 
+def write_json(path: str, obj) -> None:
+  """Writes `obj` as JSON to `path` atomically (a temporary file, renamed)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
 def read_metrics(workdir: str):
   """All rows of `<workdir>/metrics.jsonl` as dicts."""
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:

@@ -19,6 +19,7 @@ import optax
 
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
+from metajax import metrics_io
 from metajax import parallel
 from metajax import train as train_lib
 from metajax.data import episodes as episodes_lib
@@ -429,7 +430,7 @@ def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
     test = SinusoidSampler(shots=test_value(config, "shots"),
                            queries=test_value(config, "queries"))
     return {"train": train, "val": test, "test": test}
-  splits = _load_splits(config)
+  splits = load_splits(config)
   make = lambda split, ways, shots, queries: episodes_lib.EpisodeSampler(
       splits[split], ways=ways, shots=shots, queries=queries)
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
@@ -456,11 +457,6 @@ def _image_size(config) -> int:
 
 
 def load_splits(config):
-  """{"train", "val", "test"} -> the class-indexed images of an image config."""
-  return _load_splits(config)
-
-
-def _load_splits(config):
   """{"train", "val", "test"} -> ClassImages of the config's image dataset.
 
   Omniglot reads `split`, `rotations`, `split_seed`, `num_train`, `num_val`;
@@ -533,14 +529,6 @@ def _check_same_config(workdir, config):
         "use a new --workdir or the same config to resume.")
 
 
-def _write_json(path, obj):
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def _with_embedding_from(config, learner, outer_opt, source):
   """The initial state with `config.embedding_init`'s embedding, or None.
 
@@ -600,7 +588,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     _check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
     if primary:
-      _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
+      metrics_io.write_json(os.path.join(workdir, "config.json"), _config_dict(config))
   train_kwargs = dict(
       outer_opt=build_outer_opt(config),
       meta_batch_size=config.meta_batch_size, seed=config.seed,
@@ -630,7 +618,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     best = train_lib.read_best(workdir)
     if best is not None:  # None: no validation step within num_steps
       meta_params = _restore(workdir, state, best["step"],
-                             train_lib.BEST_FOLDER).meta_params
+                             train_lib.BEST_FOLDER)[1].meta_params
       selected = {"selected_step": best["step"],
                   f"selected_val_{best['metric']}": best["mean"]}
   result = eval_lib.evaluate(test_learner, meta_params, sources["test"],
@@ -640,7 +628,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
              "mean": result.mean, "ci95": result.ci95,
              "episodes": result.episodes, **selected}
   if workdir is not None and primary:
-    _write_json(os.path.join(workdir, "results.json"), results)
+    metrics_io.write_json(os.path.join(workdir, "results.json"), results)
   return results
 
 
@@ -652,10 +640,11 @@ class Run(NamedTuple):
 
 
 def _restore(workdir, target, step, folder="checkpoints"):
-  """The state at `step` of `<workdir>/<folder>`, restored into `target`."""
+  """(step, state) of `<workdir>/<folder>` restored into `target`; step None:
+  the latest ((None, target) when there is none)."""
   checkpointer = ckpt_lib.Checkpointer(workdir, folder=folder)
   try:
-    return checkpointer.restore(target, step)[1]
+    return checkpointer.restore(target, step)
   finally:
     checkpointer.close()
 
@@ -697,12 +686,8 @@ def load_run(workdir: str, step: Optional[int] = None,
                        "; the run did not set select_on_validation, or "
                        "validated no step yet).")
     return Run(config=config, learner=test_learner, meta_params=_restore(
-        workdir, target, kept["step"], train_lib.BEST_FOLDER).meta_params)
-  checkpointer = ckpt_lib.Checkpointer(workdir)
-  try:
-    restored, state = checkpointer.restore(target, step)
-  finally:
-    checkpointer.close()
+        workdir, target, kept["step"], train_lib.BEST_FOLDER)[1].meta_params)
+  restored, state = _restore(workdir, target, step)
   if restored is None:
     raise ValueError(f"{workdir!r} holds no checkpoint (the run stopped "
                      "before its first save).")

@@ -300,14 +300,6 @@ def _improves(metric: str, new: float, old: float) -> bool:
   return new > old if HIGHER_IS_BETTER[metric] else new < old
 
 
-def _write_best(workdir: str, best: dict) -> None:
-  path = os.path.join(workdir, BEST_JSON)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(best, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(path + ".tmp", path)
-
-
 def meta_train(learner: Learner, source: TaskSource, *,
           outer_opt: optax.GradientTransformation, num_steps: int,
           meta_batch_size: int, seed: int = 0, workdir: Optional[str] = None,
@@ -515,7 +507,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
           best = {"step": done, "metric": result.metric,
                   "mean": result.mean, "ci95": result.ci95}
           if primary:
-            _write_best(workdir, best)
+            metrics_io.write_json(os.path.join(workdir, BEST_JSON), best)
       if checkpointer is not None and (done % checkpoint_every == 0
                                        or done == num_steps):
         leaves = jax.tree.leaves(state.meta_params)
