@@ -150,6 +150,36 @@ def test_second_load_reuses_prepared_files(prepared):
   assert [f.stat().st_mtime_ns for f in files] == prepared["mtimes"]
 
 
+_LOAD_AND_HASH = """
+import hashlib, sys
+from metajax.data import omniglot
+splits = omniglot.load(data_dir=sys.argv[1], split="seeded", cache_dir=sys.argv[2])
+digest = hashlib.sha256()
+for name in ("train", "val", "test"):
+  digest.update("|".join(splits[name].names).encode())
+  digest.update(splits[name].images.tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_concurrent_first_loads_prepare_once(tmp_path):
+  """Processes loading into one fresh cache at once (runs started side by
+  side) all succeed and read the same data: without the lock all but one
+  failed renaming their copy onto the first one's (FileExistsError)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(root), os.environ.get("PYTHONPATH", "")]), JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", _LOAD_AND_HASH, str(DATA_DIR), str(tmp_path)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+           for _ in range(3)]
+  results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+  for out, err, code in results:
+    assert code == 0, err[-2000:]
+  assert len({out.split()[-1] for out, _, _ in results}) == 1  # the hash
+  assert len(sorted(tmp_path.rglob("*.array_record*"))) == 2  # one copy each
+
 def test_seed_determines_split(prepared):
   again = omniglot.load(data_dir=DATA_DIR, split="seeded",
                         cache_dir=prepared["cache"], rotations=False)

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from metajax.data import tfds_images
+from metajax.data import tfds_prepare
 from metajax.data.sources import ClassImages
 
 DATASETS = ("cifar_fs", "fc100")
@@ -203,12 +204,13 @@ def _check_can_prepare(builder, data_dir) -> None:
 
 def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
   """{fine label: uint8 [n, 32, 32, 3]} over cifar100's train and test."""
-  builder = tfds.builder(TFDS_NAME, data_dir=os.fspath(_data_dir(data_dir)),
-                         file_format="array_record")
-  _check_can_prepare(builder, data_dir)
+  def make_builder():
+    return tfds.builder(TFDS_NAME, data_dir=os.fspath(_data_dir(data_dir)),
+                        file_format="array_record")
+  _check_can_prepare(make_builder(), data_dir)
   try:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    builder = tfds_prepare.prepare(
+        make_builder, tfds.download.DownloadConfig(try_download_gcs=False))
   except ModuleNotFoundError as e:
     if e.name != "tensorflow":
       raise

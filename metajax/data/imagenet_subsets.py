@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 
 from metajax.data import mini_imagenet_builder
 from metajax.data import tfds_images
+from metajax.data import tfds_prepare
 from metajax.data import tiered_imagenet_builder
 from metajax.data.sources import ClassImages
 
@@ -84,13 +85,16 @@ def load(dataset: str = "mini_imagenet", *,
   tfds_images.check_image_size(image_size)
   cache = pathlib.Path(cache_dir) if cache_dir else (
       tfds_images.default_cache_dir())
-  builder = _BUILDERS[dataset](data_dir=os.fspath(cache),
-                               file_format="array_record")
+  def make_builder():
+    return _BUILDERS[dataset](data_dir=os.fspath(cache),
+                              file_format="array_record")
+  builder = make_builder()
   if not builder.is_prepared():
     folder = manual_folder(dataset, data_dir, cache)
     _MODULES[dataset].manual_files(folder)  # names what is missing
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=os.fspath(folder), try_download_gcs=False))
+    builder = tfds_prepare.prepare(
+        make_builder, tfds.download.DownloadConfig(
+            manual_dir=os.fspath(folder), try_download_gcs=False))
   out = {}
   for split in ("train", "val", "test"):
     source = builder.as_data_source(split=split)

@@ -43,6 +43,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from metajax.data import omniglot_builder
+from metajax.data import tfds_prepare
 from metajax.data.sources import ClassImages
 
 ENV_VAR = "METAJAX_DATA_DIR"
@@ -331,9 +332,11 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
   for archive in omniglot_builder.ARCHIVES:
     if archive not in archives:
       continue
-    builder = omniglot_builder.MetajaxOmniglot(
-        config=archive, data_dir=os.fspath(cache), file_format="array_record")
-    builder.download_and_prepare(download_config=download_config)
+    builder = tfds_prepare.prepare(
+        lambda: omniglot_builder.MetajaxOmniglot(  # pylint: disable=cell-var-from-loop
+            config=archive, data_dir=os.fspath(cache),
+            file_format="array_record"),
+        download_config)
     source = tfds.data_source(
         f"{builder.name}/{archive}", split="train", data_dir=os.fspath(cache),
         download=False)
