@@ -261,6 +261,8 @@ def _validate_sequence_learner(config, need, is_int):
            default=default)
     need("gamma", lambda v: isinstance(v, (int, float)) and not isinstance(
         v, bool) and 0 <= v <= 1, "must be a number in [0, 1]", default=0.95)
+    need("online_loss", lambda v: isinstance(v, bool), "must be a bool",
+         default=False)
 
 
 def val_seed(config) -> int:
@@ -389,7 +391,8 @@ def _build_sequence_learner(config, ways: int) -> Learner:
               memory_size=_get(config, "memory_size", 40),
               controller_size=_get(config, "controller_size", 200),
               read_heads=_get(config, "read_heads", 4),
-              gamma=float(_get(config, "gamma", 0.95)))
+              gamma=float(_get(config, "gamma", 0.95)),
+              online_loss=bool(_get(config, "online_loss", False)))
 
 
 def _with_num_classes(config, sources):
@@ -518,7 +521,7 @@ def _check_same_config(workdir, config):
              "on_nonfinite", "num_devices", "tasks_per_chunk"}
   # Fields added after runs were written: a run without one had its default.
   later = {"compute_dtype": "float32", "select_on_validation": False,
-           "norm": True, "embedding_init": ""}
+           "norm": True, "embedding_init": "", "online_loss": False}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed
                 and old.get(k, later.get(k)) != new.get(k, later.get(k)))

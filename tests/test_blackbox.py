@@ -22,7 +22,8 @@ from metajax.data.episodes import support_sequence
 from metajax.learners.mann import accuracy_by_instance, embed_each
 from metajax.learners.mann import least_used, lrua_step, mann
 from metajax.learners.mann import online_logits_fn
-from metajax.learners.snail import SNAIL, AttentionBlock, snail, tc_depth
+from metajax.learners.snail import SNAIL, AttentionBlock, attention_fn
+from metajax.learners.snail import snail, tc_depth
 from metajax.types import Episode
 from tests.conftest import REPO
 from tests.test_family import check_meta_training, tiny_episode
@@ -171,6 +172,53 @@ def test_snail_query_steps_equal_the_full_sequence(tiny):
     np.testing.assert_allclose(fast, np.stack(full), rtol=1e-5, atol=1e-6)
 
 
+def test_snail_attention_fn_is_the_first_blocks_softmax(tiny):
+  """The first block's query weights recomputed by hand from its params and
+  the support sequence: softmax of q . [k_1..k_n, own k] / sqrt(K)."""
+  learner, params, _ = tiny["snail"]
+  ep = tiny_episode(ways=3, shots=1, queries=2)
+  state = learner.adapt(params, ep.support, jax.random.key(5))
+  weights = jax.jit(attention_fn(FlatDense(), ways=3, shots=1, **TINY_SNAIL))(
+      params, state, ep.query_x)
+  assert [w.shape for w in weights] == [(6, 4), (6, 4)]  # 2 blocks, 6 queries
+  for w in weights:
+    np.testing.assert_allclose(np.asarray(w).sum(-1), 1.0, rtol=1e-5)
+  block = params["snail"]["attention0"]
+  dense = lambda v, name: v @ block[name]["kernel"] + block[name]["bias"]
+  prefix = np.concatenate([state["features"], state["labels"]], axis=-1)
+  feats = embed_each(FlatDense(), params["embed"], ep.query_x)
+  queries = np.concatenate([feats, np.zeros((6, 3), np.float32)], axis=-1)
+  q = dense(queries, "query")
+  logits = np.concatenate([q @ dense(prefix, "key").T,
+                           np.sum(q * dense(queries, "key"), -1)[:, None]], -1)
+  np.testing.assert_allclose(weights[0], jax.nn.softmax(logits / 2.0, -1),
+                             rtol=1e-5, atol=1e-6)  # sqrt(K = 4) = 2
+
+
+def test_mann_online_loss_is_the_loss_of_every_step_of_the_episode(tiny):
+  """online_loss=True: the task loss is the cross-entropy of every step of
+  support + queries in one random order (labels one step late), so a
+  support label is a target too; the default has no task_loss."""
+  learner, params, _ = tiny["mann"]
+  assert learner.task_loss is None
+  online_learner = mann(FlatDense(), ways=3, online_loss=True, **TINY_MANN)
+  online = online_logits_fn(FlatDense(), ways=3, **TINY_MANN)
+  ep = tiny_episode(ways=3, shots=1, queries=2)
+  key = jax.random.key(3)
+  loss, accuracy = jax.jit(online_learner.task_loss)(params, ep, key)
+  x = np.concatenate([ep.support_x, ep.query_x])
+  y = np.concatenate([ep.support_y, ep.query_y])
+  order = np.asarray(jax.random.permutation(key, len(y)))
+  logits = online(params, x[order], y[order])
+  log_p = jax.nn.log_softmax(logits)
+  np.testing.assert_allclose(
+      loss, -np.mean(np.take_along_axis(log_p, y[order][:, None], 1)),
+      rtol=1e-5)
+  np.testing.assert_allclose(accuracy, np.mean(logits.argmax(-1) == y[order]))
+  flipped = ep._replace(support_y=(ep.support_y + 1) % 3)
+  assert abs(online_learner.task_loss(params, flipped, key)[0] - loss) > 1e-4
+
+
 def test_mann_is_causal_and_sees_only_earlier_labels(tiny):
   online = jax.jit(online_logits_fn(FlatDense(), ways=3,
                                              **TINY_MANN))
@@ -269,6 +317,8 @@ def test_validation_of_blackbox_configs():
   config.gamma = 1.5
   with pytest.raises(ValueError, match="gamma"):
     runs.validate(config)
+  with pytest.raises(ValueError, match="online_loss must be a bool"):
+    mann(FlatDense(), ways=3, online_loss=1)
   with pytest.raises(ValueError, match="Unknown variant"):
     mann_omniglot.get_config("20w1s")
 

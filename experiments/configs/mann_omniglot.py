@@ -42,6 +42,7 @@ def get_config(variant: str = ""):
   c.controller_size = 200
   c.read_heads = 4
   c.gamma = 0.95
+  c.online_loss = False  # True: the paper's loss at every step of the episode
   c.queries = 1
   c.test_queries = 15
   c.meta_batch_size = 32

@@ -156,7 +156,8 @@ class Controller(nn.Module):
 
 def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
          memory_size: int = 40, controller_size: int = 200,
-         read_heads: int = 4, gamma: float = 0.95) -> Learner:
+         read_heads: int = 4, gamma: float = 0.95,
+         online_loss: bool = False) -> Learner:
   """Memory-Augmented Neural Networks (LSTM controller + LRUA memory).
 
   meta_params = {"embed": the embedding's params, "controller": the LSTM and
@@ -177,6 +178,11 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     controller_size: the LSTM's hidden size (the paper's 200).
     read_heads: H (the paper's 4); also the number of least-used slots.
     gamma: usage decay in [0, 1].
+    online_loss: train as the paper did (`task_loss`): the whole episode,
+      support and queries, as one sequence in a random order with each
+      step's label given at the next step, and the loss of every step;
+      instead of the queries' loss from the post-support state. Evaluation
+      is the same either way (adapt on the support, predict the queries).
 
   Returns:
     A classification `Learner`.
@@ -187,12 +193,14 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
   """
   return _mann(embedding, ways=ways, memory_slots=memory_slots,
                memory_size=memory_size, controller_size=controller_size,
-               read_heads=read_heads, gamma=gamma)[0]
+               read_heads=read_heads, gamma=gamma,
+               online_loss=online_loss)[0]
 
 
 def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
           memory_size: int = 40, controller_size: int = 200,
-          read_heads: int = 4, gamma: float = 0.95):
+          read_heads: int = 4, gamma: float = 0.95,
+          online_loss: bool = False):
   """(`mann` learner, its online function); see `mann`."""
   for name, value, low in (("ways", ways, 2), ("memory_slots", memory_slots, 1),
                            ("memory_size", memory_size, 1),
@@ -206,6 +214,8 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
   if (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real)
       or not 0.0 <= gamma <= 1.0):
     raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}.")
+  if not isinstance(online_loss, (bool, np.bool_)):
+    raise ValueError(f"online_loss must be a bool, got {online_loss!r}.")
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
   controller = Controller(ways=int(ways), controller_size=int(controller_size),
                           memory_size=int(memory_size),
@@ -259,8 +269,16 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     label_inputs = jnp.concatenate([jnp.zeros_like(onehot[:1]), onehot[:-1]])
     return run(meta_params, initial_state(), features, label_inputs)[1]
 
+  def online_task_loss(meta_params, episode: Episode, key):
+    x = jnp.concatenate([episode.support_x, episode.query_x])
+    y = jnp.concatenate([episode.support_y, episode.query_y])
+    order = jax.random.permutation(key, y.shape[0])
+    logits = online(meta_params, x[order], y[order])
+    return loss_fn(logits, y[order]), metric_fn(logits, y[order])
+
   learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                    metric=metric_fn, metric_name=metric_name)
+                    metric=metric_fn, metric_name=metric_name,
+                    task_loss=online_task_loss if online_loss else None)
   return learner, online
 
 

@@ -36,8 +36,8 @@ from metajax.data.preprocess import to_float
 from metajax.learners.mann import embed_each
 from metajax.types import Episode, Learner
 
-__all__ = ("AttentionBlock", "SNAIL", "TCBlock", "causal_mask", "snail",
-           "tc_depth")
+__all__ = ("AttentionBlock", "SNAIL", "TCBlock", "attention_fn",
+           "causal_mask", "snail", "tc_depth")
 
 Array = Any
 
@@ -140,6 +140,7 @@ class AttentionBlock(nn.Module):
     logits = jnp.concatenate([q @ keys.T, jnp.sum(q * own_key, axis=-1,
                                                   keepdims=True)], axis=-1)
     weights = jax.nn.softmax(logits * scale, axis=-1)  # [m, n + 1]
+    self.sow("intermediates", "query_weights", weights)  # for attention_fn
     read = weights[:, :-1] @ values + weights[:, -1:] * own_value
     return out, jnp.concatenate([queries, read], axis=-1)
 
@@ -212,11 +213,19 @@ def snail(embedding: nn.Module, *, ways: int, shots: int,
     Mishra, Rohaninejad, Chen & Abbeel, "A Simple Neural Attentive
     Meta-Learner", ICLR 2018.
   """
+  return _snail(embedding, ways=ways, shots=shots, attention=attention,
+                tc_filters=tc_filters)[0]
+
+
+def _snail(embedding: nn.Module, *, ways: int, shots: int,
+           attention: Sequence[Sequence[int]] = PAPER_ATTENTION,
+           tc_filters: int = 128):
+  """(`snail` learner, its `attention_fn`); see `snail`."""
   if not _is_int(ways) or ways < 2:
     raise ValueError(f"ways must be an integer >= 2, got {ways!r}.")
   if not _is_int(shots) or shots < 1:
     raise ValueError(f"shots must be an integer >= 1, got {shots!r}.")
-  attention = tuple(tuple(a) for a in attention)
+  attention = attention_sizes = tuple(tuple(a) for a in attention)
   if not attention or any(len(a) != 2 or not all(_is_int(v) and v >= 1
                                                   for v in a)
                           for a in attention):
@@ -252,5 +261,30 @@ def snail(embedding: nn.Module, *, ways: int, shots: int,
         [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1)
     return model.apply({"params": meta_params["snail"]}, prefix, queries)[1]
 
-  return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name)
+  def attention(meta_params, task_state, query_x):
+    prefix = jnp.concatenate([task_state["features"], task_state["labels"]],
+                             axis=-1)
+    queries = embed_each(embedding, meta_params["embed"], query_x)
+    queries = jnp.concatenate(
+        [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1)
+    _, found = model.apply({"params": meta_params["snail"]}, prefix, queries,
+                           mutable=["intermediates"])
+    blocks = found["intermediates"]
+    return [blocks[f"attention{i}"]["query_weights"][0]
+            for i in range(len(attention_sizes))]
+
+  learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
+                    metric=metric_fn, metric_name=metric_name)
+  return learner, attention
+
+
+def attention_fn(embedding: nn.Module, *, ways: int, shots: int, **kwargs):
+  """The query attention of `snail(embedding, ways=..., shots=..., ...)`.
+
+  Returns (meta_params, task_state, query_x [m, ...]) -> a list with one
+  [m, n + 1] array per attention block (first block first): row i is query
+  i's softmax weights over the n support steps, in the task state's
+  sequence order (`task_state["labels"]` gives their classes), and, last,
+  over itself. Each row sums to 1. The same arguments as `snail`.
+  """
+  return _snail(embedding, ways=ways, shots=shots, **kwargs)[1]
