@@ -37,6 +37,16 @@ CI_PARAMETERS = {
         "BATCH_SIZE": 64,
         "EVAL_EPISODES": 100,
     },
+    "black_box.ipynb": {
+        "FILTERS": 16,
+        "PROTO_STEPS": 150,
+        "SNAIL_STEPS": 150,
+        "SNAIL_META_BATCH": 8,
+        "MANN_STEPS": 20,
+        "MANN_META_BATCH": 4,
+        "INSTANCES": 4,
+        "EVAL_EPISODES": 100,
+    },
     "learned_optimizer.ipynb": {
         "META_STEPS": 40,
         "BATCH_SIZE": 8,
@@ -50,7 +60,7 @@ CI_PARAMETERS = {
 
 
 # Notebook -> matplotlib figures it draws.
-FIGURES = {"maml_sinusoid.ipynb": 2, "few_shot_omniglot.ipynb": 3,
+FIGURES = {"black_box.ipynb": 2, "maml_sinusoid.ipynb": 2, "few_shot_omniglot.ipynb": 3,
            "learned_optimizer.ipynb": 3}
 
 
