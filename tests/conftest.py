@@ -1,8 +1,9 @@
 """Shared test fixtures: where the Omniglot test zips are.
 
-The experiment binaries that tests start use a compilation cache of the
-test suite's own (in the system's temporary folder, shared by the test
-workers), not the user's.
+The tests, in-process and the experiment binaries they start, use a
+compilation cache of the test suite's own (in the system's temporary folder,
+shared by the test workers), not the user's: the many tests that train the
+same small configs compile each program once per suite run.
 """
 
 import os
@@ -11,11 +12,14 @@ import tempfile
 
 import pytest
 
+from metajax import compilation_cache
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 os.environ.setdefault(
     "METAJAX_COMPILATION_CACHE",
     os.path.join(tempfile.gettempdir(), f"metajax-tests-{os.getuid()}", "jax"))
+compilation_cache.enable(os.environ["METAJAX_COMPILATION_CACHE"])
 
 
 def omniglot_dir():

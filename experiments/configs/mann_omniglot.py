@@ -23,6 +23,15 @@ accuracy at step 1,600, 85 % at 2,500. So the memory works, after a long
 plateau; on Omniglot the embedding must be learned as well, and 2,500 steps
 were not enough. Not yet a working recipe.
 
+From the ProtoNet embedding that makes SNAIL learn (`--config.embedding_init=P`,
+see snail_omniglot): 4000 steps on an H100 tested at 19.54 +- 0.60 %, the
+gradient norm 0.0016 at the end. With `online_loss=True` (the paper's loss at
+every step; `--config.queries=9 --config.meta_batch_size=16`: sequences of 5
+classes x 10 instances) validation stayed at chance through step 750, and by
+instance (experiments.mann_instances, step 500) MANN named unseen labels at
+the 1st instance (43 %) but hardly recalled (30 % at the 2nd, 22 % at the
+10th). README: "MANN does not learn Omniglot in our runs".
+
 Variants: "" (5w1s), 5w5s, smoke (seconds).
 """
 

@@ -253,21 +253,22 @@ def _snail(embedding: nn.Module, *, ways: int, shots: int,
     return {"features": embed_each(embedding, meta_params["embed"], x),
             "labels": labels}
 
-  def predict(meta_params, task_state, query_x):
+  def sequence(meta_params, task_state, query_x):
+    """(support steps [n, D + ways], query steps [m, D + ways], no label)."""
     prefix = jnp.concatenate([task_state["features"], task_state["labels"]],
                              axis=-1)
     queries = embed_each(embedding, meta_params["embed"], query_x)
     queries = jnp.concatenate(
         [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1)
-    return model.apply({"params": meta_params["snail"]}, prefix, queries)[1]
+    return prefix, queries
+
+  def predict(meta_params, task_state, query_x):
+    return model.apply({"params": meta_params["snail"]},
+                       *sequence(meta_params, task_state, query_x))[1]
 
   def attention(meta_params, task_state, query_x):
-    prefix = jnp.concatenate([task_state["features"], task_state["labels"]],
-                             axis=-1)
-    queries = embed_each(embedding, meta_params["embed"], query_x)
-    queries = jnp.concatenate(
-        [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1)
-    _, found = model.apply({"params": meta_params["snail"]}, prefix, queries,
+    _, found = model.apply({"params": meta_params["snail"]},
+                           *sequence(meta_params, task_state, query_x),
                            mutable=["intermediates"])
     blocks = found["intermediates"]
     return [blocks[f"attention{i}"]["query_weights"][0]
