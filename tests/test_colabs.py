@@ -40,6 +40,7 @@ CI_PARAMETERS = {
     "black_box.ipynb": {
         "FILTERS": 16,
         "PROTO_STEPS": 150,
+        "PROTO_WAYS": 5,
         "SNAIL_STEPS": 150,
         "SNAIL_META_BATCH": 8,
         "MANN_STEPS": 20,
