@@ -343,7 +343,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
       are never saved: `NonFiniteError` in both modes.
     initial_state: start from this state (e.g. the end of an earlier phase
       with another learner over the same meta-parameters) instead of a fresh
-      initialization; a checkpoint in `workdir` still takes precedence.
+      initialization; a checkpoint in `workdir` still takes precedence. Its
+      arrays are donated to the first step: pass copies of any you use later.
     mesh: devices to shard the meta-batch's tasks over (data parallel: each
       device adapts its share of the tasks, the meta-gradient is averaged
       over all, the state is replicated); default `parallel.task_mesh()`,
