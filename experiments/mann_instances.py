@@ -19,14 +19,13 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 import numpy as np
 
 from experiments import cache_flags
 from metajax import evaluate as eval_lib
 from metajax import runs
-from metajax.data import episodes as episodes_lib
-from metajax.learners.mann import accuracy_by_instance, online_logits_fn
+from metajax.learners.mann import by_instance as mann_by_instance
+from metajax.learners.mann import online_logits_fn
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished MANN run.",
                                required=True)
@@ -46,33 +45,12 @@ def by_instance(run, episodes: int, instances: int, seed: int):
   if config.learner != "mann":
     raise ValueError(f"{_WORKDIR.value!r} is a {config.learner} run; the "
                      "by-instance protocol is MANN's.")
-  ways = config.ways
-  sampler = episodes_lib.EpisodeSampler(
-      runs.load_splits(config)["test"], ways=ways, shots=instances, queries=1)
-  online = online_logits_fn(
-      runs.build_model(config, None), ways=ways,
-      memory_slots=config.memory_slots, memory_size=config.memory_size,
-      controller_size=config.controller_size, read_heads=config.read_heads,
-      gamma=float(config.gamma))
-  label_all = jax.jit(jax.vmap(online, in_axes=(None, 0, 0)))
-  rng = np.random.default_rng(seed)
-  values = {k: [] for k in range(1, instances + 1)}
-  batch = 50
-  for start in range(0, episodes, batch):
-    size = min(batch, episodes - start)
-    ep = sampler.sample_batch(rng, size)
-    order = np.stack([rng.permutation(ep.support_y.shape[1])
-                      for _ in range(size)])
-    x = np.take_along_axis(
-        ep.support_x, order.reshape(order.shape + (1,) * (
-            ep.support_x.ndim - 2)), axis=1)
-    y = np.take_along_axis(ep.support_y, order, axis=1)
-    predictions = np.asarray(label_all(run.meta_params, x, y)).argmax(-1)
-    for p, labels in zip(predictions, y):
-      for k, acc in accuracy_by_instance(
-          p, labels, instances=range(1, instances + 1)).items():
-        values[k].append(acc)
-  return {k: np.asarray(v) for k, v in values.items()}
+  online = online_logits_fn(runs.build_model(config, None), ways=config.ways,
+                            **runs.mann_kwargs(config))
+  return mann_by_instance(
+      online, run.meta_params, runs.load_splits(config)["test"],
+      ways=config.ways, episodes=episodes, instances=instances,
+      rng=np.random.default_rng(seed))
 
 
 def main(argv):

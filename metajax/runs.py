@@ -36,6 +36,8 @@ GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
 METRIC_LEARNERS = ("protonet", "matching_net")
 PRETRAINED_LEARNERS = ("baseline", "baseline_pp")
 SEQUENCE_LEARNERS = ("mann", "snail")  # black-box: the episode as a sequence
+# Learners with an embedding ("embed" meta-parameters): embedding_init.
+EMBEDDING_LEARNERS = METRIC_LEARNERS + PRETRAINED_LEARNERS + SEQUENCE_LEARNERS
 LEARNERS = (GRADIENT_LEARNERS + METRIC_LEARNERS + PRETRAINED_LEARNERS
             + SEQUENCE_LEARNERS)
 # The image datasets and their images' own side (the default of
@@ -157,12 +159,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
        "initializes this one's", default="")
   source = _get(config, "embedding_init") or ""
   if source:
-    if config.learner not in METRIC_LEARNERS + PRETRAINED_LEARNERS + (
-        SEQUENCE_LEARNERS):
+    if config.learner not in EMBEDDING_LEARNERS:
       raise ValueError(
           f"config.embedding_init is for learners with an embedding "
-          f"({', '.join(METRIC_LEARNERS + PRETRAINED_LEARNERS + SEQUENCE_LEARNERS)}); "
-          f"{config.learner!r} has none.")
+          f"({', '.join(EMBEDDING_LEARNERS)}); {config.learner!r} has none.")
     if not os.path.isfile(os.path.join(source, "config.json")):
       raise ValueError(f"config.embedding_init={source!r} holds no run (no "
                        "config.json).")
@@ -386,13 +386,18 @@ def _build_sequence_learner(config, ways: int) -> Learner:
                      config, "attention", ((64, 32), (256, 128), (512, 256)))),
                  tc_filters=_get(config, "tc_filters", 128))
   from metajax.learners.mann import mann  # pylint: disable=g-import-not-at-top
-  return mann(embedding, ways=ways,
-              memory_slots=_get(config, "memory_slots", 128),
+  return mann(embedding, ways=ways, **mann_kwargs(config),
+              online_loss=bool(_get(config, "online_loss", False)))
+
+
+def mann_kwargs(config) -> Dict[str, Any]:
+  """The memory and controller sizes of a MANN config, as `mann` takes them
+  (also `online_logits_fn`'s, with `ways`)."""
+  return dict(memory_slots=_get(config, "memory_slots", 128),
               memory_size=_get(config, "memory_size", 40),
               controller_size=_get(config, "controller_size", 200),
               read_heads=_get(config, "read_heads", 4),
-              gamma=float(_get(config, "gamma", 0.95)),
-              online_loss=bool(_get(config, "online_loss", False)))
+              gamma=float(_get(config, "gamma", 0.95)))
 
 
 def _with_num_classes(config, sources):
@@ -585,15 +590,15 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   test_learner = build_learner(config, test=True)
   primary = jax.process_index() == 0  # with several processes, one writes
   # Before anything is written: a bad embedding_init is refused first.
-  initial = _with_embedding_from(config, learner, build_outer_opt(config),
-                                 sources["train"])
+  outer_opt = build_outer_opt(config)
+  initial = _with_embedding_from(config, learner, outer_opt, sources["train"])
   if workdir is not None:
     _check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
     if primary:
       metrics_io.write_json(os.path.join(workdir, "config.json"), _config_dict(config))
   train_kwargs = dict(
-      outer_opt=build_outer_opt(config),
+      outer_opt=outer_opt,
       meta_batch_size=config.meta_batch_size, seed=config.seed,
       workdir=workdir, checkpoint_every=_get(config, "checkpoint_every", 1000),
       log_every=_get(config, "log_every", 100),

@@ -37,8 +37,8 @@ from metajax.data.preprocess import to_float
 from metajax.learners.protonet import l2_normalize
 from metajax.types import Episode, Learner
 
-__all__ = ("MANNState", "accuracy_by_instance", "embed_each", "least_used",
-           "lrua_step", "mann", "online_logits_fn")
+__all__ = ("MANNState", "accuracy_by_instance", "by_instance", "embed_each",
+           "least_used", "lrua_step", "mann", "online_logits_fn")
 
 Array = Any
 
@@ -270,11 +270,15 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     return run(meta_params, initial_state(), features, label_inputs)[1]
 
   def online_task_loss(meta_params, episode: Episode, key):
-    x = jnp.concatenate([episode.support_x, episode.query_x])
-    y = jnp.concatenate([episode.support_y, episode.query_y])
-    order = jax.random.permutation(key, y.shape[0])
-    logits = online(meta_params, x[order], y[order])
-    return loss_fn(logits, y[order]), metric_fn(logits, y[order])
+    # The whole episode as one labelled sequence, built as adapt builds the
+    # support's.
+    x, label_inputs, labels = support_sequence(
+        (jnp.concatenate([episode.support_x, episode.query_x]),
+         jnp.concatenate([episode.support_y, episode.query_y])),
+        key, ways, label_shift=1)
+    features = embed_each(embedding, meta_params["embed"], x)
+    logits = run(meta_params, initial_state(), features, label_inputs)[1]
+    return loss_fn(logits, labels), metric_fn(logits, labels)
 
   learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
                     metric=metric_fn, metric_name=metric_name,
@@ -328,3 +332,46 @@ def accuracy_by_instance(predictions: Array, labels: Array,
     hit = count == k
     out[k] = float(correct[hit].mean()) if hit.any() else float("nan")
   return out
+
+
+def by_instance(online, meta_params, classes, *, ways: int, episodes: int,
+                instances: int, rng: np.random.Generator,
+                batch: int = 50) -> Dict[int, np.ndarray]:
+  """The paper's protocol: per-sequence accuracy at each instance number.
+
+  Each of `episodes` sequences shows `ways` classes drawn from `classes`,
+  `instances` drawings of each, in a random order; `online` labels every
+  step (`online_logits_fn`), and `accuracy_by_instance` scores it.
+
+  Args:
+    online: `online_logits_fn(...)` of the run's MANN.
+    meta_params: its meta-parameters.
+    classes: `ClassImages` of new classes (a test split).
+    ways: classes per sequence.
+    episodes: sequences.
+    instances: drawings of each class in a sequence.
+    rng: numpy Generator for the classes, drawings and orders.
+    batch: sequences labelled at once.
+
+  Returns:
+    {k: float [episodes] accuracies at the k-th instance}, k = 1..instances.
+  """
+  from metajax.data.episodes import EpisodeSampler  # pylint: disable=g-import-not-at-top
+  sampler = EpisodeSampler(classes, ways=ways, shots=instances, queries=1)
+  label_all = jax.jit(jax.vmap(online, in_axes=(None, 0, 0)))
+  values = {k: [] for k in range(1, instances + 1)}
+  for start in range(0, episodes, batch):
+    size = min(batch, episodes - start)
+    ep = sampler.sample_batch(rng, size)
+    order = np.stack([rng.permutation(ep.support_y.shape[1])
+                      for _ in range(size)])
+    x = np.take_along_axis(
+        ep.support_x, order.reshape(order.shape + (1,) * (
+            ep.support_x.ndim - 2)), axis=1)
+    y = np.take_along_axis(ep.support_y, order, axis=1)
+    predictions = np.asarray(label_all(meta_params, x, y)).argmax(-1)
+    for p, labels in zip(predictions, y):
+      for k, acc in accuracy_by_instance(
+          p, labels, instances=range(1, instances + 1)).items():
+        values[k].append(acc)
+  return {k: np.asarray(v) for k, v in values.items()}
