@@ -409,3 +409,23 @@ def test_mlp_custom_hidden_shape():
   variables = net.init(jax.random.key(0), x)
   assert set(variables["params"]) == {"dense0", "dense1", "dense2", "head"}
   chex.assert_shape(net.apply(variables, x), (7, 3))
+
+
+def test_mlp_flattens_images_and_embeds_without_a_head():
+  x = np.random.default_rng(0).standard_normal((3, 4, 5, 2)).astype(np.float32)
+  net = models.MLP(2, hidden=(6,))
+  variables = net.init(jax.random.key(0), x)
+  flat = x.reshape(3, -1)
+  np.testing.assert_array_equal(net.apply(variables, x),
+                                net.apply(variables, flat))
+  embed = models.MLP(None, hidden=(6,))
+  p = embed.init(jax.random.key(0), x)["params"]
+  assert set(p) == {"dense0"}
+  np.testing.assert_allclose(
+      embed.apply({"params": p}, x),
+      np.maximum(flat @ p["dense0"]["kernel"] + p["dense0"]["bias"], 0),
+      rtol=1e-5, atol=1e-5)
+  # No layers at all: the flattened input, and no parameters.
+  pixels = models.MLP(None, hidden=())
+  assert not pixels.init(jax.random.key(0), x).get("params")
+  np.testing.assert_array_equal(pixels.apply({}, x), flat)

@@ -1,6 +1,6 @@
 """A ReLU multilayer perceptron: the MAML sinusoid net is MLP(1)."""
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 
@@ -14,11 +14,16 @@ class MLP(nn.Module):
   regression net 1-40-40-1. Params: dense0..dense{n-1} and head, each
   {kernel [in, out], bias [out]}.
 
+  Inputs with more than one feature axis (images [B, H, W, C]) are
+  flattened first. `MLP(None)` has no output layer: an embedding, the last
+  hidden layer's ReLU features; `MLP(None, hidden=())` is the flattened
+  input itself (MANN's paper fed flattened pixels), with no parameters.
+
   Attributes:
-    num_outputs: size of the output layer.
+    num_outputs: size of the output layer; None: no output layer.
     hidden: sizes of the hidden layers.
   """
-  num_outputs: int
+  num_outputs: Optional[int]
   hidden: Sequence[int] = (40, 40)
 
   @nn.compact
@@ -26,11 +31,15 @@ class MLP(nn.Module):
     """Applies the net.
 
     Args:
-      x: [B, d_in] float32 inputs.
+      x: [B, d_in] or [B, ...] float32 inputs.
 
     Returns:
-      [B, num_outputs] outputs.
+      [B, num_outputs] outputs ([B, last hidden width or flattened d_in]
+      without an output layer).
     """
+    x = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.hidden):
       x = nn.relu(nn.Dense(width, name=f"dense{i}")(x))
+    if self.num_outputs is None:
+      return x
     return nn.Dense(self.num_outputs, name="head")(x)
