@@ -41,6 +41,7 @@ from metajax.learners.protonet import protonet
 from metajax.learners.reptile import reptile
 from metajax.learners.snail import snail
 from metajax.runs import Run
+from metajax.runs import freeze_embedding
 from metajax.runs import load_run
 from metajax.runs import predict
 from metajax.runs import train_and_evaluate
@@ -72,6 +73,7 @@ __all__ = (
     "anil",
     "baseline",
     "baseline_pp",
+    "freeze_embedding",
     "head_only",
     "init_train_state",
     "inner",

@@ -166,6 +166,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not os.path.isfile(os.path.join(source, "config.json")):
       raise ValueError(f"config.embedding_init={source!r} holds no run (no "
                        "config.json).")
+  need("freeze_embedding", lambda v: isinstance(v, bool),
+       "must be a bool: True leaves the embedding's meta-parameters as "
+       "initialized (by config.embedding_init, typically)", default=False)
+  if _get(config, "freeze_embedding") and config.learner not in EMBEDDING_LEARNERS:
+    raise ValueError(
+        f"config.freeze_embedding is for learners with an embedding "
+        f"({', '.join(EMBEDDING_LEARNERS)}); {config.learner!r} has none.")
   need("select_on_validation", lambda v: isinstance(v, bool),
        "must be True (evaluate the meta-parameters of the best validation) "
        "or False (the last ones)", default=False)
@@ -263,6 +270,9 @@ def _validate_sequence_learner(config, need, is_int):
         v, bool) and 0 <= v <= 1, "must be a number in [0, 1]", default=0.95)
     need("online_loss", lambda v: isinstance(v, bool), "must be a bool",
          default=False)
+    for field in ("add_vectors", "key_strength"):
+      need(field, lambda v: isinstance(v, bool), "must be a bool",
+           default=False)
 
 
 def val_seed(config) -> int:
@@ -304,10 +314,13 @@ def build_learner(config, *, test: bool = False) -> Learner:
   regression = config.dataset == "sinusoid"
   ways = test_value(config, "ways") if test else _get(config, "ways")
   name = config.learner
-  if name in METRIC_LEARNERS + PRETRAINED_LEARNERS:
-    return _build_embedding_learner(config, ways)
-  if name in SEQUENCE_LEARNERS:
-    return _build_sequence_learner(config, ways)
+  if name in METRIC_LEARNERS + PRETRAINED_LEARNERS + SEQUENCE_LEARNERS:
+    build = (_build_embedding_learner if name not in SEQUENCE_LEARNERS
+             else _build_sequence_learner)
+    learner = build(config, ways)
+    if _get(config, "freeze_embedding", False):
+      learner = freeze_embedding(learner)
+    return learner
   model = build_model(config, 1 if regression else ways)
   steps = test_value(config, "inner_steps") if test else config.inner_steps
   task = "regression" if regression else "classification"
@@ -390,6 +403,30 @@ def _build_sequence_learner(config, ways: int) -> Learner:
               online_loss=bool(_get(config, "online_loss", False)))
 
 
+def freeze_embedding(learner: Learner) -> Learner:
+  """`learner` with no gradient through its `meta_params["embed"]`.
+
+  Its functions see the embedding's parameters under `jax.lax.stop_gradient`,
+  so the meta-gradient of "embed" is zero and its backward pass is never
+  computed (nor counted in the logged gradient norm). `build_outer_opt` also
+  leaves those parameters unchanged whatever their gradient
+  (`config.freeze_embedding`).
+  """
+  def frozen(meta_params):
+    return dict(meta_params, embed=jax.lax.stop_gradient(meta_params["embed"]))
+
+  task_loss = None
+  if learner.task_loss is not None:
+    task_loss = lambda p, ep, k: learner.task_loss(frozen(p), ep, k)
+  if learner.outer_grad is not None:
+    raise ValueError("freeze_embedding: a learner with its own outer_grad "
+                     "is not supported.")
+  return learner._replace(
+      adapt=lambda p, support, k: learner.adapt(frozen(p), support, k),
+      predict=lambda p, state, q: learner.predict(frozen(p), state, q),
+      task_loss=task_loss)
+
+
 def mann_kwargs(config) -> Dict[str, Any]:
   """The memory and controller sizes of a MANN config, as `mann` takes them
   (also `online_logits_fn`'s, with `ways`)."""
@@ -397,7 +434,12 @@ def mann_kwargs(config) -> Dict[str, Any]:
               memory_size=_get(config, "memory_size", 40),
               controller_size=_get(config, "controller_size", 200),
               read_heads=_get(config, "read_heads", 4),
-              gamma=float(_get(config, "gamma", 0.95)))
+              gamma=float(_get(config, "gamma", 0.95)),
+              # A config without these fields (a run written before them)
+              # wrote its keys and had no key strength, as the paper's
+              # equations read.
+              add_vectors=bool(_get(config, "add_vectors", False)),
+              key_strength=bool(_get(config, "key_strength", False)))
 
 
 def _with_num_classes(config, sources):
@@ -422,13 +464,28 @@ def build_outer_opt(config) -> optax.GradientTransformation:
   """`config.outer_opt` ("adam" or "sgd") at `config.outer_lr`, constant or
   decayed linearly to 0 over `num_steps` (`config.outer_lr_schedule`), after
   clipping the meta-gradient's global norm to `config.outer_grad_clip` if
-  set."""
+  set; with `config.freeze_embedding`, for all meta-parameters but the
+  embedding's, which are left as they are."""
   lr = config.outer_lr
   if _get(config, "outer_lr_schedule", "constant") == "linear_decay":
     lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
   opt = optax.sgd(lr) if _get(config, "outer_opt", "adam") == "sgd" else optax.adam(lr)
   clip = _get(config, "outer_grad_clip")
-  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+  opt = optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+  if not _get(config, "freeze_embedding", False):
+    return opt
+  # The embedding's meta-parameters keep their initial values
+  # (config.embedding_init's): their updates are zero, and the clip above
+  # sees only the trained rest.
+  return optax.multi_transform(
+      {"trained": opt, "frozen": optax.set_to_zero()}, _embedding_labels)
+
+
+def _embedding_labels(meta_params):
+  """"frozen" for every leaf under meta_params["embed"], else "trained"."""
+  return {name: jax.tree.map(
+      lambda _, f=(name == "embed"): "frozen" if f else "trained", sub)
+          for name, sub in meta_params.items()}
 
 
 def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
@@ -526,7 +583,9 @@ def _check_same_config(workdir, config):
              "on_nonfinite", "num_devices", "tasks_per_chunk"}
   # Fields added after runs were written: a run without one had its default.
   later = {"compute_dtype": "float32", "select_on_validation": False,
-           "norm": True, "embedding_init": "", "online_loss": False}
+           "norm": True, "embedding_init": "", "online_loss": False,
+           "add_vectors": False, "key_strength": False,
+           "freeze_embedding": False}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed
                 and old.get(k, later.get(k)) != new.get(k, later.get(k)))

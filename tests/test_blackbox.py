@@ -60,12 +60,19 @@ def fixture_tiny():
   return out
 
 
-def test_lrua_step_against_hand_computation():
+@pytest.mark.parametrize("ntm_style", [False, True])
+def test_lrua_step_against_hand_computation(ntm_style):
   rng = np.random.default_rng(0)
   memory = rng.standard_normal((4, 3)).astype(np.float32)
   read_prev = rng.dirichlet(np.ones(4), size=2).astype(np.float32)  # 2 heads
   usage = np.array([0.5, 0.1, 0.9, 0.3], np.float32)
   keys = rng.standard_normal((2, 3)).astype(np.float32)
+  # The vectors written: add vectors of their own, or the keys (the paper's);
+  # the cosines scaled by key strengths, or not (the paper's).
+  adds = rng.standard_normal((2, 3)).astype(np.float32)
+  strengths = np.array([1.5, 7.0], np.float32)
+  written = adds if ntm_style else keys
+  beta = strengths if ntm_style else np.ones(2)
   alphas = np.array([0.4, -1.2], np.float32)
   gamma = 0.9
   # By hand: the 2 least used slots are 1 and 3; slot 1 is erased.
@@ -79,17 +86,20 @@ def test_lrua_step_against_hand_computation():
   new_memory[1] = 0.0
   for i in range(4):
     for h in range(2):
-      new_memory[i] += write[h, i] * keys[h]
+      new_memory[i] += write[h, i] * written[h]
   read = np.zeros((2, 4))
   for h in range(2):
     cos = [keys[h] @ new_memory[i] / (np.linalg.norm(keys[h])
                                       * np.linalg.norm(new_memory[i]))
            for i in range(4)]
-    read[h] = np.exp(cos) / np.sum(np.exp(cos))
+    read[h] = np.exp(beta[h] * np.array(cos)) / np.sum(
+        np.exp(beta[h] * np.array(cos)))
   reads = read @ new_memory
   new_usage = gamma * usage + read.sum(0) + write.sum(0)
 
-  out = lrua_step(memory, read_prev, usage, keys, alphas, gamma=gamma)
+  out = lrua_step(memory, read_prev, usage, keys, alphas, gamma=gamma,
+                  adds=adds if ntm_style else None,
+                  strengths=strengths if ntm_style else None)
   for got, want in zip(out, (new_memory, read, write, new_usage, reads)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(least_used(jnp.asarray(usage), 2),
@@ -219,6 +229,45 @@ def test_mann_online_loss_is_the_loss_of_every_step_of_the_episode(tiny):
   assert abs(online_learner.task_loss(params, flipped, key)[0] - loss) > 1e-4
 
 
+def test_mann_writes_its_add_vectors_or_its_keys():
+  ep = tiny_episode(ways=3, shots=2, queries=1)
+  key = jax.random.key(4)
+  memory = {}
+  for add_vectors in (True, False):
+    learner = mann(FlatDense(), ways=3, add_vectors=add_vectors, **TINY_MANN)
+    params = learner.init(jax.random.key(0), ep)
+    assert ("adds" in params["controller"]) == add_vectors
+    if add_vectors:  # zero add vectors: nothing but zeros is written
+      params["controller"]["adds"] = jax.tree.map(jnp.zeros_like,
+                                                  params["controller"]["adds"])
+    memory[add_vectors] = np.asarray(learner.adapt(
+        params, (ep.support_x, ep.support_y), key).memory)
+  # Every slot is still the initial 1e-6 or erased to 0 ...
+  assert np.isin(memory[True], np.float32([0.0, 1e-6])).all()
+  # ... where writing the keys (tanh, nonzero) fills slots.
+  assert np.abs(memory[False]).max() > 1e-3
+
+
+def test_mann_key_strength_sharpens_its_reads():
+  ep = tiny_episode(ways=3, shots=2, queries=1)
+  learner = mann(FlatDense(), ways=3, **TINY_MANN)
+  params = learner.init(jax.random.key(0), ep)
+  assert "strengths" in params["controller"]
+  assert "strengths" not in mann(FlatDense(), ways=3, key_strength=False,
+                                 **TINY_MANN).init(jax.random.key(0), ep)[
+                                     "controller"]
+  peak = {}
+  for bias in (-30.0, 30.0):  # beta = 1 + softplus(bias): 1 or about 31
+    p = jax.tree.map(lambda a: a, params)
+    p["controller"]["strengths"] = {
+        "kernel": jnp.zeros_like(params["controller"]["strengths"]["kernel"]),
+        "bias": jnp.full_like(params["controller"]["strengths"]["bias"], bias)}
+    state = learner.adapt(p, (ep.support_x, ep.support_y), jax.random.key(1))
+    peak[bias] = float(jnp.max(state.read_weights))
+  # Cosines in [-1, 1] over 6 slots: at most e^2 / (e^2 + 5) ~ 0.6 unscaled.
+  assert peak[-30.0] < 0.6 < peak[30.0]
+
+
 def test_mann_is_causal_and_sees_only_earlier_labels(tiny):
   online = jax.jit(online_logits_fn(FlatDense(), ways=3,
                                              **TINY_MANN))
@@ -319,6 +368,20 @@ def test_validation_of_blackbox_configs():
     runs.validate(config)
   with pytest.raises(ValueError, match="online_loss must be a bool"):
     mann(FlatDense(), ways=3, online_loss=1)
+  for field in ("add_vectors", "key_strength"):
+    with pytest.raises(ValueError, match=f"{field} must be a bool"):
+      mann(FlatDense(), ways=3, **{field: "yes"})
+    config = mann_omniglot.get_config("smoke")
+    with config.ignore_type():
+      config[field] = 1
+    with pytest.raises(ValueError, match=field):
+      runs.validate(config)
+    # A config without the field (a run written before it) had the paper's
+    # model.
+    config = mann_omniglot.get_config("smoke")
+    assert runs.mann_kwargs(config)[field] is True
+    del config[field]
+    assert runs.mann_kwargs(config)[field] is False
   with pytest.raises(ValueError, match="Unknown variant"):
     mann_omniglot.get_config("20w1s")
 

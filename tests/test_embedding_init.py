@@ -66,3 +66,93 @@ def test_embedding_init_errors(tmp_path, omniglot_data_dir, protonet_run):
   maml.embedding_init = protonet_run
   with pytest.raises(ValueError, match="'maml' has none"):
     runs.validate(maml)
+
+
+def test_freeze_embedding_keeps_the_given_embedding(tmp_path, omniglot_data_dir,
+                                                    protonet_run):
+  from experiments.configs import mann_omniglot  # pylint: disable=g-import-not-at-top
+  config = mann_omniglot.get_config("smoke")
+  config.update(dict(data_dir=omniglot_data_dir, embedding_init=protonet_run,
+                     freeze_embedding=True, num_steps=2, outer_lr=1e-2,
+                     eval_episodes=2, checkpoint_every=1))
+  workdir = str(tmp_path / "frozen")
+  runs.train_and_evaluate(config, workdir)
+  given = runs.load_run(protonet_run).meta_params["embed"]
+  got = runs.load_run(workdir).meta_params
+  for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(got["embed"]),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
+  # The controller did train: two Adam steps of 1e-2 from its initial values.
+  learner = runs.build_learner(config)
+  source = runs.build_sources(config)["train"]
+  fresh = train_lib.init_train_state(
+      learner, runs.build_outer_opt(config), train_lib.seed_keys(config.seed)[0],
+      source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
+  moved = [np.abs(a - b).max() for a, b in zip(
+      jax.tree.leaves(fresh["controller"]), jax.tree.leaves(got["controller"]))]
+  assert min(moved) > 1e-3
+  # Resuming the run (its frozen optimizer state restored) trains on and
+  # still leaves the embedding alone.
+  config.num_steps = 3
+  runs.train_and_evaluate(config, workdir)
+  for a, b in zip(jax.tree.leaves(given),
+                  jax.tree.leaves(runs.load_run(workdir).meta_params["embed"])):
+    np.testing.assert_array_equal(a, b)
+  # Without the freeze the same run changes its embedding.
+  config.update(dict(freeze_embedding=False, num_steps=2))
+  runs.train_and_evaluate(config, str(tmp_path / "trained"))
+  trained = runs.load_run(str(tmp_path / "trained")).meta_params["embed"]
+  assert max(np.abs(a - b).max() for a, b in zip(
+      jax.tree.leaves(given), jax.tree.leaves(trained))) > 1e-3
+
+
+def test_freeze_embedding_errors(tmp_path, omniglot_data_dir, protonet_run):
+  maml = maml_omniglot.get_config("smoke")
+  maml.update(dict(data_dir=omniglot_data_dir, freeze_embedding=True))
+  with pytest.raises(ValueError, match="freeze_embedding is for learners"):
+    runs.validate(maml)
+  config = _snail(omniglot_data_dir, protonet_run)
+  with config.ignore_type():
+    config.freeze_embedding = "yes"
+  with pytest.raises(ValueError, match="freeze_embedding"):
+    runs.validate(config)
+  # A run may not resume with the other setting (its optimizer state differs).
+  workdir = str(tmp_path / "run")
+  runs.train_and_evaluate(_snail(omniglot_data_dir, protonet_run,
+                                 freeze_embedding=True), workdir)
+  with pytest.raises(ValueError, match="freeze_embedding"):
+    runs.train_and_evaluate(_snail(omniglot_data_dir, protonet_run,
+                                   freeze_embedding=False), workdir)
+
+
+@pytest.mark.parametrize("online_loss", [False, True])
+def test_frozen_learner_has_no_embedding_gradient(omniglot_data_dir,
+                                                  online_loss):
+  from experiments.configs import mann_omniglot  # pylint: disable=g-import-not-at-top
+  config = mann_omniglot.get_config("smoke")
+  config.update(dict(data_dir=omniglot_data_dir, online_loss=online_loss))
+  learner = runs.build_learner(config)
+  config.freeze_embedding = True
+  frozen = runs.build_learner(config)
+  batch = runs.build_sources(config)["train"].sample_batch(
+      step_rng(config.seed, 0), 2)
+  params = learner.init(jax.random.key(0), jax.tree.map(lambda a: a[0], batch))
+  key = jax.random.key(1)
+  grad = lambda l: jax.grad(lambda p: train_lib.meta_loss(l, p, batch, key)[0])(
+      params)
+  free, fixed = grad(learner), grad(frozen)
+  assert max(np.abs(g).max() for g in jax.tree.leaves(free["embed"])) > 0
+  for g in jax.tree.leaves(fixed["embed"]):
+    np.testing.assert_array_equal(g, 0.0)
+  # The rest of the meta-gradient is the unfrozen learner's.
+  for a, b in zip(jax.tree.leaves(free["controller"]),
+                  jax.tree.leaves(fixed["controller"]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # And the embedding's backward pass is not computed (XLA's count).
+  def flops(l):
+    compiled = jax.jit(jax.grad(lambda p: train_lib.meta_loss(
+        l, p, batch, key)[0])).lower(params).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return analysis["flops"]
+  assert flops(frozen) < 0.6 * flops(learner)

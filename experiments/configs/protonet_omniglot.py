@@ -33,6 +33,9 @@ def embedding_config(variant: str, learner: str):
   # A finished run whose meta-parameters' "embed" initializes this run's
   # embedding (the same network), e.g. a ProtoNet run for SNAIL; "": none.
   c.embedding_init = ""
+  # True: the embedding's meta-parameters stay as initialized (by
+  # embedding_init) and only the rest is meta-trained.
+  c.freeze_embedding = False
   return c
 
 

@@ -9,13 +9,24 @@ slots) and written by least-recently-used access (LRUA):
     w^lu_{t-1}(i) = 1 if slot i is one of the n least used (usage w^u_{t-1})
     w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu_{t-1}
     M_{t-1}(argmin w^u_{t-1}) <- 0               (the least used slot is erased)
-    M_t = M_{t-1} + sum_heads w^w_t k_t^T
-    w^r_t = softmax_i(cosine(k_t, M_t(i))),  r_t = w^r_t M_t
+    M_t = M_{t-1} + sum_heads w^w_t a_t^T
+    w^r_t = softmax_i(beta_t cosine(k_t, M_t(i))),  r_t = w^r_t M_t
     w^u_t = gamma w^u_{t-1} + sum_heads (w^r_t + w^w_t)
 
-with one key k_t = tanh(W_k h_t) and gate alpha_t = W_alpha h_t per head, n
-the number of read heads, and the output logits W_o [h_t, r_t]. The LSTM's
-input is [embedding(x_t), y_{t-1}, r_{t-1}].
+with a key k_t = tanh(W_k h_t), an add vector a_t = tanh(W_a h_t), a key
+strength beta_t = 1 + softplus(W_beta h_t) and a gate alpha_t = W_alpha h_t
+per head, n the number of read heads, and the output logits W_o [h_t, r_t].
+The LSTM's input is [embedding(x_t), y_{t-1}, r_{t-1}].
+
+The paper's equations write the key itself (a_t = k_t: `add_vectors=False`).
+Then the slot written at step t matches k_t exactly (cosine 1), so every
+read is dominated by the slot just written, which holds no label yet; in our
+runs that model never learned to recall. With an add vector of its own (as
+in the NTM's writes), the same model learned recall within a few hundred
+steps (README, "MANN"), so that is the default. The paper's reads have no
+key strength either (beta_t = 1: `key_strength=False`): a softmax of cosines,
+which lie in [-1, 1], over 128 slots is nearly flat. The NTM's key strength
+sharpened them, and recall came sooner and went higher in our runs.
 
 In the `Learner` interface, `adapt` reads the support set (in an order drawn
 from its key) from a fresh memory, and `predict` feeds each query as the next
@@ -80,16 +91,21 @@ def least_used(usage: Array, n: int) -> jax.Array:
 
 
 def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
-              alphas: Array, *, gamma: float):
+              alphas: Array, *, gamma: float, adds: Array = None,
+              strengths: Array = None):
   """One LRUA write followed by a content read (the module docstring's math).
 
   Args:
     memory: [S, M] the memory before this step, M_{t-1}.
     read_weights: [H, S] the previous read weights w^r_{t-1} of the H heads.
     usage: [S] the previous usage weights w^u_{t-1}.
-    keys: [H, M] this step's keys k_t, one per head (written and read).
+    keys: [H, M] this step's keys k_t, one per head (they address the read).
     alphas: [H] this step's write-gate logits.
     gamma: usage decay in [0, 1].
+    adds: [H, M] the vectors a_t written, one per head; None writes the keys
+      (the paper's equations).
+    strengths: [H] key strengths beta_t (> 0) that scale each head's
+      cosines before the softmax; None: 1 (the paper's equations).
 
   Returns:
     (memory M_t [S, M], read weights w^r_t [H, S], write weights w^w_t
@@ -101,8 +117,11 @@ def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
   write_weights = gate * read_weights + (1.0 - gate) * least[None]
   erase = jax.nn.one_hot(jnp.argmin(usage), memory.shape[0],
                          dtype=memory.dtype)
-  memory = memory * (1.0 - erase)[:, None] + write_weights.T @ keys
+  adds = keys if adds is None else adds
+  memory = memory * (1.0 - erase)[:, None] + write_weights.T @ adds
   similarity = l2_normalize(keys) @ l2_normalize(memory).T  # [H, S]
+  if strengths is not None:
+    similarity = strengths[:, None] * similarity
   new_read_weights = jax.nn.softmax(similarity, axis=-1)
   reads = new_read_weights @ memory
   usage = (gamma * usage + new_read_weights.sum(axis=0)
@@ -129,12 +148,17 @@ class Controller(nn.Module):
     memory_size: M, the width of a memory slot.
     read_heads: H.
     gamma: usage decay.
+    add_vectors: write an add vector of each head's own (else its key).
+    key_strength: scale each head's cosines by a key strength of its own
+      (else 1).
   """
   ways: int
   controller_size: int
   memory_size: int
   read_heads: int
   gamma: float
+  add_vectors: bool = True
+  key_strength: bool = True
 
   @nn.compact
   def __call__(self, state: MANNState, features: Array, label_input: Array):
@@ -144,10 +168,18 @@ class Controller(nn.Module):
         [features, label_input, state.reads]))
     keys = jnp.tanh(nn.Dense(self.read_heads * self.memory_size,
                              name="keys")(h)).reshape(self.read_heads, -1)
+    adds = None
+    if self.add_vectors:
+      adds = jnp.tanh(nn.Dense(self.read_heads * self.memory_size,
+                               name="adds")(h)).reshape(self.read_heads, -1)
+    strengths = None
+    if self.key_strength:
+      strengths = 1.0 + jax.nn.softplus(
+          nn.Dense(self.read_heads, name="strengths")(h))
     alphas = nn.Dense(self.read_heads, name="alphas")(h)
     memory, read_weights, _, usage, reads = lrua_step(
         state.memory, state.read_weights, state.usage, keys, alphas,
-        gamma=self.gamma)
+        gamma=self.gamma, adds=adds, strengths=strengths)
     reads = reads.reshape(-1)
     logits = nn.Dense(self.ways, name="output")(jnp.concatenate([h, reads]))
     return MANNState(lstm, memory, read_weights, usage, reads,
@@ -157,7 +189,8 @@ class Controller(nn.Module):
 def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
          memory_size: int = 40, controller_size: int = 200,
          read_heads: int = 4, gamma: float = 0.95,
-         online_loss: bool = False) -> Learner:
+         online_loss: bool = False, add_vectors: bool = True,
+         key_strength: bool = True) -> Learner:
   """Memory-Augmented Neural Networks (LSTM controller + LRUA memory).
 
   meta_params = {"embed": the embedding's params, "controller": the LSTM and
@@ -178,6 +211,12 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     controller_size: the LSTM's hidden size (the paper's 200).
     read_heads: H (the paper's 4); also the number of least-used slots.
     gamma: usage decay in [0, 1].
+    add_vectors: each head writes an add vector a_t of its own; False
+      writes its key k_t, as the paper's equations read (see the module
+      docstring: that model did not learn to recall in our runs).
+    key_strength: each head scales its cosines by beta_t = 1 +
+      softplus(W_beta h_t) before the softmax, as the NTM's reads do; False:
+      no scale, as the paper's equations read.
     online_loss: train as the paper did (`task_loss`): the whole episode,
       support and queries, as one sequence in a random order with each
       step's label given at the next step, and the loss of every step;
@@ -194,13 +233,15 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
   return _mann(embedding, ways=ways, memory_slots=memory_slots,
                memory_size=memory_size, controller_size=controller_size,
                read_heads=read_heads, gamma=gamma,
-               online_loss=online_loss)[0]
+               online_loss=online_loss, add_vectors=add_vectors,
+               key_strength=key_strength)[0]
 
 
 def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
           memory_size: int = 40, controller_size: int = 200,
           read_heads: int = 4, gamma: float = 0.95,
-          online_loss: bool = False):
+          online_loss: bool = False, add_vectors: bool = True,
+          key_strength: bool = True):
   """(`mann` learner, its online function); see `mann`."""
   for name, value, low in (("ways", ways, 2), ("memory_slots", memory_slots, 1),
                            ("memory_size", memory_size, 1),
@@ -214,12 +255,17 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
   if (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real)
       or not 0.0 <= gamma <= 1.0):
     raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}.")
-  if not isinstance(online_loss, (bool, np.bool_)):
-    raise ValueError(f"online_loss must be a bool, got {online_loss!r}.")
+  for name, value in (("online_loss", online_loss),
+                      ("add_vectors", add_vectors),
+                      ("key_strength", key_strength)):
+    if not isinstance(value, (bool, np.bool_)):
+      raise ValueError(f"{name} must be a bool, got {value!r}.")
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
   controller = Controller(ways=int(ways), controller_size=int(controller_size),
                           memory_size=int(memory_size),
-                          read_heads=int(read_heads), gamma=float(gamma))
+                          read_heads=int(read_heads), gamma=float(gamma),
+                          add_vectors=bool(add_vectors),
+                          key_strength=bool(key_strength))
 
   def initial_state() -> MANNState:
     zeros = jnp.zeros((controller_size,), jnp.float32)
