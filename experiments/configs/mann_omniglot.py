@@ -10,7 +10,7 @@ support set as a sequence of (x_t, y_{t-1}) steps; each query is a further
 step from the post-support state, scored as N-way K-shot query accuracy.
 Each head writes an add vector of its own and scales its cosines by a
 learned key strength (`add_vectors`, `key_strength`; both False is the
-paper's equations as written, which never learned to recall in our runs:
+paper's equations as written, which learned much more slowly in our runs:
 see metajax.learners.mann). Adam 1e-3. `experiments.mann_instances` gives
 the paper's by-instance accuracies of a finished run.
 

@@ -18,15 +18,14 @@ strength beta_t = 1 + softplus(W_beta h_t) and a gate alpha_t = W_alpha h_t
 per head, n the number of read heads, and the output logits W_o [h_t, r_t].
 The LSTM's input is [embedding(x_t), y_{t-1}, r_{t-1}].
 
-The paper's equations write the key itself (a_t = k_t: `add_vectors=False`).
-Then the slot written at step t matches k_t exactly (cosine 1), so every
-read is dominated by the slot just written, which holds no label yet; in our
-runs that model never learned to recall. With an add vector of its own (as
-in the NTM's writes), the same model learned recall within a few hundred
-steps (README, "MANN"), so that is the default. The paper's reads have no
-key strength either (beta_t = 1: `key_strength=False`): a softmax of cosines,
-which lie in [-1, 1], over 128 slots is nearly flat. The NTM's key strength
-sharpened them, and recall came sooner and went higher in our runs.
+The paper's equations write the key itself (a_t = k_t: `add_vectors=False`)
+and have no key strength (beta_t = 1: `key_strength=False`). Then the slot
+written at step t matches k_t exactly (cosine 1), so every read leans on the
+slot just written, which holds no label yet, and a softmax of cosines (in
+[-1, 1]) over 128 slots is nearly flat. With an add vector of its own and
+the NTM's key strength, MANN learned much faster in our runs (README,
+"MANN": 74.7 % against 45.4 % validation accuracy after 1,500 steps from
+the same frozen embedding), so both are the default.
 
 In the `Learner` interface, `adapt` reads the support set (in an order drawn
 from its key) from a fresh memory, and `predict` feeds each query as the next
@@ -213,7 +212,7 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     gamma: usage decay in [0, 1].
     add_vectors: each head writes an add vector a_t of its own; False
       writes its key k_t, as the paper's equations read (see the module
-      docstring: that model did not learn to recall in our runs).
+      docstring: that model learned much more slowly in our runs).
     key_strength: each head scales its cosines by beta_t = 1 +
       softplus(W_beta h_t) before the softmax, as the NTM's reads do; False:
       no scale, as the paper's equations read.
