@@ -157,22 +157,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need("embedding_init", lambda v: isinstance(v, str),
        "must be '' (none) or the workdir of a finished run whose embedding "
        "initializes this one's", default="")
-  source = _get(config, "embedding_init") or ""
-  if source:
-    if config.learner not in EMBEDDING_LEARNERS:
-      raise ValueError(
-          f"config.embedding_init is for learners with an embedding "
-          f"({', '.join(EMBEDDING_LEARNERS)}); {config.learner!r} has none.")
-    if not os.path.isfile(os.path.join(source, "config.json")):
-      raise ValueError(f"config.embedding_init={source!r} holds no run (no "
-                       "config.json).")
   need("freeze_embedding", lambda v: isinstance(v, bool),
        "must be a bool: True leaves the embedding's meta-parameters as "
        "initialized (by config.embedding_init, typically)", default=False)
-  if _get(config, "freeze_embedding") and config.learner not in EMBEDDING_LEARNERS:
-    raise ValueError(
-        f"config.freeze_embedding is for learners with an embedding "
-        f"({', '.join(EMBEDDING_LEARNERS)}); {config.learner!r} has none.")
+  for field in ("embedding_init", "freeze_embedding"):
+    if _get(config, field) and config.learner not in EMBEDDING_LEARNERS:
+      raise ValueError(
+          f"config.{field} is for learners with an embedding "
+          f"({', '.join(EMBEDDING_LEARNERS)}); {config.learner!r} has none.")
+  source = _get(config, "embedding_init") or ""
+  if source and not os.path.isfile(os.path.join(source, "config.json")):
+    raise ValueError(f"config.embedding_init={source!r} holds no run (no "
+                     "config.json).")
   need("select_on_validation", lambda v: isinstance(v, bool),
        "must be True (evaluate the meta-parameters of the best validation) "
        "or False (the last ones)", default=False)
@@ -314,10 +310,9 @@ def build_learner(config, *, test: bool = False) -> Learner:
   regression = config.dataset == "sinusoid"
   ways = test_value(config, "ways") if test else _get(config, "ways")
   name = config.learner
-  if name in METRIC_LEARNERS + PRETRAINED_LEARNERS + SEQUENCE_LEARNERS:
-    build = (_build_embedding_learner if name not in SEQUENCE_LEARNERS
-             else _build_sequence_learner)
-    learner = build(config, ways)
+  if name in EMBEDDING_LEARNERS:
+    learner = (_build_sequence_learner(config, ways) if name in SEQUENCE_LEARNERS
+               else _build_embedding_learner(config, ways))
     if _get(config, "freeze_embedding", False):
       learner = freeze_embedding(learner)
     return learner
@@ -407,20 +402,21 @@ def freeze_embedding(learner: Learner) -> Learner:
   """`learner` with no gradient through its `meta_params["embed"]`.
 
   Its functions see the embedding's parameters under `jax.lax.stop_gradient`,
-  so the meta-gradient of "embed" is zero and its backward pass is never
-  computed (nor counted in the logged gradient norm). `build_outer_opt` also
-  leaves those parameters unchanged whatever their gradient
-  (`config.freeze_embedding`).
+  so the meta-gradient of "embed" is exactly zero and its backward pass is
+  never computed (nor counted in the logged gradient norm). The outer
+  optimizers of `build_outer_opt` (Adam, SGD) then leave those parameters
+  exactly as they are (`config.freeze_embedding`).
   """
+  if learner.outer_grad is not None:
+    raise ValueError("freeze_embedding: a learner with its own outer_grad "
+                     "is not supported.")
+
   def frozen(meta_params):
     return dict(meta_params, embed=jax.lax.stop_gradient(meta_params["embed"]))
 
   task_loss = None
   if learner.task_loss is not None:
     task_loss = lambda p, ep, k: learner.task_loss(frozen(p), ep, k)
-  if learner.outer_grad is not None:
-    raise ValueError("freeze_embedding: a learner with its own outer_grad "
-                     "is not supported.")
   return learner._replace(
       adapt=lambda p, support, k: learner.adapt(frozen(p), support, k),
       predict=lambda p, state, q: learner.predict(frozen(p), state, q),
@@ -464,28 +460,13 @@ def build_outer_opt(config) -> optax.GradientTransformation:
   """`config.outer_opt` ("adam" or "sgd") at `config.outer_lr`, constant or
   decayed linearly to 0 over `num_steps` (`config.outer_lr_schedule`), after
   clipping the meta-gradient's global norm to `config.outer_grad_clip` if
-  set; with `config.freeze_embedding`, for all meta-parameters but the
-  embedding's, which are left as they are."""
+  set."""
   lr = config.outer_lr
   if _get(config, "outer_lr_schedule", "constant") == "linear_decay":
     lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
   opt = optax.sgd(lr) if _get(config, "outer_opt", "adam") == "sgd" else optax.adam(lr)
   clip = _get(config, "outer_grad_clip")
-  opt = optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
-  if not _get(config, "freeze_embedding", False):
-    return opt
-  # The embedding's meta-parameters keep their initial values
-  # (config.embedding_init's): their updates are zero, and the clip above
-  # sees only the trained rest.
-  return optax.multi_transform(
-      {"trained": opt, "frozen": optax.set_to_zero()}, _embedding_labels)
-
-
-def _embedding_labels(meta_params):
-  """"frozen" for every leaf under meta_params["embed"], else "trained"."""
-  return {name: jax.tree.map(
-      lambda _, f=(name == "embed"): "frozen" if f else "trained", sub)
-          for name, sub in meta_params.items()}
+  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
 
 
 def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:

@@ -116,7 +116,7 @@ def test_freeze_embedding_errors(tmp_path, omniglot_data_dir, protonet_run):
     config.freeze_embedding = "yes"
   with pytest.raises(ValueError, match="freeze_embedding"):
     runs.validate(config)
-  # A run may not resume with the other setting (its optimizer state differs).
+  # A run may not resume with the other setting (its config differs).
   workdir = str(tmp_path / "run")
   runs.train_and_evaluate(_snail(omniglot_data_dir, protonet_run,
                                  freeze_embedding=True), workdir)

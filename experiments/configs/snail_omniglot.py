@@ -32,8 +32,9 @@ ProtoNet run without batch norm (`--config.embedding_init=P`, P from
 `protonet_omniglot.py:5w1s --config.norm=False --config.num_steps=600`):
 SNAIL leaves chance after about 300 steps and tests at 93.75 +- 0.54 %
 (5w1s, 1500 steps), 96.82 +- 0.33 % (5w5s, 1000) and 83.68 +- 0.45 %
-(20w1s, 800), and with the embedding frozen (`--config.freeze_embedding=True`)
-74.48 +- 0.49 % (20w5s, 1200, still improving). Causally centering the features within the episode, from a
+(20w1s, 800), and with the embedding frozen
+(`--config.freeze_embedding=True`) 74.48 +- 0.49 % (20w5s, 1200, still
+improving). Causally centering the features within the episode, from a
 random embedding, stayed at chance (375 steps).
 
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds).
