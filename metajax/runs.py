@@ -28,7 +28,7 @@ from metajax.inner.learned_sgd import learned_sgd
 from metajax.learners.baseline import baseline
 from metajax.learners.maml import anil, maml, meta_sgd, per_layer_per_step_rates
 from metajax.learners.protonet import protonet
-from metajax.learners.reptile import reptile
+from metajax.learners.reptile import carry_outer_opt, reptile
 from metajax.types import Episode, Learner, Params
 
 GRADIENT_LEARNERS = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
@@ -115,6 +115,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"order after that many steps; {config.learner!r}"
           f"{' with first_order=True' if _get(config, 'first_order') else ''} "
           "is first-order throughout.")
+  need("carry_inner_state", lambda v: isinstance(v, bool),
+       "must be a bool: True carries Reptile's inner Adam statistics from "
+       "task to task (the paper's code)", default=False)
+  if _get(config, "carry_inner_state") and config.learner != "reptile":
+    raise ValueError(f"config.carry_inner_state is for Reptile's inner Adam; "
+                     f"{config.learner!r} has none to carry.")
   if config.learner == "protonet":
     need("distance", lambda v: v in (None, "euclidean", "cosine"),
          "must be 'euclidean' or 'cosine'")
@@ -329,6 +335,8 @@ def build_learner(config, *, test: bool = False) -> Learner:
         remat=bool(_get(config, "remat", False)))
   if name == "reptile":
     return reptile(model, inner_lr=config.inner_lr, inner_steps=steps,
+                   carry_inner_state=bool(_get(config, "carry_inner_state",
+                                               False)),
                    task=task)
   kwargs = dict(inner_steps=steps, task=task,
                 first_order=name == "fomaml" or bool(_get(config, "first_order", False)),
@@ -460,13 +468,15 @@ def build_outer_opt(config) -> optax.GradientTransformation:
   """`config.outer_opt` ("adam" or "sgd") at `config.outer_lr`, constant or
   decayed linearly to 0 over `num_steps` (`config.outer_lr_schedule`), after
   clipping the meta-gradient's global norm to `config.outer_grad_clip` if
-  set."""
+  set; with `config.carry_inner_state`, Reptile's carried inner statistics
+  are set to their new value (`reptile.carry_outer_opt`)."""
   lr = config.outer_lr
   if _get(config, "outer_lr_schedule", "constant") == "linear_decay":
     lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
   opt = optax.sgd(lr) if _get(config, "outer_opt", "adam") == "sgd" else optax.adam(lr)
   clip = _get(config, "outer_grad_clip")
-  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+  opt = optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+  return carry_outer_opt(opt) if _get(config, "carry_inner_state") else opt
 
 
 def build_sources(config) -> Dict[str, episodes_lib.TaskSource]:
@@ -566,7 +576,7 @@ def _check_same_config(workdir, config):
   later = {"compute_dtype": "float32", "select_on_validation": False,
            "norm": True, "embedding_init": "", "online_loss": False,
            "add_vectors": False, "key_strength": False,
-           "freeze_embedding": False}
+           "freeze_embedding": False, "carry_inner_state": False}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed
                 and old.get(k, later.get(k)) != new.get(k, later.get(k)))

@@ -16,7 +16,7 @@ from metajax import models, runs
 from metajax import train as train_lib
 from metajax.inner import learned_sgd
 from metajax.learners.maml import anil, maml, meta_sgd
-from metajax.learners.reptile import reptile
+from metajax.learners.reptile import carry_outer_opt, reptile
 from tests.test_maml import Scalar, quadratic_episode
 
 A_SMALL = 0.7
@@ -89,6 +89,72 @@ def test_reptile_update_by_hand():
   np.testing.assert_allclose(state.meta_params["t"],
                              T0 - epsilon * (T0 - adapted), rtol=1e-6)
 
+
+
+def test_reptile_carried_adam_by_hand():
+  """carry_inner_state: each task's inner Adam (beta1 = 0) starts from the
+  carried second moments and count, and the next meta-step from their mean
+  over the tasks, whatever the outer step size."""
+  lr, b2, epsilon, steps = 0.1, 0.9, 0.5, 2
+  learner = reptile(Scalar(), inner_lr=lr, inner_steps=steps, b2=b2,
+                    carry_inner_state=True, task="regression")
+  opt = carry_outer_opt(optax.sgd(epsilon))
+  curvatures = (A_SMALL, 2.5)  # two tasks with other gradients
+  batch = jax.tree.map(lambda *x: jnp.stack(x),
+                       *[quadratic_episode(a) for a in curvatures])
+  state = train_lib.init_train_state(learner, opt, jax.random.key(0), batch)
+  step = train_lib.make_meta_step(learner, opt)
+  theta, nu, count = T0, 0.0, 0
+  for meta_step in range(2):
+    state, _ = step(state, batch, jax.random.key(meta_step))
+    adapted, nus = [], []
+    for a in curvatures:  # L(t) = A t^2 / 2, so g = 2 a t
+      t, v, n = theta, nu, count
+      for _ in range(steps):
+        g = 2 * a * t
+        v, n = b2 * v + (1 - b2) * g * g, n + 1
+        t -= lr * g / (np.sqrt(v / (1 - b2 ** n)) + 1e-8)
+      adapted.append(t)
+      nus.append(v)
+    theta -= epsilon * (theta - np.mean(adapted))
+    nu, count = np.mean(nus), count + steps
+    meta = state.meta_params
+    np.testing.assert_allclose(meta["params"]["t"], theta, rtol=1e-5)
+    np.testing.assert_allclose(meta["inner_state"]["nu"]["t"], nu, rtol=1e-5)
+    np.testing.assert_allclose(meta["inner_state"]["debias"], 1 - b2 ** count,
+                               rtol=1e-6)
+  # Test-time adaptation starts from the carried statistics too: one step
+  # from them is not a fresh Adam's first step (lr * sign(g)).
+  one = reptile(Scalar(), inner_lr=lr, inner_steps=1, b2=b2,
+                carry_inner_state=True, task="regression")
+  ep = quadratic_episode(A_SMALL)
+  g = 2 * A_SMALL * theta
+  v = b2 * nu + (1 - b2) * g * g
+  expected = theta - lr * g / np.sqrt(v / (1 - b2 ** (count + 1)))
+  np.testing.assert_allclose(one.adapt(meta, ep.support, None)["t"], expected,
+                             rtol=1e-5)
+  assert abs(expected - (theta - lr * np.sign(g))) > 1e-3
+  # From fresh statistics (at initialization) it is optax's Adam (beta1 = 0).
+  config = maml_omniglot.get_config("smoke")
+  config.update(dict(learner="reptile", ways=3, image_size=10, filters=4,
+                     inner_steps=3, inner_lr=1e-2))
+  batch = jax.tree.map(lambda x: np.stack([x]), tiny_episode())
+  fresh_learner = runs.build_learner(config)
+  config.carry_inner_state = True
+  carried_learner = runs.build_learner(config)
+  carried0 = train_lib.init_train_state(
+      carried_learner, opt, jax.random.key(0), batch).meta_params
+  ep = tiny_episode()
+  chex.assert_trees_all_close(
+      carried_learner.adapt(carried0, ep.support, None),
+      fresh_learner.adapt(carried0["params"], ep.support, None),
+      rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="does not take an inner_opt"):
+    reptile(Scalar(), inner_opt=optax.sgd(0.1), carry_inner_state=True)
+  config = maml_omniglot.get_config("smoke")
+  config.carry_inner_state = True
+  with pytest.raises(ValueError, match="carry_inner_state is for Reptile"):
+    runs.validate(config)
 
 def sine_episode(x):
   """Regression on sin: the first 3 rows of x [6, 1] support, the rest query."""
@@ -178,6 +244,7 @@ def check_meta_training(learner, batch):
 LEARNER_VARIANTS = [
     dict(learner="maml"), dict(learner="fomaml"), dict(learner="meta_sgd"),
     dict(learner="anil"), dict(learner="reptile"),
+    dict(learner="reptile", carry_inner_state=True),
     dict(learner="maml", lslr=True, multi_step_loss=True),
     dict(learner="meta_lstm", lstm_hidden=3),
 ]
@@ -195,7 +262,7 @@ def test_family_contract(overrides):
   ep = tiny_episode()
   batch = jax.tree.map(lambda x: np.stack([x, x]), ep)
   meta0 = check_meta_training(learner, batch)
-  weights = meta0["params"] if "inner" in meta0 else meta0
+  weights = meta0.get("params", meta0)
   for l in (learner, test_learner):
     adapted = l.adapt(meta0, ep.support, jax.random.key(0))
     chex.assert_trees_all_equal_shapes_and_dtypes(adapted, weights)

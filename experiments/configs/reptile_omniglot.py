@@ -9,7 +9,9 @@ they fit this design. Meta-training episodes have more shots than the test
 episodes ("train-shots": `shots` here, and `test_shots` is K): 15 for 5-way
 (the transductive 5-way 1-shot command; batch statistics make every metajax
 conv4 transductive), 9 / 12 for 20-way 1 / 5-shot. Inner Adam (beta1 = 0),
-outer SGD with step 1 decayed linearly to 0. Where the paper takes
+outer SGD with step 1 decayed linearly to 0, and the inner Adam's
+statistics carried from task to task (`carry_inner_state`: the paper's code
+never resets its Adam's slots). Where the paper takes
 mini-batches of the episode in each inner step, metajax takes the whole
 support set, so one inner step here sees what the paper's steps see in one
 pass: 3 steps for 5-way (the paper: 3 x 25 of 75 images), 5 for 20-way
@@ -39,6 +41,8 @@ def get_config(variant: str = ""):
   c.outer_opt = "sgd"
   c.outer_lr = 1.0
   c.outer_lr_schedule = "linear_decay"
+  # The paper's TensorFlow Adam keeps its statistics from task to task.
+  c.carry_inner_state = True
   if variant == "smoke":
     return c
   shots, steps, test_steps, lr, batch, num_steps = _PAPER[(c.ways, c.shots)]

@@ -4,14 +4,22 @@ from typing import Optional
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 
+from metajax import losses
+from metajax.data.preprocess import to_float
 from metajax.learners.maml import maml
 from metajax.types import Learner
+
+# meta_params["inner_state"] of a Reptile with carry_inner_state=True: the
+# inner Adam's statistics, carried from task to task (not learned).
+CARRIED = "inner_state"
 
 
 def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
             inner_opt: Optional[optax.GradientTransformation] = None,
+            carry_inner_state: bool = False, b2: float = 0.999,
             task: str = "classification") -> Learner:
   """Reptile as a `Learner` with an `outer_grad`.
 
@@ -22,11 +30,26 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   meta-batch and hands it to the outer optimizer, so `optax.sgd(epsilon)`
   gives the paper's theta <- theta + epsilon * mean(adapted - theta).
 
+  With `carry_inner_state=True` the default inner Adam keeps its second-moment
+  estimates and bias correction from task to task, as the paper's code does (its
+  TensorFlow Adam's slots are never reset; only the weights are). Then
+  meta_params is `{"params": weights, "inner_state": {"nu": ...,
+  "debias": ...}}` (Adam's second moments, and 1 - b2^t after t steps); every task of a meta-step starts from the carried statistics (at
+  test time too), and the next meta-step starts from their mean over the
+  meta-batch's tasks (the paper's code runs the tasks one after another
+  through one Adam instead). Those statistics are state, not meta-parameters:
+  `outer_grad` gives them old - new, and the outer optimizer must set them to
+  the new value whatever its step size, which `carry_outer_opt(opt)` does
+  (`runs.build_outer_opt` uses it for `config.carry_inner_state`).
+
   Args:
     model: a flax module.
     inner_lr: step size of the default inner Adam.
     inner_steps: inner steps, during meta-training and at test time.
-    inner_opt: a fixed inner optax optimizer instead of the default.
+    inner_opt: a fixed inner optax optimizer instead of the default (not with
+      `carry_inner_state`).
+    carry_inner_state: carry the inner Adam's statistics across tasks.
+    b2: the inner Adam's second-moment decay.
     task: "classification" or "regression".
 
   Returns:
@@ -36,12 +59,19 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
     Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms",
     2018.
   """
+  if inner_opt is not None and carry_inner_state:
+    raise ValueError("carry_inner_state carries the default inner Adam's "
+                     "statistics; it does not take an inner_opt.")
   if inner_opt is None:
     if not inner_lr > 0:
       raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}.")
-    inner_opt = optax.adam(inner_lr, b1=0.0)
+    if not 0 <= b2 < 1:
+      raise ValueError(f"b2 must be in [0, 1), got {b2!r}.")
+    inner_opt = optax.adam(inner_lr, b1=0.0, b2=b2)
   base = maml(model, inner_steps=inner_steps, first_order=True,
               inner_opt=inner_opt, task=task)
+  if carry_inner_state:
+    return _carried(model, base, inner_lr, inner_steps, b2, task)
 
   def outer_grad(meta_params, episode, key):
     adapted = jax.lax.stop_gradient(
@@ -52,3 +82,85 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
                    base.metric(outputs, episode.query_y))
 
   return base._replace(outer_grad=outer_grad)
+
+
+def _carried(model, base, inner_lr, inner_steps, b2, task) -> Learner:
+  """Reptile whose inner Adam (beta1 = 0) starts from carried statistics.
+
+  The carried state is Adam's second moments `nu` and `debias` = 1 - b2^t
+  (its bias correction after t steps, itself an average of ones with decay
+  b2), rather than the count t: a change of `debias` is small, so the
+  carried state adds little to the logged outer "gradient" norm.
+  """
+  loss_fn = losses.for_task(task)[0]
+
+  def apply(params, x):
+    return model.apply({"params": params}, x)
+
+  def init(key, episode):
+    weights = base.init(key, episode)
+    return {"params": weights,
+            CARRIED: {"nu": jax.tree.map(jnp.zeros_like, weights),
+                      "debias": jnp.zeros([], jnp.float32)}}
+
+  def inner_loop(meta_params, support):
+    """(adapted weights, the inner Adam's statistics after the task)."""
+    support_x, support_y = to_float(support[0]), support[1]
+
+    def step(carry, _):
+      params, carried = carry
+      grads = jax.grad(lambda p: loss_fn(apply(p, support_x), support_y))(
+          params)
+      nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g,
+                        carried["nu"], grads)
+      debias = b2 * carried["debias"] + (1 - b2)
+      # Adam with beta1 = 0 (optax.adam's eps = 1e-8 outside the root).
+      params = jax.tree.map(
+          lambda w, g, v: w - inner_lr * g / (jnp.sqrt(v / debias) + 1e-8),
+          params, grads, nu)
+      return (params, {"nu": nu, "debias": debias}), None
+
+    (params, carried), _ = jax.lax.scan(
+        step, (meta_params["params"], meta_params[CARRIED]), None,
+        length=inner_steps)
+    return params, carried
+
+  def adapt(meta_params, support, key):
+    del key  # the inner loop is deterministic.
+    return inner_loop(meta_params, support)[0]
+
+  def predict(meta_params, task_state, query_x):
+    del meta_params  # the adapted weights are the whole predictor.
+    return apply(task_state, to_float(query_x))
+
+  def outer_grad(meta_params, episode, key):
+    del key
+    adapted, carried = jax.lax.stop_gradient(
+        inner_loop(meta_params, episode.support))
+    outputs = predict(meta_params, adapted, episode.query_x)
+    grads = jax.tree.map(lambda t, a: t - a, meta_params,
+                         {"params": adapted, CARRIED: carried})
+    return grads, (base.loss(outputs, episode.query_y),
+                   base.metric(outputs, episode.query_y))
+
+  return base._replace(init=init, adapt=adapt, predict=predict,
+                       outer_grad=outer_grad)
+
+
+def carry_outer_opt(
+    outer_opt: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`outer_opt` for the meta-parameters, and for meta_params["inner_state"]
+  (a Reptile with `carry_inner_state`) the carried statistics' new value.
+
+  The trainer hands the outer optimizer the meta-batch's mean outer
+  "gradient"; for the carried statistics that is old - mean(new), so an
+  update of minus it sets them to the mean of the tasks' new statistics,
+  whatever `outer_opt`'s step size or clipping.
+  """
+  def labels(meta_params):
+    return {name: jax.tree.map(
+        lambda _, c=(name == CARRIED): "carried" if c else "meta", sub)
+            for name, sub in meta_params.items()}
+
+  return optax.multi_transform(
+      {"meta": outer_opt, "carried": optax.scale(-1.0)}, labels)
