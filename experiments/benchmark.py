@@ -21,7 +21,9 @@ CPU, all at once on accelerators; --tasks_per_chunk sets it):
   fomaml_patches  first-order MAML
   meta_sgd        Meta-SGD (inner rates of 0.4, learned)
   anil            ANIL (inner loop on the head only)
-  reptile         Reptile (inner SGD, --inner_steps steps)
+  reptile         Reptile (inner Adam with beta1 = 0, --inner_steps steps)
+  reptile_carried Reptile whose inner Adam statistics carry across tasks
+                  (carry_inner_state, the paper's code)
   protonet        Prototypical Networks (Euclidean), Conv4 embedding
   matching_net    Matching Networks (cosine attention, no FCE)
   matching_fce    Matching Networks with full context embeddings
@@ -98,6 +100,7 @@ ROWS = {
     "meta_sgd": ("meta_sgd", "patches", {}),
     "anil": ("anil", "patches", {}),
     "reptile": ("reptile", "patches", {}),
+    "reptile_carried": ("reptile", "patches", {"carry_inner_state": True}),
     "protonet": ("protonet", "patches", {}),
     "matching_net": ("matching_net", "patches", {}),
     "matching_fce": ("matching_net", "patches", {"fce": True}),
@@ -202,6 +205,7 @@ def run_row(row: str) -> dict:
 
   from metajax import runs  # pylint: disable=g-import-not-at-top
   from metajax import train  # pylint: disable=g-import-not-at-top
+  from metajax.learners.reptile import carry_outer_opt  # pylint: disable=g-import-not-at-top
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
   learner_name, conv_impl, options = ROWS[row]
@@ -245,6 +249,8 @@ def run_row(row: str) -> dict:
       finetune_steps=100, finetune_lr=1e-2, **config_options))
   learner = runs.build_learner(config)
   outer_opt = optax.adam(1e-3)
+  if config_options.get("carry_inner_state"):
+    outer_opt = carry_outer_opt(outer_opt)
   init_key, step_key = jax.random.split(jax.random.key(0))
   state = jax.block_until_ready(
       jax.jit(lambda k, b: train.init_train_state(learner, outer_opt, k, b))(

@@ -38,7 +38,7 @@ from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protonet import protonet
-from metajax.learners.reptile import reptile
+from metajax.learners.reptile import carry_outer_opt, reptile
 from metajax.learners.snail import snail
 from metajax.runs import Run
 from metajax.runs import freeze_embedding
@@ -73,6 +73,7 @@ __all__ = (
     "anil",
     "baseline",
     "baseline_pp",
+    "carry_outer_opt",
     "freeze_embedding",
     "head_only",
     "init_train_state",

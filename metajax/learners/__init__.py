@@ -9,8 +9,9 @@ from metajax.learners.maml import meta_sgd
 from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.protonet import protonet
-from metajax.learners.reptile import reptile
+from metajax.learners.reptile import carry_outer_opt, reptile
 from metajax.learners.snail import snail
 
-__all__ = ("anil", "baseline", "baseline_pp", "head_only", "maml", "mann",
+__all__ = ("anil", "baseline", "baseline_pp", "carry_outer_opt", "head_only",
+           "maml", "mann",
            "matching_net", "meta_sgd", "protonet", "reptile", "snail")
