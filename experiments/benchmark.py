@@ -138,7 +138,7 @@ _SHOTS = flags.DEFINE_integer("shots", 1, "Support examples per class (K).")
 _QUERIES = flags.DEFINE_integer("queries", 15, "Query examples per class.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
 _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
-_INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner SGD steps.")
+_INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner steps of the gradient-based rows.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
                                     "n of the reference float32 n x n matmul.")
 _TASKS_PER_CHUNK = flags.DEFINE_integer(
