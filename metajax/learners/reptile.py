@@ -129,22 +129,19 @@ def _carried(model, base, inner_lr, inner_steps, b2, task) -> Learner:
     del key  # the inner loop is deterministic.
     return inner_loop(meta_params, support)[0]
 
-  def predict(meta_params, task_state, query_x):
-    del meta_params  # the adapted weights are the whole predictor.
-    return apply(task_state, to_float(query_x))
-
   def outer_grad(meta_params, episode, key):
     del key
     adapted, carried = jax.lax.stop_gradient(
         inner_loop(meta_params, episode.support))
-    outputs = predict(meta_params, adapted, episode.query_x)
+    # The adapted weights are the whole predictor (base.predict ignores
+    # meta_params).
+    outputs = base.predict(meta_params, adapted, episode.query_x)
     grads = jax.tree.map(lambda t, a: t - a, meta_params,
                          {"params": adapted, CARRIED: carried})
     return grads, (base.loss(outputs, episode.query_y),
                    base.metric(outputs, episode.query_y))
 
-  return base._replace(init=init, adapt=adapt, predict=predict,
-                       outer_grad=outer_grad)
+  return base._replace(init=init, adapt=adapt, outer_grad=outer_grad)
 
 
 def carry_outer_opt(
