@@ -90,10 +90,9 @@ def test_reptile_update_by_hand():
                              T0 - epsilon * (T0 - adapted), rtol=1e-6)
 
 
-
 def test_reptile_carried_adam_by_hand():
   """carry_inner_state: each task's inner Adam (beta1 = 0) starts from the
-  carried second moments and count, and the next meta-step from their mean
+  carried second moments and bias correction, and the next meta-step from their mean
   over the tasks, whatever the outer step size."""
   lr, b2, epsilon, steps = 0.1, 0.9, 0.5, 2
   learner = reptile(Scalar(), inner_lr=lr, inner_steps=steps, b2=b2,
@@ -155,6 +154,7 @@ def test_reptile_carried_adam_by_hand():
   config.carry_inner_state = True
   with pytest.raises(ValueError, match="carry_inner_state is for Reptile"):
     runs.validate(config)
+
 
 def sine_episode(x):
   """Regression on sin: the first 3 rows of x [6, 1] support, the rest query."""

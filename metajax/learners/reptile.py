@@ -73,15 +73,31 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   if carry_inner_state:
     return _carried(model, base, inner_lr, inner_steps, b2, task)
 
+  def inner(meta_params, support, key):
+    adapted = base.adapt(meta_params, support, key)
+    return adapted, adapted
+
+  return base._replace(outer_grad=_outer_grad(base, inner))
+
+
+def _outer_grad(base: Learner, inner):
+  """Reptile's per-task outer "gradient" meta_params - target.
+
+  `inner(meta_params, support, key)` gives the adapted weights (scored on the
+  query set) and the target the meta-parameters move toward, shaped like
+  them; no gradient flows through either.
+  """
   def outer_grad(meta_params, episode, key):
-    adapted = jax.lax.stop_gradient(
-        base.adapt(meta_params, episode.support, key))
+    adapted, target = jax.lax.stop_gradient(
+        inner(meta_params, episode.support, key))
+    # The adapted weights are the whole predictor (base.predict ignores
+    # meta_params).
     outputs = base.predict(meta_params, adapted, episode.query_x)
-    grads = jax.tree.map(lambda t, a: t - a, meta_params, adapted)
+    grads = jax.tree.map(lambda t, a: t - a, meta_params, target)
     return grads, (base.loss(outputs, episode.query_y),
                    base.metric(outputs, episode.query_y))
 
-  return base._replace(outer_grad=outer_grad)
+  return outer_grad
 
 
 def _carried(model, base, inner_lr, inner_steps, b2, task) -> Learner:
@@ -129,19 +145,13 @@ def _carried(model, base, inner_lr, inner_steps, b2, task) -> Learner:
     del key  # the inner loop is deterministic.
     return inner_loop(meta_params, support)[0]
 
-  def outer_grad(meta_params, episode, key):
+  def inner(meta_params, support, key):
     del key
-    adapted, carried = jax.lax.stop_gradient(
-        inner_loop(meta_params, episode.support))
-    # The adapted weights are the whole predictor (base.predict ignores
-    # meta_params).
-    outputs = base.predict(meta_params, adapted, episode.query_x)
-    grads = jax.tree.map(lambda t, a: t - a, meta_params,
-                         {"params": adapted, CARRIED: carried})
-    return grads, (base.loss(outputs, episode.query_y),
-                   base.metric(outputs, episode.query_y))
+    adapted, carried = inner_loop(meta_params, support)
+    return adapted, {"params": adapted, CARRIED: carried}
 
-  return base._replace(init=init, adapt=adapt, outer_grad=outer_grad)
+  return base._replace(init=init, adapt=adapt,
+                       outer_grad=_outer_grad(base, inner))
 
 
 def carry_outer_opt(
