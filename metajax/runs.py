@@ -121,6 +121,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if _get(config, "carry_inner_state") and config.learner != "reptile":
     raise ValueError(f"config.carry_inner_state is for Reptile's inner Adam; "
                      f"{config.learner!r} has none to carry.")
+  for name in ("inner_batch_size", "test_inner_batch_size"):
+    need(name, lambda v: v is None or (is_int(v) and v >= 1),
+         "must be None (the whole support set) or an integer >= 1")
+    if _get(config, name) is not None and config.learner != "reptile":
+      raise ValueError(f"config.{name} (mini-batches of the support set in "
+                       f"each inner step) is for Reptile, not "
+                       f"{config.learner!r}.")
   if config.learner == "protonet":
     need("distance", lambda v: v in (None, "euclidean", "cosine"),
          "must be 'euclidean' or 'cosine'")
@@ -334,9 +341,13 @@ def build_learner(config, *, test: bool = False) -> Learner:
         input_bias=tuple(_get(config, "lstm_input_bias") or (-5.0, -4.0)),
         remat=bool(_get(config, "remat", False)))
   if name == "reptile":
+    batch = _get(config, "inner_batch_size")
+    if test and _get(config, "test_inner_batch_size") is not None:
+      batch = _get(config, "test_inner_batch_size")
     return reptile(model, inner_lr=config.inner_lr, inner_steps=steps,
                    carry_inner_state=bool(_get(config, "carry_inner_state",
                                                False)),
+                   inner_batch_size=None if batch is None else int(batch),
                    task=task)
   kwargs = dict(inner_steps=steps, task=task,
                 first_order=name == "fomaml" or bool(_get(config, "first_order", False)),
@@ -576,7 +587,8 @@ def _check_same_config(workdir, config):
   later = {"compute_dtype": "float32", "select_on_validation": False,
            "norm": True, "embedding_init": "", "online_loss": False,
            "add_vectors": False, "key_strength": False,
-           "freeze_embedding": False, "carry_inner_state": False}
+           "freeze_embedding": False, "carry_inner_state": False,
+           "inner_batch_size": None, "test_inner_batch_size": None}
   diff = sorted(k for k in set(old) | set(new)
                 if k not in allowed
                 and old.get(k, later.get(k)) != new.get(k, later.get(k)))

@@ -16,7 +16,8 @@ from metajax import models, runs
 from metajax import train as train_lib
 from metajax.inner import learned_sgd
 from metajax.learners.maml import anil, maml, meta_sgd
-from metajax.learners.reptile import carry_outer_opt, reptile
+from metajax.learners.reptile import carry_outer_opt, reptile, support_batches
+from metajax.types import Episode
 from tests.test_maml import Scalar, quadratic_episode
 
 A_SMALL = 0.7
@@ -154,6 +155,80 @@ def test_reptile_carried_adam_by_hand():
   config.carry_inner_state = True
   with pytest.raises(ValueError, match="carry_inner_state is for Reptile"):
     runs.validate(config)
+
+
+def test_reptile_inner_mini_batches():
+  """inner_batch_size: each inner step takes one mini-batch of the support
+  set, shuffled passes over it without replacement (the paper's code)."""
+  alpha, t0 = 0.1, 1.5
+  xs, ys = np.array([1.0, 2.0]), np.array([1.0, 4.0])  # gradients of both signs
+  ep = Episode(jnp.asarray(xs[:, None]), jnp.asarray(ys[:, None]),
+               jnp.asarray(xs[:, None]), jnp.asarray(ys[:, None]))
+
+  def sgd(t, batches):  # MSE of f(x) = t x: d/dt = mean 2 x (t x - y)
+    for b in batches:
+      t = t - alpha * np.mean(2 * xs[b] * (t * xs[b] - ys[b]))
+    return t
+
+  def adapted(batch_size, key, steps=2, **kwargs):
+    learner = reptile(Scalar(), inner_opt=optax.sgd(alpha), inner_steps=steps,
+                      inner_batch_size=batch_size, task="regression", **kwargs)
+    return float(learner.adapt({"t": jnp.asarray(t0)}, ep.support, key)["t"])
+
+  whole = sgd(t0, [[0, 1], [0, 1]])
+  np.testing.assert_allclose(adapted(None, None), whole, rtol=1e-6)
+  # One example a step, each once per pass, in a shuffled order.
+  orders = {(0, 1): sgd(t0, [[0], [1]]), (1, 0): sgd(t0, [[1], [0]])}
+  seen = set()
+  for k in range(8):
+    got = adapted(1, jax.random.key(k))
+    (order,) = [o for o, t in orders.items() if abs(t - got) < 1e-5]
+    seen.add(order)
+  assert seen == set(orders)  # both orders come up
+  assert min(abs(t - whole) for t in orders.values()) > 1e-3
+  # A batch longer than the set holds each example twice: the whole-set step.
+  np.testing.assert_allclose(adapted(4, jax.random.key(0)), whole, rtol=1e-6)
+  # The indices: passes of permutations, cut into batches.
+  idx = np.asarray(support_batches(jax.random.key(3), 5, 3, 4)).reshape(-1)
+  assert sorted(idx[:5]) == sorted(idx[5:10]) == list(range(5))
+  # The carried Adam takes its steps on the mini-batches too.
+  carried = reptile(Scalar(), inner_lr=0.1, inner_steps=1, inner_batch_size=1,
+                    carry_inner_state=True, task="regression")
+  meta = carried.init(jax.random.key(0), ep)
+  one = [float(carried.adapt(meta, ep.support, jax.random.key(k))["t"])
+         for k in range(8)]
+  # A fresh Adam's first step is lr * sign(g): sign(g) of each example.
+  g = 2 * xs * (t0 * xs - ys)
+  np.testing.assert_allclose(sorted(set(np.round(one, 5))),
+                             sorted(np.round(t0 - 0.1 * np.sign(g), 5)))
+  with pytest.raises(ValueError, match="inner_batch_size must be"):
+    reptile(Scalar(), inner_batch_size=0)
+  with pytest.raises(ValueError, match="draws its mini-batches"):
+    reptile(Scalar(), inner_opt=optax.sgd(alpha), inner_batch_size=1,
+            task="regression").adapt({"t": jnp.asarray(t0)}, ep.support, None)
+  # Config: Reptile only; the test-time size when given.
+  config = maml_omniglot.get_config("smoke")
+  config.inner_batch_size = 3
+  with pytest.raises(ValueError, match="inner_batch_size .* is for Reptile"):
+    runs.validate(config)
+  config.update(dict(learner="reptile", inner_batch_size=0))
+  with pytest.raises(ValueError, match="inner_batch_size=0 is invalid"):
+    runs.validate(config)
+  config.update(dict(ways=3, image_size=10, filters=4, inner_steps=1,
+                     test_inner_steps=1, inner_lr=1e-2, inner_batch_size=3,
+                     test_inner_batch_size=1))
+  runs.validate(config)
+  tiny = tiny_episode()  # 3 ways x 1 shot
+  meta = runs.build_learner(config).init(jax.random.key(0), tiny)
+  by_batch = {b: reptile(runs.build_model(config, 3), inner_lr=1e-2,
+                         inner_steps=1, inner_batch_size=b).adapt(
+                             meta, tiny.support, jax.random.key(5))
+              for b in (1, 3)}
+  for test, b in ((False, 3), (True, 1)):
+    chex.assert_trees_all_close(
+        runs.build_learner(config, test=test).adapt(meta, tiny.support,
+                                                    jax.random.key(5)),
+        by_batch[b])
 
 
 def sine_episode(x):
