@@ -105,6 +105,11 @@ def test_notebook_runs(name, omniglot_data_dir, monkeypatch):
   monkeypatch.setenv("PYTHONPATH",
                      str(REPO) + (os.pathsep + path if path else ""))
 
+  # A test-only first cell: the kernel compiles into the suite's compilation
+  # cache (conftest's METAJAX_COMPILATION_CACHE), so a later run of the suite
+  # loads the notebooks' programs instead of compiling them again.
+  nb.cells.insert(0, nbformat.v4.new_code_cell(
+      "from metajax import compilation_cache\ncompilation_cache.enable()"))
   # A test-only last cell: how many figures the notebook drew (under Agg,
   # plt.show() leaves them open).
   nb.cells.append(nbformat.v4.new_code_cell(
