@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax import losses
 from metajax.data.preprocess import to_float
 from metajax.learners.maml import maml
 from metajax.types import Learner
@@ -88,7 +87,7 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   # maml gives init, predict, loss and metric (and checks inner_steps).
   base = maml(model, inner_steps=inner_steps, first_order=True,
               inner_opt=inner_opt, task=task)
-  loss_fn = losses.for_task(task)[0]
+  loss_fn = base.loss
 
   def apply(params, x):
     return model.apply({"params": params}, x)
