@@ -19,9 +19,9 @@ support set for 5-way, 97 steps on mini-batches of 10 for 20-way
 
 Results on the held-out characters, 600 test episodes (README table; 2k
 steps for 5-way, 1.5k for 20-way, 2 CPU cores): 5w1s 83.50 +- 0.68, 5w5s
-94.23 +- 0.32, 20w1s 58.96 +- 0.50, 20w5s 83.51 +- 0.35 (%). With every inner step on the
-whole support set (a batch of all of it, e.g. `--config.inner_batch_size=75`
-for 5-way), the same budgets gave 64.28, 85.03, 30.38 and 55.09 (20-way
+94.23 +- 0.32, 20w1s 58.96 +- 0.50, 20w5s 83.51 +- 0.35 (%). With every
+inner step on the whole support set (a batch of all of it, e.g.
+`--config.inner_batch_size=75` for 5-way), the same budgets gave 64.28, 85.03, 30.38 and 55.09 (20-way
 then with 5 inner steps and 50 test steps, 10 for 5-shot).
 
 Variants as maml_omniglot: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke.
