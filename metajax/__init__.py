@@ -29,6 +29,7 @@ from metajax.evaluate import evaluate as meta_test
 from metajax.inner import learned_sgd
 from metajax.learners.baseline import baseline
 from metajax.learners.baseline import baseline_pp
+from metajax.learners.embedding import freeze_embedding
 from metajax.learners.maml import anil
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
@@ -41,7 +42,6 @@ from metajax.learners.protonet import protonet
 from metajax.learners.reptile import carry_outer_opt, reptile
 from metajax.learners.snail import snail
 from metajax.runs import Run
-from metajax.runs import freeze_embedding
 from metajax.runs import load_run
 from metajax.runs import predict
 from metajax.runs import train_and_evaluate

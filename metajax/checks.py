@@ -85,7 +85,7 @@ def number(name: str, value: Any, *, low: Optional[float] = None,
 def boolean(name: str, value: Any) -> bool:
   """`value` as a bool, if it is one (numpy's too); 0 and 1 are refused."""
   if not isinstance(value, (bool, np.bool_)):
-    raise ValueError(f"{name} must be True or False, got {value!r}.")
+    raise ValueError(f"{name} must be a bool (True or False), got {value!r}.")
   return bool(value)
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metajax.data.episodes import check_min_int
+from metajax import checks
 
 Theta = Any
 MakeOptimizer = Callable[[Theta], optax.GradientTransformation]
@@ -75,7 +75,7 @@ def unroll(tx: optax.GradientTransformation, loss_fn, params, opt_state, data,
 
 def _check_sizes(**sizes):
   for name, value in sizes.items():
-    check_min_int(name, value, 1)
+    checks.integer(name, value, minimum=1)
 
 
 def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,

@@ -24,8 +24,10 @@ from metajax import parallel
 from metajax import train as train_lib
 from metajax.data import episodes as episodes_lib
 from metajax.data.sinusoid import SinusoidSampler
+from metajax.data.sources import DATA_DIR_ENV
 from metajax.inner.learned_sgd import learned_sgd
 from metajax.learners.baseline import baseline
+from metajax.learners.embedding import freeze_embedding
 from metajax.learners.maml import anil, maml, meta_sgd, per_layer_per_step_rates
 from metajax.learners.protonet import protonet
 from metajax.learners.reptile import carry_outer_opt, reptile
@@ -46,7 +48,6 @@ IMAGE_DATASETS = {"omniglot": 28, "cifar_fs": 32, "fc100": 32,
                   "mini_imagenet": 84, "tiered_imagenet": 84}
 DATASETS = ("sinusoid",) + tuple(IMAGE_DATASETS)
 MODELS = ("mlp", "conv4")
-DATA_DIR_ENV = "METAJAX_DATA_DIR"
 
 
 def _get(config, name, default=None):
@@ -417,29 +418,6 @@ def _build_sequence_learner(config, ways: int) -> Learner:
               online_loss=bool(_get(config, "online_loss", False)))
 
 
-def freeze_embedding(learner: Learner) -> Learner:
-  """`learner` with no gradient through its `meta_params["embed"]`.
-
-  Its functions see the embedding's parameters under `jax.lax.stop_gradient`,
-  so the meta-gradient of "embed" is exactly zero and its backward pass is
-  never computed (nor counted in the logged gradient norm). The outer
-  optimizers of `build_outer_opt` (Adam, SGD) then leave those parameters
-  exactly as they are (`config.freeze_embedding`).
-  """
-  if learner.outer_grad is not None:
-    raise ValueError("freeze_embedding: a learner with its own outer_grad "
-                     "is not supported.")
-
-  def frozen(meta_params):
-    return dict(meta_params, embed=jax.lax.stop_gradient(meta_params["embed"]))
-
-  task_loss = None
-  if learner.task_loss is not None:
-    task_loss = lambda p, ep, k: learner.task_loss(frozen(p), ep, k)
-  return learner._replace(
-      adapt=lambda p, support, k: learner.adapt(frozen(p), support, k),
-      predict=lambda p, state, q: learner.predict(frozen(p), state, q),
-      task_loss=task_loss)
 
 
 def mann_kwargs(config) -> Dict[str, Any]:

@@ -18,10 +18,11 @@ from experiments.configs import mann_omniglot, snail_omniglot
 from metajax import evaluate as eval_lib
 from metajax import models, runs
 from metajax import train as train_lib
-from metajax.data.episodes import support_sequence
-from metajax.learners.mann import accuracy_by_instance, embed_each
+from metajax.learners.embedding import embed_each
+from metajax.learners.mann import accuracy_by_instance
 from metajax.learners.mann import least_used, lrua_step, mann
 from metajax.learners.mann import online_logits_fn
+from metajax.learners.sequence import support_sequence
 from metajax.learners.snail import SNAIL, AttentionBlock, attention_fn
 from metajax.learners.snail import snail, tc_depth
 from metajax.types import Episode

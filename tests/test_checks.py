@@ -50,7 +50,7 @@ def test_positive_and_number_return_floats():
 
 def test_boolean_and_one_of():
   assert checks.boolean("fce", np.bool_(False)) is False
-  with pytest.raises(ValueError, match="fce must be True or False, got 1"):
+  with pytest.raises(ValueError, match=r"fce must be a bool \(True or False\), got 1"):
     checks.boolean("fce", 1)
   assert checks.one_of("distance", "cosine", ("euclidean", "cosine")) == "cosine"
   with pytest.raises(ValueError, match="distance must be one of 'euclidean', "

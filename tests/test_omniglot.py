@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from metajax.data import omniglot
 from metajax.data import omniglot_builder
+from metajax.data import sources
 
 _SMALL = ("images_background_small1.zip", "images_background_small2.zip")
 _NUM_CHARS = 242  # distinct characters of the two small zips
@@ -22,7 +23,7 @@ _NUM_ALPHABETS = 8
 
 
 def _find_data_dir():
-  env = os.environ.get(omniglot.ENV_VAR)
+  env = os.environ.get(sources.DATA_DIR_ENV)
   candidates = [pathlib.Path(env)] if env else []
   candidates.append(pathlib.Path(__file__).resolve().parents[2] /
                     "shared/data/omniglot")
@@ -35,7 +36,7 @@ def _find_data_dir():
 DATA_DIR = _find_data_dir()
 pytestmark = pytest.mark.skipif(
     DATA_DIR is None,
-    reason=(f"Omniglot small zips not found in ${omniglot.ENV_VAR} nor in "
+    reason=(f"Omniglot small zips not found in ${sources.DATA_DIR_ENV} nor in "
             "../shared/data/omniglot beside the repository."))
 
 
@@ -194,7 +195,7 @@ def test_seed_determines_split(prepared):
 
 
 def test_env_var_sizes_and_counts(prepared, monkeypatch):
-  monkeypatch.setenv(omniglot.ENV_VAR, os.fspath(DATA_DIR))
+  monkeypatch.setenv(sources.DATA_DIR_ENV, os.fspath(DATA_DIR))
   small = omniglot.load(split="seeded", image_size=14, rotations=False,
                         num_train=200, num_val=0, cache_dir=prepared["cache"])
   assert [small[k].num_classes for k in ("train", "val", "test")] == [
@@ -280,7 +281,7 @@ def test_wrong_zip_in_folder_is_rejected(tmp_path):
 
 def test_download_path_without_network(tmp_path, monkeypatch):
   """No folder: the builder downloads through tfds (mocked to local zips)."""
-  monkeypatch.delenv(omniglot.ENV_VAR, raising=False)
+  monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
   # Stand-ins: small1 for the background zip, small2 for the evaluation zip.
   local = {omniglot_builder.ARCHIVES["background"].url: DATA_DIR / _SMALL[0],
            omniglot_builder.ARCHIVES["evaluation"].url: DATA_DIR / _SMALL[1]}

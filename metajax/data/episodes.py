@@ -10,9 +10,9 @@ import queue
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from metajax import checks
 from metajax.data.sources import ClassImages
 from metajax.types import Episode
 
@@ -28,12 +28,6 @@ class TaskSource(Protocol):
 def step_rng(seed: int, step: int) -> np.random.Generator:
   """The host generator for one step: a pure function of (seed, step)."""
   return np.random.default_rng([int(seed), int(step)])
-
-
-def check_min_int(name, value, minimum):
-  """Raises ValueError unless `value` is an integer >= `minimum`."""
-  if not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def check_classes(classes: ClassImages) -> None:
@@ -94,9 +88,9 @@ class EpisodeSampler:
 
   def __init__(self, classes: ClassImages, *, ways: int, shots: int,
                queries: int):
-    check_min_int("ways", ways, 2)
-    check_min_int("shots", shots, 1)
-    check_min_int("queries", queries, 1)
+    checks.integer("ways", ways, minimum=2)
+    checks.integer("shots", shots, minimum=1)
+    checks.integer("queries", queries, minimum=1)
     check_classes(classes)
     if classes.num_classes < ways:
       raise ValueError(
@@ -138,7 +132,7 @@ class EpisodeSampler:
   def sample_batch(self, rng: np.random.Generator,
                    meta_batch_size: int) -> Episode:
     """`meta_batch_size` episodes stacked on a leading task axis."""
-    check_min_int("meta_batch_size", meta_batch_size, 1)
+    checks.integer("meta_batch_size", meta_batch_size, minimum=1)
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
 
 
@@ -157,7 +151,7 @@ class ClassBatchSampler:
   """
 
   def __init__(self, classes: ClassImages, *, batch_size: int):
-    check_min_int("batch_size", batch_size, 1)
+    checks.integer("batch_size", batch_size, minimum=1)
     check_classes(classes)
     if classes.num_classes < 2:
       raise ValueError(f"Pre-training needs at least 2 classes, got "
@@ -186,7 +180,7 @@ class ClassBatchSampler:
   def sample_batch(self, rng: np.random.Generator,
                    meta_batch_size: int) -> Episode:
     """`meta_batch_size` mini-batches stacked on a leading axis."""
-    check_min_int("meta_batch_size", meta_batch_size, 1)
+    checks.integer("meta_batch_size", meta_batch_size, minimum=1)
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
 
 
@@ -250,36 +244,3 @@ def prefetch_to_device(iterator: Iterator, size: int = 2,
         q.get(timeout=0.05)
       except queue.Empty:
         pass
-
-
-def support_sequence(support, key: jax.Array, ways: int, *,
-                     label_shift: int):
-  """The support set as the start of a black-box learner's input sequence.
-
-  The examples are put in a random order (a permutation drawn from `key`, so
-  the same episode and key give the same sequence) and their labels are
-  one-hot encoded and delayed by `label_shift` steps: 0 pairs x_t with its own
-  label y_t (SNAIL), 1 with the previous step's label y_{t-1} (MANN; step 0
-  gets a zero vector). The queries that follow the support carry no label of
-  their own (see the learners).
-
-  Args:
-    support: (support_x [n, ...], support_y [n] int labels in 0..ways-1).
-    key: a `jax.random` key for the order.
-    ways: the number of classes (the one-hot size).
-    label_shift: 0 or 1.
-
-  Returns:
-    (x [n, ...] in sequence order, label inputs [n, ways] float32, labels [n]
-    int in sequence order).
-  """
-  if label_shift not in (0, 1):
-    raise ValueError(f"label_shift must be 0 or 1, got {label_shift!r}.")
-  support_x, support_y = support
-  order = jax.random.permutation(key, support_y.shape[0])
-  x, y = support_x[order], support_y[order]
-  onehot = jax.nn.one_hot(y, ways, dtype=jnp.float32)
-  if label_shift:
-    onehot = jnp.concatenate(
-        [jnp.zeros_like(onehot[:1]), onehot[:-1]], axis=0)
-  return x, onehot, y

@@ -42,11 +42,11 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from metajax import checks
 from metajax.data import omniglot_builder
 from metajax.data import tfds_prepare
-from metajax.data.sources import ClassImages
+from metajax.data.sources import DATA_DIR_ENV, ClassImages
 
-ENV_VAR = "METAJAX_DATA_DIR"
 SPLITS = ("vinyals", "lake", "seeded")
 ROTATIONS = (0, 90, 180, 270)  # degrees, counter-clockwise (np.rot90)
 
@@ -175,26 +175,15 @@ def _check_args(split, image_size, rotations, seed, num_train, num_val):
   if split not in SPLITS:
     raise ValueError(
         f"Unknown Omniglot split {split!r}; valid splits: {', '.join(SPLITS)}.")
-  if not _is_int(image_size) or image_size < 1:
-    raise ValueError(f"image_size must be an int >= 1, got {image_size!r}.")
-  if not isinstance(rotations, (bool, np.bool_)):
-    raise ValueError(f"rotations must be a bool, got {rotations!r}.")
-  if not _is_int(seed) or seed < 0:
-    raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
-  for name, value, low in (("num_train", num_train, 1),
-                           ("num_val", num_val, 0)):
-    if value is not None and (not _is_int(value) or value < low):
-      raise ValueError(f"{name} must be None or an int >= {low}, "
-                       f"got {value!r}.")
+  checks.integer("image_size", image_size, minimum=1)
+  checks.boolean("rotations", rotations)
+  checks.integer("seed", seed, minimum=0)
+  checks.integer("num_train", num_train, minimum=1, optional=True)
+  checks.integer("num_val", num_val, minimum=0, optional=True)
   if split == "lake" and num_train is not None:
     raise ValueError(
         "split='lake' takes its meta-train characters from the background "
         "set (less num_val of them); num_train must be None.")
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(
-      value, (bool, np.bool_))
 
 
 def _expected_files() -> str:
@@ -204,8 +193,8 @@ def _expected_files() -> str:
 def _data_folder(data_dir: Optional[PathLike]) -> Optional[pathlib.Path]:
   """The folder of zips to read, or None to download; checks it exists."""
   if data_dir is None:
-    data_dir = os.environ.get(ENV_VAR) or None
-    origin = f"${ENV_VAR}"
+    data_dir = os.environ.get(DATA_DIR_ENV) or None
+    origin = f"${DATA_DIR_ENV}"
   else:
     origin = "data_dir"
   if data_dir is None:
@@ -393,8 +382,7 @@ def prepare_images(images: Sequence[Union[PathLike, Image.Image, np.ndarray]],
   Returns:
     uint8 [n, image_size, image_size, 1], ink 255 on background 0.
   """
-  if not _is_int(image_size) or image_size < 1:
-    raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}.")
+  checks.integer("image_size", image_size, minimum=1)
   out = []
   for i, image in enumerate(images):
     if isinstance(image, (str, os.PathLike)):

@@ -4,6 +4,10 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+# The environment variable naming the folder of a user's dataset files
+# (Omniglot's zips, or a subfolder per dataset for the others).
+DATA_DIR_ENV = "METAJAX_DATA_DIR"
+
 
 class ClassImages(NamedTuple):
   """Images of one split, indexed by class.

@@ -5,7 +5,7 @@ tieredImageNet (`metajax.data.imagenet_subsets`) prepare a TFDS builder once
 as array_record files, read it back with `tfds.data_source` (no TensorFlow
 needed to read), and hand out class-indexed uint8 arrays. Images stay uint8
 on the host; the models scale them by 1/255 inside the jitted step
-(`metajax.data.preprocess.to_float`).
+(`metajax.learners.embedding.to_float`).
 """
 
 import os
@@ -16,9 +16,8 @@ import numpy as np
 from PIL import Image
 
 from metajax.data import omniglot
-from metajax.data.sources import ClassImages
+from metajax.data.sources import DATA_DIR_ENV, ClassImages
 
-ENV_VAR = "METAJAX_DATA_DIR"
 PathLike = Union[str, os.PathLike]
 
 
@@ -76,5 +75,5 @@ def class_images(arrays: Sequence[np.ndarray],
 
 def env_folder(subfolder: str) -> Optional[pathlib.Path]:
   """`$METAJAX_DATA_DIR/<subfolder>`, or None when the variable is unset."""
-  base = os.environ.get(ENV_VAR)
+  base = os.environ.get(DATA_DIR_ENV)
   return pathlib.Path(base).expanduser() / subfolder if base else None

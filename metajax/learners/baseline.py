@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from metajax import losses
-from metajax.data.preprocess import to_float
-from metajax.learners.protonet import l2_normalize
+from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
 
 __all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import optax
 
 from metajax import losses
-from metajax.data.preprocess import to_float
 from metajax.inner.learned_sgd import learned_sgd
+from metajax.learners.embedding import to_float
 from metajax.types import Episode, Learner, Params
 
 InnerOptFn = Callable[[Any], optax.GradientTransformation]

@@ -33,7 +33,6 @@ step after the support, with the last support label as its label input, from
 that same post-support state: queries never see each other.
 """
 
-import numbers
 from typing import Any, Dict, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -42,41 +41,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from metajax import losses
-from metajax.data.episodes import support_sequence
-from metajax.data.preprocess import to_float
-from metajax.learners.protonet import l2_normalize
+from metajax import checks
+from metajax.learners.embedding import embed_each, l2_normalize, to_float
+from metajax.learners.sequence import support_sequence
 from metajax.types import Episode, Learner
 
-__all__ = ("MANNState", "accuracy_by_instance", "by_instance", "embed_each",
+__all__ = ("MANNState", "accuracy_by_instance", "by_instance",
            "least_used", "lrua_step", "mann", "online_logits_fn")
 
 Array = Any
 
 
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def embed_each(embedding: nn.Module, params, x: Array,
-               eps: float = 1e-5) -> jax.Array:
-  """[n, D] embeddings of the n examples of `x`, each embedded ALONE.
-
-  A batch of one per example: a model with batch-statistics normalization
-  (`Conv4(norm=True)`) then normalizes each example by its own statistics,
-  so no example's features depend on another's (causality, and queries
-  independent of each other). Each feature vector is then standardized
-  (zero mean and unit variance over its D features: a layer norm without
-  parameters), which puts the features of an un-normalized net, of about
-  1e-2 at initialization for Conv4(norm=False) on Omniglot, on the scale of
-  the one-hot labels beside them in the sequence.
-  """
-  x = to_float(x)
-  z = jax.vmap(lambda one: embedding.apply({"params": params}, one[None])[0])(x)
-  if z.ndim != 2:
-    raise ValueError(f"The embedding must map [B, ...] to [B, D]; it returned "
-                     f"rows of shape {z.shape[1:]}.")
-  z = z - z.mean(axis=-1, keepdims=True)
-  return z * jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + eps)
 
 
 def least_used(usage: Array, n: int) -> jax.Array:
@@ -246,19 +221,15 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
                            ("memory_size", memory_size, 1),
                            ("controller_size", controller_size, 1),
                            ("read_heads", read_heads, 1)):
-    if not _is_int(value) or value < low:
-      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    checks.integer(name, value, minimum=low)
   if read_heads > memory_slots:
     raise ValueError(f"read_heads={read_heads} needs at least as many "
                      f"memory_slots, got {memory_slots}.")
-  if (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real)
-      or not 0.0 <= gamma <= 1.0):
-    raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}.")
+  checks.number("gamma", gamma, low=0.0, high=1.0)
   for name, value in (("online_loss", online_loss),
                       ("add_vectors", add_vectors),
                       ("key_strength", key_strength)):
-    if not isinstance(value, (bool, np.bool_)):
-      raise ValueError(f"{name} must be a bool, got {value!r}.")
+    checks.boolean(name, value)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
   controller = Controller(ways=int(ways), controller_size=int(controller_size),
                           memory_size=int(memory_size),

@@ -11,7 +11,6 @@ attends to it with an LSTM for `read_steps` steps (the paper's appendix).
 There is no inner loop: `adapt` only encodes the support set.
 """
 
-import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -19,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from metajax import losses
-from metajax.data.preprocess import to_float
-from metajax.learners.protonet import l2_normalize
+from metajax import checks
+from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
 
 __all__ = ("matching_net",)
@@ -31,10 +30,6 @@ Array = Any
 # FINITE, so that a class with no support item gets a finite log-probability
 # and the gradients of the logsumexp stay finite.
 _MASKED = -1e9
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class SupportEncoder(nn.Module):
@@ -157,14 +152,10 @@ def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
     Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, "Matching Networks
     for One Shot Learning", NeurIPS 2016.
   """
-  if not _is_int(ways) or ways < 2:
-    raise ValueError(f"ways must be an integer >= 2, got {ways!r}.")
-  if not _is_int(read_steps) or read_steps < 1:
-    raise ValueError(f"read_steps must be an integer >= 1, got {read_steps!r}.")
-  if (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-      or not 0 < scale < float("inf")):
-    raise ValueError(f"scale must be a finite number > 0, got {scale!r}.")
-  ways, read_steps, scale = int(ways), int(read_steps), float(scale)
+  ways = checks.integer("ways", ways, minimum=2)
+  read_steps = checks.integer("read_steps", read_steps, minimum=1)
+  scale = checks.positive("scale", scale)
+  checks.boolean("fce", fce)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed(meta_params, x):

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 
 from metajax import losses
-from metajax.data.preprocess import to_float
+from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
 
-__all__ = ("class_means", "l2_normalize", "protonet", "squared_distances")
+__all__ = ("class_means", "protonet", "squared_distances")
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -40,12 +40,6 @@ def squared_distances(x: Any, y: Any) -> jax.Array:
   return jnp.maximum(d, 0.0)
 
 
-def l2_normalize(x: Any, axis: int = -1, eps: float = 1e-8) -> jax.Array:
-  """`x` scaled to unit L2 norm along `axis` (eps keeps zero vectors finite).
-
-  The cosine of ProtoNets, Matching Nets and Baseline++ is a product of these.
-  """
-  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
 
 
 def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",

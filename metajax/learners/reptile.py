@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax.data.preprocess import to_float
+from metajax.learners.embedding import to_float
 from metajax.learners.maml import maml
 from metajax.types import Learner
 

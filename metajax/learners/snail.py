@@ -23,7 +23,6 @@ another's.
 """
 
 import math
-import numbers
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -31,13 +30,13 @@ import jax
 import jax.numpy as jnp
 
 from metajax import losses
-from metajax.data.episodes import support_sequence
-from metajax.data.preprocess import to_float
-from metajax.learners.mann import embed_each
+from metajax import checks
+from metajax.learners.embedding import embed_each, to_float
+from metajax.learners.sequence import causal_mask, support_sequence
 from metajax.types import Episode, Learner
 
 __all__ = ("AttentionBlock", "SNAIL", "TCBlock", "attention_fn",
-           "causal_mask", "snail", "tc_depth")
+           "snail", "tc_depth")
 
 Array = Any
 
@@ -47,18 +46,11 @@ _MASKED = -1e9
 PAPER_ATTENTION = ((64, 32), (256, 128), (512, 256))
 
 
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def tc_depth(sequence_length: int) -> int:
   """ceil(log2 T): the dense blocks of a TC block covering T steps (>= 1)."""
   return max(1, math.ceil(math.log2(sequence_length)))
 
 
-def causal_mask(length: int) -> jax.Array:
-  """[T, T] bool, True where step t may attend to step s (s <= t)."""
-  return jnp.tril(jnp.ones((length, length), bool))
 
 
 class DenseBlock(nn.Module):
@@ -221,18 +213,15 @@ def _snail(embedding: nn.Module, *, ways: int, shots: int,
            attention: Sequence[Sequence[int]] = PAPER_ATTENTION,
            tc_filters: int = 128):
   """(`snail` learner, its `attention_fn`); see `snail`."""
-  if not _is_int(ways) or ways < 2:
-    raise ValueError(f"ways must be an integer >= 2, got {ways!r}.")
-  if not _is_int(shots) or shots < 1:
-    raise ValueError(f"shots must be an integer >= 1, got {shots!r}.")
+  ways = checks.integer("ways", ways, minimum=2)
+  shots = checks.integer("shots", shots, minimum=1)
   attention = attention_sizes = tuple(tuple(a) for a in attention)
-  if not attention or any(len(a) != 2 or not all(_is_int(v) and v >= 1
+  if not attention or any(len(a) != 2 or not all(checks.is_int(v) and v >= 1
                                                   for v in a)
                           for a in attention):
     raise ValueError("attention must be a non-empty sequence of (key_size, "
                      f"value_size) pairs of integers >= 1, got {attention!r}.")
-  if not _is_int(tc_filters) or tc_filters < 1:
-    raise ValueError(f"tc_filters must be an integer >= 1, got {tc_filters!r}.")
+  tc_filters = checks.integer("tc_filters", tc_filters, minimum=1)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
   model = SNAIL(ways=int(ways), depth=tc_depth(ways * shots + 1),
                 attention=tuple((int(k), int(v)) for k, v in attention),
