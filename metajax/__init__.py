@@ -11,52 +11,68 @@ Example:
                              num_steps=1000, meta_batch_size=25)
   result = metajax.meta_test(learner, state.meta_params, tasks, episodes=600)
   print(result.mean, result.ci95)
+
+The finished runs of the experiment binaries (`load_run`, `predict`, `Run`)
+and `CheckpointError` are imported on first use, so that `import metajax`
+does not import orbax or ml_collections.
 """
+
+import importlib
 
 from metajax import inner
 from metajax import learned_optimizers
+from metajax import learners
 from metajax import models
 from metajax import parallel
 from metajax.data.episodes import ClassBatchSampler
 from metajax.data.episodes import EpisodeSampler
-from metajax.data.episodes import prefetch_to_device
-from metajax.data.episodes import step_rng
 from metajax.data.sinusoid import SinusoidSampler
 from metajax.data.sources import ClassImages
 from metajax.evaluate import EvalResult
 from metajax.evaluate import confidence_interval
 from metajax.evaluate import evaluate as meta_test
-from metajax.inner import learned_sgd
-from metajax.learners.baseline import baseline
-from metajax.learners.baseline import baseline_pp
-from metajax.learners.embedding import freeze_embedding
-from metajax.learners.maml import anil
-from metajax.learners.maml import head_only
-from metajax.learners.maml import maml
-from metajax.learners.maml import meta_sgd
-from metajax.learners.mann import accuracy_by_instance
-from metajax.learners.mann import mann
-from metajax.learners.matching import matching_net
-from metajax.learners.meta_lstm import meta_learner_lstm
-from metajax.learners.protonet import protonet
-from metajax.learners.reptile import carry_outer_opt, reptile
-from metajax.learners.snail import snail
-from metajax.runs import Run
-from metajax.runs import load_run
-from metajax.runs import predict
-from metajax.runs import train_and_evaluate
+from metajax.learners import anil
+from metajax.learners import baseline
+from metajax.learners import baseline_pp
+from metajax.learners import freeze_embedding
+from metajax.learners import maml
+from metajax.learners import mann
+from metajax.learners import matching_net
+from metajax.learners import meta_learner_lstm
+from metajax.learners import meta_sgd
+from metajax.learners import protonet
+from metajax.learners import reptile
+from metajax.learners import snail
 from metajax.train import NonFiniteError
 from metajax.train import StepMemoryError
 from metajax.train import TrainState
-from metajax.train import init_train_state
-from metajax.train import make_meta_step
 from metajax.train import meta_train
 from metajax.types import Episode
 from metajax.types import Learner
 
 __version__ = "0.1.0"
 
+# name -> module, imported when the name is first used (PEP 562).
+_LAZY = {
+    "CheckpointError": "metajax.checkpoint",
+    "Run": "metajax.runs",
+    "load_run": "metajax.runs",
+    "predict": "metajax.runs",
+}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'metajax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = (
+    "CheckpointError",
     "ClassBatchSampler",
     "ClassImages",
     "Episode",
@@ -68,20 +84,15 @@ __all__ = (
     "SinusoidSampler",
     "StepMemoryError",
     "TrainState",
-    "accuracy_by_instance",
-    "confidence_interval",
     "anil",
     "baseline",
     "baseline_pp",
-    "carry_outer_opt",
+    "confidence_interval",
     "freeze_embedding",
-    "head_only",
-    "init_train_state",
     "inner",
     "learned_optimizers",
-    "learned_sgd",
+    "learners",
     "load_run",
-    "make_meta_step",
     "maml",
     "mann",
     "matching_net",
@@ -93,9 +104,6 @@ __all__ = (
     "parallel",
     "predict",
     "protonet",
-    "prefetch_to_device",
     "reptile",
     "snail",
-    "step_rng",
-    "train_and_evaluate",
 )

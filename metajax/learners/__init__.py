@@ -1,17 +1,24 @@
-"""Learner factories: each returns a `metajax.types.Learner`."""
+"""Learner factories: each returns a `metajax.types.Learner`.
+
+One file per method; `embedding.py` and `sequence.py` hold the helpers that
+several learners share.
+"""
 
 from metajax.learners.baseline import baseline
 from metajax.learners.baseline import baseline_pp
+from metajax.learners.embedding import freeze_embedding
 from metajax.learners.maml import anil
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
 from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
+from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protonet import protonet
-from metajax.learners.reptile import carry_outer_opt, reptile
+from metajax.learners.reptile import carry_outer_opt
+from metajax.learners.reptile import reptile
 from metajax.learners.snail import snail
 
-__all__ = ("anil", "baseline", "baseline_pp", "carry_outer_opt", "head_only",
-           "maml", "mann",
-           "matching_net", "meta_sgd", "protonet", "reptile", "snail")
+__all__ = ("anil", "baseline", "baseline_pp", "carry_outer_opt",
+           "freeze_embedding", "head_only", "maml", "mann", "matching_net",
+           "meta_learner_lstm", "meta_sgd", "protonet", "reptile", "snail")
