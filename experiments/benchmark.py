@@ -91,8 +91,8 @@ from absl import flags
 from absl import logging
 
 ROWS = {
-    # name: (learner, conv_impl, options); options go into the config, except
-    # BENCH_OPTIONS, which the benchmark applies itself.
+    # name: (learner, conv_impl, options); options go to the learner, except
+    # MODEL_OPTIONS (Conv4's) and BENCH_OPTIONS (the benchmark's own).
     "maml_patches": ("maml", "patches", {}),
     "maml_xla": ("maml", "xla", {}),
     "maml_remat": ("maml", "patches", {"remat": True}),
@@ -105,7 +105,7 @@ ROWS = {
     "matching_net": ("matching_net", "patches", {}),
     "matching_fce": ("matching_net", "patches", {"fce": True}),
     "baseline_pp": ("baseline_pp", "patches", {}),
-    "meta_lstm": ("meta_lstm", "patches", {}),
+    "meta_lstm": ("meta_learner_lstm", "patches", {}),
     "mann": ("mann", "patches", {"norm": False}),
     "snail": ("snail", "patches", {"norm": False}),
     "maml_loop": ("maml", "patches", {"loop": True}),
@@ -118,6 +118,11 @@ ROWS = {
 # loop: time the per-task Python loop baseline; vmapped: all tasks of the
 # meta-batch adapted at once (tasks_per_chunk = the meta-batch size).
 BENCH_OPTIONS = ("loop", "vmapped")
+MODEL_OPTIONS = ("norm", "compute_dtype")
+# Learners with an inner loop: 1 step of SGD 0.4 (or Adam, Reptile's), the
+# MAML Omniglot setting; the Meta-Learner LSTM learns its steps.
+INNER_LOOP = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
+              "meta_learner_lstm")
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed meta-steps before timing "
@@ -199,22 +204,20 @@ def run_row(row: str) -> dict:
   # stays light; each worker is a fresh process.
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
 
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
-  from metajax import runs  # pylint: disable=g-import-not-at-top
+  from metajax import from_config  # pylint: disable=g-import-not-at-top
   from metajax import train  # pylint: disable=g-import-not-at-top
-  from metajax.learners.reptile import carry_outer_opt  # pylint: disable=g-import-not-at-top
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
   learner_name, conv_impl, options = ROWS[row]
-  config_options = {k: v for k, v in options.items() if k not in BENCH_OPTIONS}
+  learner_options = {k: v for k, v in options.items()
+                     if k not in BENCH_OPTIONS + MODEL_OPTIONS}
+  model_options = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
   loop = bool(options.get("loop", False))
-  config_options.setdefault(
+  model_options.setdefault(
       "compute_dtype",
       _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32")
-  compute_dtype = config_options["compute_dtype"]
+  compute_dtype = model_options["compute_dtype"]
   steps, warmup = _STEPS.value, _WARMUP.value
   if conv_impl == "xla":
     steps, warmup = min(steps, _XLA_STEPS.value), min(warmup, _XLA_WARMUP.value)
@@ -241,16 +244,18 @@ def run_row(row: str) -> dict:
         support_x=images(ways * shots), support_y=labels(shots),
         query_x=images(ways * queries), query_y=labels(queries))
   batch = jax.device_put(batch)
-  config = ml_collections.ConfigDict(dict(
-      learner=learner_name, dataset="omniglot", model="conv4", ways=ways,
-      shots=shots,
-      filters=_FILTERS.value, pooling="stride", conv_impl=conv_impl,
-      inner_lr=0.4, inner_steps=_INNER_STEPS.value, num_classes=100,
-      finetune_steps=100, finetune_lr=1e-2, **config_options))
-  learner = runs.build_learner(config)
-  outer_opt = optax.adam(1e-3)
-  if config_options.get("carry_inner_state"):
-    outer_opt = carry_outer_opt(outer_opt)
+  config = from_config.default_config()
+  config.update(dict(learner=learner_name, ways=ways, shots=shots,
+                     num_classes=100))
+  config.model_kwargs.update(dict(filters=_FILTERS.value, pooling="stride",
+                                  conv_impl=conv_impl, **model_options))
+  if learner_name in INNER_LOOP:
+    config.inner_steps = _INNER_STEPS.value
+    if learner_name != "meta_learner_lstm":
+      config.inner_lr = 0.4
+  config.learner_kwargs.update(learner_options)
+  learner = from_config.build_learner(config)
+  outer_opt = from_config.build_outer_opt(config, learner)  # Adam 1e-3
   init_key, step_key = jax.random.split(jax.random.key(0))
   state = jax.block_until_ready(
       jax.jit(lambda k, b: train.init_train_state(learner, outer_opt, k, b))(

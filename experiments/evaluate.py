@@ -19,6 +19,7 @@ from absl import logging
 
 from experiments import cache_flags
 from metajax import evaluate as eval_lib
+from metajax import from_config
 from metajax import runs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.",
@@ -54,24 +55,34 @@ def main(argv):
                      ("test_queries", _QUERIES)):
     if flag.value is not None:
       config[name] = flag.value
-  if _STEPS.value and "inner_steps" not in config:
+  inner_loop = (config.inner_steps is not None
+                or "inner_steps" in config.learner_kwargs)
+  if _STEPS.value and not inner_loop:
     raise app.UsageError(f"--test_inner_steps: the {config.learner} run has "
                          "no inner loop.")
-  source = runs.build_sources(config)[_SPLIT.value]
+  try:
+    source = from_config.build_sources(config)[_SPLIT.value]
+  except ValueError as e:  # e.g. --test_ways beyond the split's classes
+    sys.exit(f"{type(e).__name__}: {e}")
   if _SEED.value is not None:
     seed = _SEED.value
   elif _SPLIT.value == "val":
-    seed = runs.val_seed(config)  # the episodes validated during training
+    seed = from_config.val_seed(config)  # the episodes validated in training
   else:
-    seed = runs.test_seed(config)
+    seed = from_config.test_seed(config)
   for steps in [int(s) for s in _STEPS.value] or [None]:
     if steps is not None:
       config.test_inner_steps = steps
-    learner = runs.build_learner(config, test=True)
+    learner = from_config.build_learner(config, test=True)
     result = eval_lib.evaluate(learner, run.meta_params, source,
                                episodes=_EPISODES.value, seed=seed)
-    line = {n: runs.test_value(config, n)
-            for n in ("ways", "shots", "queries", "inner_steps") if n in config}
+    line = {n: from_config.test_value(config, n)
+            for n in ("ways", "shots", "queries")}
+    if inner_loop:
+      line["inner_steps"] = (config.test_inner_steps
+                             or config.test_learner_kwargs.get("inner_steps")
+                             or config.inner_steps
+                             or config.learner_kwargs.get("inner_steps"))
     print(json.dumps({
         **{"test_" + n: v for n, v in line.items()},
         "metric": result.metric, "mean": result.mean, "ci95": result.ci95,

@@ -23,6 +23,7 @@ import numpy as np
 
 from experiments import cache_flags
 from metajax import evaluate as eval_lib
+from metajax import from_config
 from metajax import runs
 from metajax.learners.mann import by_instance as mann_by_instance
 from metajax.learners.mann import online_logits_fn
@@ -45,10 +46,10 @@ def by_instance(run, episodes: int, instances: int, seed: int):
   if config.learner != "mann":
     raise ValueError(f"{_WORKDIR.value!r} is a {config.learner} run; the "
                      "by-instance protocol is MANN's.")
-  online = online_logits_fn(runs.build_model(config, None), ways=config.ways,
-                            **runs.mann_kwargs(config))
+  online = online_logits_fn(from_config.build_model(config, None),
+                            ways=config.ways, **config.learner_kwargs.to_dict())
   return mann_by_instance(
-      online, run.meta_params, runs.load_splits(config)["test"],
+      online, run.meta_params, from_config.load_splits(config)["test"],
       ways=config.ways, episodes=episodes, instances=instances,
       rng=np.random.default_rng(seed))
 
@@ -61,7 +62,8 @@ def main(argv):
     raise app.UsageError("--episodes and --instances must be >= 1.")
   try:
     run = runs.load_run(_WORKDIR.value)
-    seed = runs.test_seed(run.config) if _SEED.value is None else _SEED.value
+    seed = (from_config.test_seed(run.config) if _SEED.value is None
+            else _SEED.value)
     values = by_instance(run, _EPISODES.value, _INSTANCES.value, seed)
   except ValueError as e:
     sys.exit(f"{type(e).__name__}: {e}")

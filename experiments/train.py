@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from experiments import cache_flags
 from metajax import checkpoint
+from metajax import from_config
 from metajax import parallel
 from metajax import runs
 from metajax import train
@@ -120,13 +121,15 @@ def main(argv):
     except ValueError as e:
       raise app.UsageError(str(e))
   try:
-    runs.validate(config)
-  except ValueError as e:
+    config = from_config.validate(config)
+  except from_config.ConfigError as e:
     sys.exit(f"Invalid config: {e}")
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="metajax_")
   try:
     results = runs.train_and_evaluate(config, workdir,
                                       progress=_PROGRESS.value)
+  except from_config.ConfigError as e:  # found with the data, e.g. ways
+    sys.exit(f"Invalid config: {e}")
   except (checkpoint.CheckpointError, train.NonFiniteError,
           train.StepMemoryError) as e:
     sys.exit(f"{type(e).__name__}: {e}")

@@ -69,6 +69,17 @@ class Learner(NamedTuple):
       uses adapt and predict.
     outer_grad: optional per-task outer "gradient" used by the trainer instead
       of differentiating the task loss (Reptile's theta - adapted).
+    wrap_outer_opt: optional `outer_opt -> outer_opt` for meta-parameters
+      that the outer optimizer must treat in the learner's own way (Reptile's
+      carried inner statistics, set rather than stepped); applied by
+      `metajax.from_config.build_outer_opt`.
+    warmup: optional (steps, learner): meta-train that learner, over the
+      same meta-parameters, for the first `steps` meta-steps (MAML++'s
+      first-order phase); applied by `metajax.runs.train_and_evaluate`.
+    train_on: what the learner meta-trains on: "episodes" (N-way K-shot
+      tasks), or "class_batches": mini-batches over all meta-train classes
+      with global labels in the query field (`ClassBatchSampler`; the
+      Baselines' pre-training).
   """
   init: InitFn
   adapt: AdaptFn
@@ -78,3 +89,9 @@ class Learner(NamedTuple):
   metric_name: str
   task_loss: Optional[TaskLossFn] = None
   outer_grad: Optional[OuterGradFn] = None
+  wrap_outer_opt: Optional[Callable[[Any], Any]] = None
+  warmup: Optional[Tuple[int, "Learner"]] = None
+  train_on: str = "episodes"
+
+
+TRAIN_ON = ("episodes", "class_batches")

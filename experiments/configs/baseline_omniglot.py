@@ -19,33 +19,36 @@ features (Tian et al. 2020), `transductive_steps=25` for Dhillon et al.
 2020's transductive fine-tuning.
 """
 
-from experiments.configs import protonet_omniglot
+from experiments.configs import base
+from experiments.configs import maml_omniglot
 
 
 def get_config(variant: str = ""):
-  c = protonet_omniglot.embedding_config(variant, "baseline")
+  maml_omniglot.check_variant(variant, "baseline_omniglot")
+  c = maml_omniglot.omniglot_config(variant)
+  c.learner = "baseline"
   c.test_ways = c.ways
   c.test_queries = 15 if c.ways == 5 else 5
-  c.num_classes = None
-  c.batch_size = 128
+  c.batch_size = 128  # pre-training images per step, from all classes
   c.meta_batch_size = 1
-  c.finetune_steps = 100
-  c.finetune_lr = 1e-2
-  c.finetune_weight_decay = 1e-3
-  c.normalize_features = False
+  c.learner_kwargs.finetune_steps = 100
+  c.learner_kwargs.finetune_lr = 1e-2
+  c.learner_kwargs.finetune_weight_decay = 1e-3
+  c.learner_kwargs.normalize_features = False
   # Dhillon et al. 2020's transductive fine-tuning of the whole network in
   # predict (support CE + query entropy), off by default.
-  c.transductive_steps = 0
-  c.transductive_lr = 5e-5
-  c.entropy_weight = 1.0
+  c.learner_kwargs.transductive_steps = 0
+  c.learner_kwargs.transductive_lr = 5e-5
+  c.learner_kwargs.entropy_weight = 1.0
   c.outer_lr = 1e-3
   c.outer_lr_schedule = "linear_decay"
-  c.num_steps = 3_000  # the README's budget (2 CPU cores)
+  c.num_steps = 3_000  # the docs/results.md budget (2 CPU cores)
   c.paper_result = ("Baseline paper reports Omniglot only cross-domain; "
                     "compare with ProtoNets and MAML rows")
   if variant == "smoke":
+    base.smoke(c)
+    c.meta_batch_size = 1
     c.batch_size = 8
     c.test_queries = 2
-    c.finetune_steps = 5
-    c.num_steps = 4
+    c.learner_kwargs.finetune_steps = 5
   return c

@@ -15,4 +15,6 @@ from experiments.configs import maml_omniglot
 def get_config(variant: str = ""):
   c = maml_omniglot.get_config(variant)
   c.learner = "fomaml"
+  del c.learner_kwargs["first_order"]  # fomaml is first order
+  del c.learner_kwargs["first_order_steps"]
   return c

@@ -19,6 +19,8 @@ random crops and flips of the training episodes, on the host.
 Variants (`--config=...maml_cifar_fs.py:VARIANT`): "" (5w1s), 5w5s, smoke.
 """
 
+import ml_collections
+
 from experiments.configs import maml_omniglot
 
 VARIANTS = {"": (5, 1), "5w1s": (5, 1), "5w5s": (5, 5), "smoke": (5, 1)}
@@ -26,21 +28,24 @@ PAPER = {(5, 1): "58.9 +- 1.9", (5, 5): "71.5 +- 1.0"}
 
 
 def check_variant(variant: str, name: str) -> None:
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant {variant!r} of {name}; valid: "
-                     f"{sorted(VARIANTS)}.")
+  maml_omniglot.check_variant(variant, name, VARIANTS)
+
+
+def cifar_fs_config(variant: str):
+  """maml_omniglot's sizes on CIFAR-FS with the miniImageNet Conv4."""
+  c = maml_omniglot.get_config("smoke" if variant == "smoke" else "5w1s")
+  c.ways, c.shots = VARIANTS[variant]
+  c.dataset = "cifar_fs"
+  c.data_kwargs = ml_collections.ConfigDict()
+  c.image_size = 32
+  c.model_kwargs.filters = 4 if variant == "smoke" else 32
+  c.model_kwargs.pooling = "max"
+  return c
 
 
 def get_config(variant: str = ""):
   check_variant(variant, "maml_cifar_fs")
-  c = maml_omniglot.get_config("smoke" if variant == "smoke" else "5w1s")
-  c.ways, c.shots = VARIANTS[variant]
-  c.dataset = "cifar_fs"
-  c.image_size = 32
-  c.augment = False
-  c.augment_pad = None  # None: 4 pixels at 32x32, 8 at 84x84
-  c.filters = 32
-  c.pooling = "max"
+  c = cifar_fs_config(variant)
   c.inner_lr = 0.01
   c.inner_steps = 5
   c.test_inner_steps = 10
@@ -49,7 +54,6 @@ def get_config(variant: str = ""):
   c.paper_result = (f"Bertinetto et al. 2019, Table 1, MAML on CIFAR-FS "
                     f"5-way {c.shots}-shot: {PAPER[(c.ways, c.shots)]}")
   if variant == "smoke":
-    c.filters = 4
     c.inner_steps = 1
     c.test_inner_steps = 1
     c.meta_batch_size = 2

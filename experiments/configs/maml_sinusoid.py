@@ -18,49 +18,40 @@ Variants (`--config=...maml_sinusoid.py:VARIANT`):
 
 import ml_collections
 
+from experiments.configs import base
+
+PAPER = {5: "1.13 +- 0.18", 10: "0.77 +- 0.11", 20: "0.48 +- 0.08"}
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
+  if variant not in ("", "smoke", "k5", "k10", "k20"):
+    raise ValueError(f"Unknown variant {variant!r} of maml_sinusoid; valid: "
+                     "'', 'smoke', 'k5', 'k10', 'k20'.")
+  c = base.get_config()
   c.learner = "maml"
+  base.link(c, "inner_lr", 0.01)
+  base.link(c, "inner_steps", 1)
+  # None: the training steps.
+  base.link(c, "test_inner_steps", base.placeholder(int), option="inner_steps",
+            test=True)
+  c.learner_kwargs.first_order = False
+  c.learner_kwargs.remat = False
+  c.learner_kwargs.lslr = False  # MAML++ per-layer per-step learned rates
+  c.learner_kwargs.lslr_steps = c.get_ref("inner_steps")
+  c.learner_kwargs.multi_step_loss = False  # MAML++ multi-step loss
+  c.learner_kwargs.first_order_steps = 0  # MAML++: first order, then second
   c.dataset = "sinusoid"
   c.model = "mlp"
-  c.hidden = (40, 40)
-  c.first_order = False
-  c.first_order_steps = 0  # MAML++: first order for this many steps, then second
-  c.remat = False
-  c.lslr = False  # MAML++ per-layer per-step learned inner rates
-  c.multi_step_loss = False  # MAML++ multi-step loss (uniform weights)
-  c.ways = 1  # unused for regression; kept so every config has the field
-  c.test_ways = ml_collections.config_dict.placeholder(int)
+  c.model_kwargs.hidden = (40, 40)
+  c.ways = 1  # unused for regression
   c.shots = 10
-  c.test_shots = ml_collections.config_dict.placeholder(int)  # None: same as shots
   c.queries = 10
-  c.test_queries = ml_collections.config_dict.placeholder(int)
   c.meta_batch_size = 25
-  c.inner_steps = 1
-  c.test_inner_steps = ml_collections.config_dict.placeholder(int)  # None: same as inner_steps
-  c.inner_lr = 0.01
-  c.outer_lr = 1e-3
-  c.outer_opt = "adam"
-  c.outer_lr_schedule = "constant"
   c.num_steps = 70_000
-  c.eval_episodes = 600
   c.val_every = 5_000
-  c.val_episodes = 100
-  # Evaluate (and load_run) the meta-parameters of the best validation,
-  # kept in <workdir>/best, instead of the last ones (needs val_every).
-  c.select_on_validation = False
   c.checkpoint_every = 5_000
   c.log_every = 500
-  c.seed = 0
-  c.on_nonfinite = "raise"  # or "skip": drop non-finite steps
-  # The meta-batch's tasks are sharded over this many devices (None: all).
-  c.num_devices = ml_collections.config_dict.placeholder(int)
-  # Tasks each device adapts at once (None: automatic, 1 on CPU where it is
-  # fastest, all on GPU/TPU; smaller needs less memory).
-  c.tasks_per_chunk = ml_collections.config_dict.placeholder(int)
-  c.data_dir = ""
-  c.paper_result = "Meta-SGD paper, MAML 10-shot: 0.77 +- 0.11"
+  c.paper_result = f"Meta-SGD paper, MAML 10-shot: {PAPER[10]}"
   if variant == "smoke":
     c.num_steps = 20
     c.eval_episodes = 20
@@ -68,14 +59,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.val_episodes = 10
     c.checkpoint_every = 10
     c.log_every = 5
-  elif variant in ("k5", "k10", "k20"):
-    c.shots = int(variant[1:])
-    c.queries = c.shots
-    c.paper_result = {
-        "k5": "Meta-SGD paper, MAML 5-shot: 1.13 +- 0.18",
-        "k10": "Meta-SGD paper, MAML 10-shot: 0.77 +- 0.11",
-        "k20": "Meta-SGD paper, MAML 20-shot: 0.48 +- 0.08"}[variant]
   elif variant:
-    raise ValueError(f"Unknown variant {variant!r} of maml_sinusoid; valid: "
-                     "'', 'smoke', 'k5', 'k10', 'k20'.")
+    c.shots = c.queries = int(variant[1:])
+    c.paper_result = f"Meta-SGD paper, MAML {c.shots}-shot: {PAPER[c.shots]}"
   return c

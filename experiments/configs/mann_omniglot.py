@@ -27,26 +27,29 @@ embedding network) and the same online loss and sequences.
 Variants: "" (5w1s), 5w5s, pixels, smoke (seconds).
 """
 
-from experiments.configs import protonet_omniglot
+import ml_collections
+
+from experiments.configs import base
+from experiments.configs import maml_omniglot
 
 VARIANTS = ("", "5w1s", "5w5s", "pixels", "smoke")
 
 
 def get_config(variant: str = ""):
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant {variant!r} of mann_omniglot; "
-                     f"valid: {sorted(VARIANTS)}.")
-  c = protonet_omniglot.embedding_config(
-      "5w1s" if variant == "pixels" else variant, "mann")
-  c.norm = False
-  c.memory_slots = 128
-  c.memory_size = 40
-  c.controller_size = 200
-  c.read_heads = 4
-  c.gamma = 0.95
-  c.add_vectors = True  # False: write the keys (see metajax.learners.mann)
-  c.key_strength = True  # False: no key strength (see metajax.learners.mann)
-  c.online_loss = False  # True: the paper's loss at every step of the episode
+  maml_omniglot.check_variant(variant, "mann_omniglot", VARIANTS)
+  c = maml_omniglot.omniglot_config("5w1s" if variant == "pixels" else variant)
+  c.learner = "mann"
+  c.model_kwargs.norm = False
+  c.learner_kwargs.memory_slots = 128
+  c.learner_kwargs.memory_size = 40
+  c.learner_kwargs.controller_size = 200
+  c.learner_kwargs.read_heads = 4
+  c.learner_kwargs.gamma = 0.95
+  # False: write the keys / no key strength (see metajax.learners.mann).
+  c.learner_kwargs.add_vectors = True
+  c.learner_kwargs.key_strength = True
+  # True: the paper's loss at every step of the episode.
+  c.learner_kwargs.online_loss = False
   c.queries = 1
   c.test_queries = 15
   c.meta_batch_size = 32
@@ -59,15 +62,18 @@ def get_config(variant: str = ""):
     # embedding network), the loss of every step of sequences of 5 classes x
     # 10 drawings, 16 sequences a step.
     c.model = "mlp"
-    c.hidden = ()
+    c.model_kwargs = ml_collections.ConfigDict({"hidden": ()})
     c.image_size = 20
-    c.online_loss = True
+    c.learner_kwargs.online_loss = True
     c.queries = 9
     c.meta_batch_size = 16
   if variant == "smoke":
-    c.memory_slots, c.memory_size, c.controller_size, c.read_heads = 8, 4, 8, 2
-    c.meta_batch_size = 2
+    base.smoke(c)
+    c.learner_kwargs.memory_slots = 8
+    c.learner_kwargs.memory_size = 4
+    c.learner_kwargs.controller_size = 8
+    c.learner_kwargs.read_heads = 2
+    c.queries = 1
     c.test_queries = 2
-    c.num_steps = 4
     c.val_every = 0  # one compile fewer
   return c

@@ -17,6 +17,8 @@ accuracy of the 5-way 1-shot run after 500 steps: 82.3 % with scale 1,
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds), fce_smoke.
 """
 
+import ml_collections
+
 from experiments.configs import protonet_omniglot
 
 PAPER = {(5, 1): "98.1", (5, 5): "98.9", (20, 1): "93.8", (20, 5): "98.5"}
@@ -32,10 +34,8 @@ def get_config(variant: str = ""):
   fce = variant == "fce_smoke"
   c = protonet_omniglot.get_config("smoke" if fce else variant)
   c.learner = "matching_net"
-  del c["distance"]
-  c.scale = 10.0
-  c.fce = fce
-  c.read_steps = 5
+  c.learner_kwargs = ml_collections.ConfigDict(
+      {"scale": 10.0, "fce": fce, "read_steps": 5})
   c.paper_result = (f"Matching Nets paper, full Omniglot {c.test_ways}-way "
                     f"{c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}")
   return c

@@ -17,6 +17,7 @@ Variants (`--config=...meta_lstm_omniglot.py:VARIANT`): "" (5-way 1-shot),
 5w1s, 5w5s, smoke (seconds).
 """
 
+from experiments.configs import base
 from experiments.configs import maml_omniglot
 
 PAPER = {  # Ravi & Larochelle, Table 1 (miniImageNet; no Omniglot numbers)
@@ -25,27 +26,28 @@ PAPER = {  # Ravi & Larochelle, Table 1 (miniImageNet; no Omniglot numbers)
 
 
 def get_config(variant: str = ""):
-  if variant not in ("", "5w1s", "5w5s", "smoke"):
-    raise ValueError(f"Unknown variant {variant!r} of meta_lstm_omniglot; "
-                     "valid: ['', '5w1s', '5w5s', 'smoke'].")
-  c = maml_omniglot.get_config(variant)  # data, sizes, logging, smoke sizes
-  for name in ("inner_lr", "lslr", "multi_step_loss"):  # SGD-only options
-    del c[name]
-  c.learner = "meta_lstm"
-  c.lstm_hidden = 4 if variant == "smoke" else 20  # the first LSTM layer
+  maml_omniglot.check_variant(variant, "meta_lstm_omniglot",
+                              ("", "5w1s", "5w5s", "smoke"))
+  c = maml_omniglot.omniglot_config(variant)  # data, sizes, smoke sizes
+  c.learner = "meta_learner_lstm"
+  base.link(c, "inner_steps", 1)
+  base.link(c, "test_inner_steps", 3, option="inner_steps", test=True)
+  c.learner_kwargs.hidden = 4 if variant == "smoke" else 20  # first LSTM layer
   # Initial input-gate bias: i starts near 0.1 (the paper's [-5, -4] gives
   # 0.01, a step too small to adapt in 5 updates within our budget).
-  c.lstm_input_bias = (-2.5, -2.0)
-  c.first_order = True
+  c.learner_kwargs.input_bias = (-2.5, -2.0)
+  c.learner_kwargs.first_order = True
+  c.learner_kwargs.remat = False
   c.outer_grad_clip = 0.25
   c.paper_result = (f"Ravi & Larochelle, {c.ways}-way {c.shots}-shot: "
                     f"{PAPER[(c.ways, c.shots)]}")
   if variant == "smoke":
+    base.smoke(c)
     c.inner_steps = c.test_inner_steps = 2
     return c
-  c.filters = 32
+  c.model_kwargs.filters = 32
   c.meta_batch_size = 4
   c.inner_steps = c.test_inner_steps = 5
-  c.num_steps = 1_000  # the README budget (2 busy CPU cores, about 74 min)
+  c.num_steps = 1_000  # the docs/results.md budget (2 busy CPU cores, 74 min)
   c.checkpoint_every = 250
   return c

@@ -15,21 +15,22 @@ another dataset, and `--config.augment=True` adds random crops and flips.
 Variants: "" (5w1s), 5w5s, smoke (seconds).
 """
 
+import ml_collections
+
 from experiments.configs import maml_cifar_fs
-from experiments.configs import protonet_omniglot
 
 PAPER = {(5, 1): "55.5 +- 0.7", (5, 5): "72.0 +- 0.6"}
 
 
 def get_config(variant: str = ""):
   maml_cifar_fs.check_variant(variant, "protonet_cifar_fs")
-  c = maml_cifar_fs.get_config(variant)
-  for name in protonet_omniglot.GRADIENT_FIELDS:
-    del c[name]
+  c = maml_cifar_fs.cifar_fs_config(variant)
   c.learner = "protonet"
-  c.distance = "euclidean"
-  c.scale = 10.0  # only for distance="cosine"
-  c.filters = 64
+  c.learner_kwargs = ml_collections.ConfigDict(
+      {"distance": "euclidean", "scale": 10.0})  # scale: only for "cosine"
+  c.test_learner_kwargs = ml_collections.ConfigDict()
+  c.inner_lr = c.inner_steps = c.test_inner_steps = None  # no inner loop
+  c.model_kwargs.filters = 4 if variant == "smoke" else 64
   c.test_ways = c.ways
   c.ways = 20
   c.queries = 5
@@ -41,7 +42,8 @@ def get_config(variant: str = ""):
   c.paper_result = (f"Bertinetto et al. 2019, Table 1, ProtoNets on CIFAR-FS "
                     f"5-way {c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}")
   if variant == "smoke":
-    c.filters = 4
     c.ways, c.queries, c.test_queries = 6, 2, 2
     c.num_steps = 3
+    c.eval_episodes = 4
+    c.val_every = 0
   return c

@@ -16,34 +16,19 @@ count with `experiments.evaluate --test_ways=20 --test_queries=5`.
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds).
 """
 
+from experiments.configs import base
 from experiments.configs import maml_omniglot
 
 PAPER = {(5, 1): "98.8", (5, 5): "99.7", (20, 1): "96.0", (20, 5): "98.9"}
-GRADIENT_FIELDS = ("first_order", "first_order_steps", "remat", "lslr",
-                   "multi_step_loss", "inner_steps", "test_inner_steps",
-                   "inner_lr")
-
-
-def embedding_config(variant: str, learner: str):
-  """maml_omniglot's data and net, without the inner-loop fields."""
-  c = maml_omniglot.get_config(variant)
-  for name in GRADIENT_FIELDS:
-    del c[name]
-  c.learner = learner
-  # A finished run whose meta-parameters' "embed" initializes this run's
-  # embedding (the same network), e.g. a ProtoNet run for SNAIL; "": none.
-  c.embedding_init = ""
-  # True: the embedding's meta-parameters stay as initialized (by
-  # embedding_init) and only the rest is meta-trained.
-  c.freeze_embedding = False
-  return c
 
 
 def get_config(variant: str = ""):
-  c = embedding_config(variant, "protonet")
+  maml_omniglot.check_variant(variant, "protonet_omniglot")
+  c = maml_omniglot.omniglot_config(variant)
+  c.learner = "protonet"
   test_ways, shots = c.ways, c.shots
-  c.distance = "euclidean"
-  c.scale = 10.0  # only for distance="cosine"
+  c.learner_kwargs.distance = "euclidean"
+  c.learner_kwargs.scale = 10.0  # only for distance="cosine"
   c.ways = 60
   c.test_ways = test_ways
   c.queries = 5
@@ -51,11 +36,12 @@ def get_config(variant: str = ""):
   c.meta_batch_size = 1
   c.outer_lr = 1e-3
   c.outer_lr_schedule = "linear_decay"
-  # The budgets of the README's results table (2 CPU cores).
+  # The budgets of docs/results.md's table (2 CPU cores).
   c.num_steps = 3_000 if shots == 1 else 2_000
   c.paper_result = (f"ProtoNets paper, full Omniglot {test_ways}-way {shots}-shot: "
                     f"{PAPER[(test_ways, shots)]}")
   if variant == "smoke":
+    base.smoke(c)
+    c.meta_batch_size = 1
     c.ways, c.queries, c.test_queries = 6, 2, 2
-    c.num_steps = 4
   return c

@@ -29,8 +29,7 @@ Variants as maml_omniglot: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke.
 README's rows ran fewer (`--config.num_steps`).
 """
 
-import ml_collections
-
+from experiments.configs import base
 from experiments.configs import maml_omniglot
 
 # (ways, K) -> train shots, inner steps, test inner steps, inner lr,
@@ -52,18 +51,24 @@ _PAPER_RESULT = {(5, 1): "97.68 +- 0.04", (5, 5): "99.48 +- 0.06",
 
 
 def get_config(variant: str = ""):
-  c = maml_omniglot.get_config(variant)
+  maml_omniglot.check_variant(variant, "reptile_omniglot")
+  c = maml_omniglot.omniglot_config(variant)
   c.learner = "reptile"
+  base.link(c, "inner_lr", 0.4)
+  base.link(c, "inner_steps", 1)
+  base.link(c, "test_inner_steps", 3, option="inner_steps", test=True)
+  # The paper's TensorFlow Adam keeps its statistics from task to task.
+  c.learner_kwargs.carry_inner_state = True
+  # Examples per inner step (None: the whole support set), at meta-training
+  # and (test_) at test time.
+  base.link(c, "inner_batch_size", base.placeholder(int))
+  base.link(c, "test_inner_batch_size", base.placeholder(int),
+            option="inner_batch_size", test=True)
   c.outer_opt = "sgd"
   c.outer_lr = 1.0
   c.outer_lr_schedule = "linear_decay"
-  # The paper's TensorFlow Adam keeps its statistics from task to task.
-  c.carry_inner_state = True
-  # Examples per inner step (None: the whole support set), at meta-training
-  # and (test_) at test time.
-  c.inner_batch_size = ml_collections.config_dict.placeholder(int)
-  c.test_inner_batch_size = ml_collections.config_dict.placeholder(int)
   if variant == "smoke":
+    base.smoke(c)
     return c
   (shots, steps, test_steps, lr, batch, num_steps, inner_batch,
    test_inner_batch) = _PAPER[(c.ways, c.shots)]

@@ -40,19 +40,19 @@ random embedding, stayed at chance (375 steps).
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds).
 """
 
-from experiments.configs import protonet_omniglot
+from experiments.configs import base
+from experiments.configs import maml_omniglot
 
 VARIANTS = ("", "5w1s", "5w5s", "20w1s", "20w5s", "smoke")
 
 
 def get_config(variant: str = ""):
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant {variant!r} of snail_omniglot; "
-                     f"valid: {sorted(VARIANTS)}.")
-  c = protonet_omniglot.embedding_config(variant, "snail")
-  c.norm = False
-  c.attention = ((64, 32), (256, 128), (512, 256))
-  c.tc_filters = 128
+  maml_omniglot.check_variant(variant, "snail_omniglot", VARIANTS)
+  c = maml_omniglot.omniglot_config(variant)
+  c.learner = "snail"
+  c.model_kwargs.norm = False
+  c.learner_kwargs.attention = ((64, 32), (256, 128), (512, 256))
+  c.learner_kwargs.tc_filters = 128
   c.queries = 1
   c.test_queries = 15 if c.ways == 5 else 5
   c.meta_batch_size = 32
@@ -61,10 +61,10 @@ def get_config(variant: str = ""):
   c.paper_result = (f"SNAIL paper, Table 1, full Omniglot {c.ways}-way "
                     f"{c.shots}-shot")
   if variant == "smoke":
-    c.attention = ((4, 4), (8, 4))
-    c.tc_filters = 4
-    c.meta_batch_size = 2
+    base.smoke(c)
+    c.learner_kwargs.attention = ((4, 4), (8, 4))
+    c.learner_kwargs.tc_filters = 4
+    c.queries = 1
     c.test_queries = 2
-    c.num_steps = 4
     c.val_every = 0  # one compile fewer
   return c

@@ -19,6 +19,12 @@ from metajax.learners.reptile import carry_outer_opt
 from metajax.learners.reptile import reptile
 from metajax.learners.snail import snail
 
-__all__ = ("anil", "baseline", "baseline_pp", "carry_outer_opt",
+# Config names (`config.learner`) -> factories: the one place a learner is
+# named by a string.
+FACTORIES = {f.__name__: f for f in (
+    anil, baseline, baseline_pp, maml, mann, matching_net, meta_learner_lstm,
+    meta_sgd, protonet, reptile, snail)}
+
+__all__ = ("FACTORIES", "anil", "baseline", "baseline_pp", "carry_outer_opt",
            "freeze_embedding", "head_only", "maml", "mann", "matching_net",
            "meta_learner_lstm", "meta_sgd", "protonet", "reptile", "snail")

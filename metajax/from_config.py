@@ -1,0 +1,467 @@
+"""From a declarative config to a model, learner, task sources and optimizer.
+
+A config (an `ml_collections.ConfigDict`, see `default_config` and
+experiments/configs/) says what to build:
+
+  learner, learner_kwargs       a factory of `metajax.learners.FACTORIES` and
+                                its keyword options (unset: its defaults)
+  test_learner_kwargs           options that differ at validation and test
+                                time (None: as in training)
+  model, model_kwargs           "conv4" or "mlp" and the module's options
+  dataset, data_kwargs, ...     the data (data_kwargs go to its loader)
+
+and the run's shared fields (episode sizes, meta-batch, outer optimizer,
+validation, checkpoints). Each factory checks its own options and holds its
+own defaults; this module checks only what needs the whole config (fields
+of the run itself, the meta-batch against the devices, the learner against
+the dataset, the test-time learner against the training one), and passes
+the factory what its signature names of: `ways`, `shots` (their test_*
+values for the test-time learner), `num_classes` (the training split's
+classes) and `task` ("regression" on the sinusoid family). A factory whose
+first parameter is `embedding` gets the model without a head; one whose
+first parameter is `model` gets a head of `ways` outputs (1 for regression).
+
+`metajax.runs` trains, evaluates and saves a run from these pieces.
+"""
+
+import difflib
+import inspect
+import os
+from typing import Any, Dict, Optional
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from metajax import checks
+from metajax import learners
+from metajax import models
+from metajax import parallel
+from metajax.data import episodes as episodes_lib
+from metajax.data.sinusoid import SinusoidSampler
+from metajax.data.sources import DATA_DIR_ENV
+from metajax.types import TRAIN_ON, Episode, Learner
+
+# The image datasets and their images' own side (the default image_size).
+IMAGE_DATASETS = {"omniglot": 28, "cifar_fs": 32, "fc100": 32,
+                  "mini_imagenet": 84, "tiered_imagenet": 84}
+DATASETS = ("sinusoid",) + tuple(IMAGE_DATASETS)
+MODELS = {"conv4": models.Conv4, "mlp": models.MLP}
+OUTER_OPTS = {"adam": optax.adam, "sgd": optax.sgd}
+SCHEDULES = ("constant", "linear_decay")
+KWARGS_FIELDS = ("learner_kwargs", "test_learner_kwargs", "model_kwargs",
+                 "data_kwargs")
+placeholder = ml_collections.config_dict.placeholder
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every field a config has, with its default (experiments/configs/base.py)."""
+  c = ml_collections.ConfigDict()
+  c.learner = "maml"
+  for field in KWARGS_FIELDS:
+    c[field] = ml_collections.ConfigDict()
+  c.model = "conv4"
+  c.dataset = "omniglot"
+  c.data_dir = ""  # "": $METAJAX_DATA_DIR, else download (docs/datasets.md)
+  c.image_size = placeholder(int)  # None: the dataset's own
+  c.augment = False  # random crops and flips of the training images
+  c.augment_pad = placeholder(int)  # None: 4 pixels at 32x32, 8 at 84x84
+  # Classes of the training split, for learners that pre-train a head over
+  # all of them (None: counted from the data when the run starts).
+  c.num_classes = placeholder(int)
+  c.batch_size = placeholder(int)  # images per step of class-batch learners
+  c.ways, c.shots, c.queries = 5, 1, 15
+  c.test_ways = placeholder(int)  # test_*: None is the training value
+  c.test_shots = placeholder(int)
+  c.test_queries = placeholder(int)
+  c.meta_batch_size = 32
+  c.num_steps = 1_000
+  c.outer_opt = "adam"  # or "sgd"
+  c.outer_lr = 1e-3
+  c.outer_lr_schedule = "constant"  # or "linear_decay" (to 0 at num_steps)
+  c.outer_grad_clip = placeholder(float)  # clip the meta-gradient's norm
+  c.seed = 0
+  c.on_nonfinite = "raise"  # or "skip": drop non-finite steps
+  # A finished run whose meta-parameters' "embed" initializes this run's
+  # embedding (the same network), e.g. a ProtoNet run for SNAIL; "": none.
+  c.embedding_init = ""
+  # True: the embedding's meta-parameters stay as initialized.
+  c.freeze_embedding = False
+  c.num_devices = placeholder(int)  # devices the tasks are sharded over
+  # Tasks each device adapts at once (None: 1 on CPU, all on GPU/TPU).
+  c.tasks_per_chunk = placeholder(int)
+  c.val_every = 500  # 0: never
+  c.val_episodes = 100
+  # Evaluate (and load_run) the meta-parameters of the best validation.
+  c.select_on_validation = False
+  c.eval_episodes = 600
+  c.checkpoint_every = 500
+  c.log_every = 100
+  c.paper_result = ""  # printed beside the result
+  # Short names of learner options that command lines set (None: unset);
+  # each overrides its option (`SHORTCUTS`). Configs link them to
+  # learner_kwargs (experiments/configs/base.py), so the two agree.
+  for name in SHORTCUTS:
+    c[name] = placeholder(float if name == "inner_lr" else int)
+  return c
+
+
+# Short name -> (test-time?, option of learner_kwargs / test_learner_kwargs).
+SHORTCUTS = {"inner_lr": (False, "inner_lr"),
+             "inner_steps": (False, "inner_steps"),
+             "test_inner_steps": (True, "inner_steps"),
+             "inner_batch_size": (False, "inner_batch_size"),
+             "test_inner_batch_size": (True, "inner_batch_size")}
+
+
+def complete(config) -> ml_collections.ConfigDict:
+  """`config` over `default_config()`: fields it lacks get their default.
+
+  A run's config.json written before a field existed loads with that
+  field's default. Raises `ConfigError` for a field no config has.
+  """
+  values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  full = default_config().to_dict()
+  unknown = sorted(set(values) - set(full))
+  if unknown:
+    close = difflib.get_close_matches(unknown[0], list(full), n=1)
+    raise ConfigError(
+        f"config.{unknown[0]} is not a field of a metajax config"
+        + (f" (did you mean {close[0]!r}?)" if close else "")
+        + "; a learner's options go in config.learner_kwargs.")
+  full.update(values)
+  return ml_collections.ConfigDict(full)
+
+
+def _need(config, name, check, *args, **kwargs):
+  try:
+    return check(f"config.{name}", config[name], *args, **kwargs)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _check_fields(config) -> None:
+  """The run's own fields (not the learner's, model's or data's options)."""
+  _need(config, "learner", checks.one_of, learners.FACTORIES)
+  _need(config, "model", checks.one_of, MODELS)
+  _need(config, "dataset", checks.one_of, DATASETS)
+  minimum = {"ways": 1 if config.dataset == "sinusoid" else 2, "shots": 1,
+             "queries": 1, "meta_batch_size": 1, "num_steps": 0,
+             "eval_episodes": 1, "seed": 0, "checkpoint_every": 1,
+             "log_every": 1, "val_every": 0, "val_episodes": 1}
+  for name, low in minimum.items():
+    _need(config, name, checks.integer, minimum=low)
+    if name in ("ways", "shots", "queries"):
+      _need(config, "test_" + name, checks.integer, minimum=low,
+            optional=True)
+  for name, low in (("num_devices", 1), ("tasks_per_chunk", 1),
+                    ("num_classes", 2), ("batch_size", 1),
+                    ("image_size", 1), ("augment_pad", 0)):
+    _need(config, name, checks.integer, minimum=low, optional=True)
+  _need(config, "outer_lr", checks.positive)
+  _need(config, "outer_grad_clip", checks.positive, optional=True)
+  _need(config, "outer_opt", checks.one_of, OUTER_OPTS)
+  _need(config, "outer_lr_schedule", checks.one_of, SCHEDULES)
+  _need(config, "on_nonfinite", checks.one_of, ("raise", "skip"))
+  for name in ("augment", "freeze_embedding", "select_on_validation"):
+    _need(config, name, checks.boolean)
+  for name in ("embedding_init", "data_dir", "paper_result"):
+    if not isinstance(config[name], str):
+      raise ConfigError(f"config.{name} must be a string, got "
+                        f"{config[name]!r}.")
+  for name in KWARGS_FIELDS:
+    if not isinstance(config[name], (dict, ml_collections.ConfigDict)):
+      raise ConfigError(f"config.{name} must be a dict of options, got "
+                        f"{config[name]!r}.")
+
+
+def _check_run(config) -> None:
+  """Cross-field checks of the run: validation, devices, data folders."""
+  if config.select_on_validation and not config.val_every:
+    raise ConfigError(
+        "config.select_on_validation=True needs validation: set "
+        "config.val_every > 0 (and config.val_episodes).")
+  mesh = parallel.task_mesh(config.num_devices)
+  try:
+    parallel.check_meta_batch_size(config.meta_batch_size, mesh)
+  except ValueError as e:
+    raise ConfigError(f"config.meta_batch_size: {e}") from None
+  chunk, per_device = config.tasks_per_chunk, (
+      config.meta_batch_size // mesh.devices.size)
+  if chunk is not None and per_device % chunk:
+    raise ConfigError(
+        f"config.tasks_per_chunk={chunk} must divide the {per_device} tasks "
+        f"per device (meta_batch_size {config.meta_batch_size} over "
+        f"{mesh.devices.size} devices).")
+  source = config.embedding_init
+  if source and not os.path.isfile(os.path.join(source, "config.json")):
+    raise ConfigError(f"config.embedding_init={source!r} holds no run (no "
+                      "config.json).")
+  data_dir = config.data_dir or (os.environ.get(DATA_DIR_ENV) or ""
+                                 if config.dataset == "omniglot" else "")
+  if data_dir and not os.path.isdir(data_dir):
+    origin = "config.data_dir" if config.data_dir else DATA_DIR_ENV
+    raise ConfigError(
+        f"The {config.dataset} data folder {data_dir!r} (from {origin}) does "
+        "not exist. Name a folder holding its files (docs/datasets.md), or "
+        "unset it to download through tensorflow-datasets.")
+
+
+def validate(config) -> ml_collections.ConfigDict:
+  """Raises `ConfigError` naming the first bad field, before any heavy work.
+
+  Checks the run's fields, builds the learner and the test-time learner
+  (each factory checks its own options) and compares their meta-parameters'
+  shapes (abstractly: nothing is computed).
+
+  Returns:
+    The config completed with the defaults of fields it lacks.
+  """
+  config = complete(config)
+  _check_fields(config)
+  _check_run(config)
+  # Before the data is read, 2 classes stand in for an unset num_classes.
+  stand_in = 2 if config.num_classes is None else None
+  learner = build_learner(config, num_classes=stand_in)
+  test_learner = build_learner(config, test=True, num_classes=stand_in)
+  shapes = _meta_param_shapes(learner, config)
+  if _meta_param_shapes(test_learner, config) != shapes:
+    changed = [f"{name}={config[name]}" for name in (
+        "test_ways", "test_shots") if config[name] is not None] + [
+            f"test_learner_kwargs.{k}={v}"
+            for k, v in config.test_learner_kwargs.items() if v is not None]
+    raise ConfigError(
+        f"config.learner={config.learner!r}: its meta-parameters at test "
+        f"time ({', '.join(changed)}) would differ from the trained ones; "
+        "leave those test_* fields unset (None) for this learner.")
+  for field in ("embedding_init", "freeze_embedding"):
+    if config[field] and not (isinstance(shapes, dict) and "embed" in shapes):
+      raise ConfigError(
+          f"config.{field} is for learners with an embedding (meta-"
+          f"parameters 'embed'); {config.learner!r} has none.")
+  return config
+
+
+def _meta_param_shapes(learner: Learner, config):
+  example = jax.tree.map(lambda a: a[0], example_episode(config))
+  return jax.tree.map(lambda a: (a.shape, str(a.dtype)),
+                      jax.eval_shape(learner.init, jax.random.key(0),
+                                     example))
+
+
+def test_value(config, name):
+  """`config.test_<name>`, or `config.<name>` when that is None."""
+  value = config.get("test_" + name)
+  return config[name] if value is None else value
+
+
+def val_seed(config) -> int:
+  """The seed of a run's validation episodes (`meta_train` uses seed + 1)."""
+  return config.seed + 1
+
+
+def test_seed(config) -> int:
+  """The seed of a run's test episodes (distinct from its training seed)."""
+  return config.seed + 2
+
+
+def _plain(value):
+  """A ConfigDict's value as factories take it: dicts, tuples for lists."""
+  if isinstance(value, (dict, ml_collections.ConfigDict)):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return tuple(_plain(v) for v in value)
+  return value
+
+
+def _options(config, *, test: bool) -> Dict[str, Any]:
+  """learner_kwargs (test: the set test_learner_kwargs) and shortcuts."""
+  if test:
+    options = {k: v for k, v in _plain(config.test_learner_kwargs).items()
+               if v is not None}
+  else:
+    options = _plain(config.learner_kwargs)
+  for name, (test_time, option) in SHORTCUTS.items():
+    if test_time == test and config.get(name) is not None:
+      options[option] = config[name]
+  return options
+
+
+def build_model(config, num_outputs: Optional[int]):
+  """The config's network; `num_outputs=None` gives an embedding."""
+  try:
+    return MODELS[config.model](num_outputs, **_plain(config.model_kwargs))
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"config.model={config.model!r} with "
+                      f"config.model_kwargs: {e}") from None
+
+
+def build_learner(config, *, test: bool = False,
+                  num_classes: Optional[int] = None) -> Learner:
+  """The config's learner.
+
+  Args:
+    config: a config.
+    test: build the validation and test-time learner (test_* sizes and
+      test_learner_kwargs).
+    num_classes: stands in for `config.num_classes` when that is None (for
+      checks made before the data is read).
+  """
+  name = config.learner
+  factory = learners.FACTORIES[name]
+  params = inspect.signature(factory).parameters
+  regression = config.dataset == "sinusoid"
+  if regression and "task" not in params:
+    raise ConfigError(f"config.learner={name!r} is a classifier; it needs a "
+                      "classification dataset, not 'sinusoid'.")
+  ways = test_value(config, "ways") if test else config.ways
+  context = {"ways": ways,
+             "shots": test_value(config, "shots") if test else config.shots,
+             "num_classes": (num_classes if config.num_classes is None
+                             else config.num_classes),
+             "task": "regression" if regression else "classification"}
+  kwargs = {k: v for k, v in context.items() if k in params}
+  if "num_classes" in kwargs and kwargs["num_classes"] is None:
+    raise ConfigError(
+        f"config.num_classes is unset: {name} pre-trains a head over every "
+        "meta-train class; runs.train_and_evaluate fills it in from the data.")
+  kwargs.update(_options(config, test=False))
+  if test:
+    kwargs.update(_options(config, test=True))
+  head = None if next(iter(params)) == "embedding" else (
+      1 if regression else ways)
+  model = build_model(config, head)
+  try:
+    learner = factory(model, **kwargs)
+  except TypeError as e:
+    if "keyword argument" not in str(e):
+      raise
+    options = sorted(p for p in params if p not in ("model", "embedding"))
+    raise ConfigError(f"config.learner_kwargs of {name!r}: {e} (its "
+                      f"options: {', '.join(options)}).") from None
+  except ValueError as e:
+    raise ConfigError(f"config.learner={name!r}: {e}") from None
+  if config.freeze_embedding:
+    learner = learners.freeze_embedding(learner)
+  return learner
+
+
+def build_outer_opt(config, learner: Optional[Learner] = None
+                    ) -> optax.GradientTransformation:
+  """`config.outer_opt` at `config.outer_lr` (constant, or decayed linearly
+  to 0 over num_steps), after clipping the meta-gradient's global norm to
+  `config.outer_grad_clip` if set; wrapped by `learner.wrap_outer_opt`."""
+  lr = config.outer_lr
+  if config.outer_lr_schedule == "linear_decay":
+    lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
+  opt = OUTER_OPTS[config.outer_opt](lr)
+  if config.outer_grad_clip:
+    opt = optax.chain(optax.clip_by_global_norm(config.outer_grad_clip), opt)
+  if learner is not None and learner.wrap_outer_opt is not None:
+    opt = learner.wrap_outer_opt(opt)
+  return opt
+
+
+def image_size(config) -> int:
+  """`config.image_size`, or the dataset's own when unset (None)."""
+  size = config.image_size
+  return IMAGE_DATASETS[config.dataset] if size is None else size
+
+
+def load_splits(config):
+  """{"train", "val", "test"} -> ClassImages of the config's image dataset.
+
+  `data_dir`: Omniglot's zips, the folder of the miniImageNet /
+  tieredImageNet files, or the TFDS data_dir of cifar100 (docs/datasets.md);
+  `data_kwargs` go to the dataset's loader (Omniglot: split, seed,
+  num_train, num_val, rotations).
+  """
+  # pylint: disable=g-import-not-at-top
+  if config.dataset in ("cifar_fs", "fc100"):
+    from metajax.data import cifar as loader
+  elif config.dataset in ("mini_imagenet", "tiered_imagenet"):
+    from metajax.data import imagenet_subsets as loader
+  else:
+    from metajax.data import omniglot as loader
+  # pylint: enable=g-import-not-at-top
+  kwargs = dict(data_dir=config.data_dir or None, image_size=image_size(config),
+                **_plain(config.data_kwargs))
+  if config.dataset != "omniglot":
+    kwargs["dataset"] = config.dataset
+  try:
+    return loader.load(**kwargs)
+  except TypeError as e:
+    raise ConfigError(f"config.data_kwargs of {config.dataset!r}: {e}") from None
+
+
+def build_sources(config) -> Dict[str, Any]:
+  """Task sources "train", "val" and "test" (these two at the test_* sizes).
+
+  The training source is what the learner trains on (`Learner.train_on`):
+  episodes, or mini-batches of `config.batch_size` over all classes.
+
+  Raises `ConfigError` when the episodes cannot be drawn from the split
+  (more ways than classes, more shots + queries than examples).
+  """
+  if config.dataset == "sinusoid":
+    train = SinusoidSampler(shots=config.shots, queries=config.queries)
+    test = SinusoidSampler(shots=test_value(config, "shots"),
+                           queries=test_value(config, "queries"))
+    return {"train": train, "val": test, "test": test}
+  splits = load_splits(config)
+  test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
+
+  def sampler(split, ways, shots, queries, prefix=""):
+    try:
+      return episodes_lib.EpisodeSampler(splits[split], ways=ways, shots=shots,
+                                         queries=queries)
+    except ValueError as e:
+      raise ConfigError(f"config.{prefix}ways / {prefix}shots / "
+                        f"{prefix}queries on the {split} split: {e}") from None
+
+  train_on = build_learner(config, num_classes=2).train_on
+  if train_on not in TRAIN_ON:
+    raise ValueError(f"{config.learner}'s train_on={train_on!r}; valid: "
+                     f"{TRAIN_ON}.")
+  if train_on == "class_batches":
+    if config.batch_size is None:
+      raise ConfigError(f"config.batch_size is unset: {config.learner} "
+                        "trains on mini-batches of all meta-train classes.")
+    train = episodes_lib.ClassBatchSampler(splits["train"],
+                                           batch_size=config.batch_size)
+  else:
+    train = sampler("train", config.ways, config.shots, config.queries)
+  if config.augment:
+    from metajax.data import augment  # pylint: disable=g-import-not-at-top
+    pad = config.augment_pad
+    if pad is None:  # 4 pixels at 32x32, 8 at 84x84, as in the papers
+      pad = min(8, max(1, image_size(config) // 8))
+    train = augment.Augmented(train, pad=pad)
+  return {"train": train,
+          "val": sampler("val", *test_sizes, prefix="test_"),
+          "test": sampler("test", *test_sizes, prefix="test_")}
+
+
+def input_shape(config):
+  """The shape of one input example of the config's dataset."""
+  if config.dataset == "sinusoid":
+    return (1,)
+  size = image_size(config)
+  return (size, size, 1 if config.dataset == "omniglot" else 3)
+
+
+def example_episode(config) -> Episode:
+  """A meta-batch of one zero episode with one example of each set."""
+  shape = input_shape(config)
+  if config.dataset == "sinusoid":
+    z = np.zeros((1, 1) + shape, np.float32)
+    y = np.zeros((1, 1, 1), np.float32)
+    return Episode(z, y, z, y)
+  z = np.zeros((1, 1) + shape, np.uint8)
+  y = np.zeros((1, 1), np.int32)
+  return Episode(z, y, z, y)
