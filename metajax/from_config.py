@@ -229,8 +229,13 @@ def validate(config) -> ml_collections.ConfigDict:
   stand_in = 2 if config.num_classes is None else None
   learner = build_learner(config, num_classes=stand_in)
   test_learner = build_learner(config, test=True, num_classes=stand_in)
-  shapes = _meta_param_shapes(learner, config)
-  if _meta_param_shapes(test_learner, config) != shapes:
+  try:
+    shapes = _meta_param_shapes(learner, config)
+    test_shapes = _meta_param_shapes(test_learner, config)
+  except ValueError as e:  # e.g. images too small for the network
+    raise ConfigError(f"config.model={config.model!r} on the inputs of "
+                      f"{config.dataset!r} ({input_shape(config)}): {e}") from None
+  if test_shapes != shapes:
     changed = [f"{name}={config[name]}" for name in (
         "test_ways", "test_shots") if config[name] is not None] + [
             f"test_learner_kwargs.{k}={v}"

@@ -5,6 +5,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from metajax import checks
 from metajax.models import layers
 
 Array = Any
@@ -67,6 +68,20 @@ class Conv4(nn.Module):
   norm: bool = True
   readout: Optional[str] = None
   epsilon: float = 1e-5
+
+  def __post_init__(self):
+    checks.integer("num_outputs", self.num_outputs, minimum=1, optional=True)
+    checks.integer("filters", self.filters, minimum=1)
+    checks.one_of("pooling", self.pooling, POOLINGS)
+    checks.one_of("conv_impl", self.conv_impl, layers.CONV_IMPLS)
+    checks.one_of("compute_dtype", self.compute_dtype, layers.COMPUTE_DTYPES)
+    if self.compute_dtype != "float32" and self.conv_impl != "patches":
+      raise ValueError("compute_dtype='bfloat16' needs conv_impl='patches'.")
+    checks.boolean("norm", self.norm)
+    if self.readout is not None:
+      checks.one_of("readout", self.readout, READOUTS)
+    checks.positive("epsilon", self.epsilon)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: Array) -> Array:

@@ -4,6 +4,8 @@ from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 
+from metajax import checks
+
 Array = Any
 
 
@@ -25,6 +27,15 @@ class MLP(nn.Module):
   """
   num_outputs: Optional[int]
   hidden: Sequence[int] = (40, 40)
+
+  def __post_init__(self):
+    checks.integer("num_outputs", self.num_outputs, minimum=1, optional=True)
+    if not isinstance(self.hidden, (tuple, list)):
+      raise ValueError(f"hidden must be a sequence of layer widths, got "
+                       f"{self.hidden!r}.")
+    for width in self.hidden:
+      checks.integer("each width of hidden", width, minimum=1)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
