@@ -138,6 +138,29 @@ def complete(config) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(full)
 
 
+def _defaults(fn) -> Dict[str, Any]:
+  """The keyword defaults of a factory, or of a flax module's fields."""
+  return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+          if p.default is not inspect.Parameter.empty}
+
+
+def with_option_defaults(config) -> ml_collections.ConfigDict:
+  """`complete(config)` whose learner_kwargs and model_kwargs also hold the
+  defaults of the options they leave out (the factory's and the module's):
+  two configs that build the same learner compare equal."""
+  config = complete(config)
+  if config.learner in learners.FACTORIES:
+    options = _defaults(learners.FACTORIES[config.learner])
+    options.update(config.learner_kwargs.to_dict())
+    config.learner_kwargs = ml_collections.ConfigDict(_plain(options))
+  if config.model in MODELS:
+    options = _defaults(MODELS[config.model])
+    options.pop("parent", None), options.pop("name", None)
+    options.update(config.model_kwargs.to_dict())
+    config.model_kwargs = ml_collections.ConfigDict(_plain(options))
+  return config
+
+
 def _need(config, name, check, *args, **kwargs):
   try:
     return check(f"config.{name}", config[name], *args, **kwargs)

@@ -75,8 +75,8 @@ def _check_same_config(workdir, config) -> None:
   saved = _read_config_json(workdir)
   if saved is None:
     return
-  old = _flat(_config_dict(from_config.complete(saved)))
-  new = _flat(_config_dict(config))
+  old = _flat(_config_dict(from_config.with_option_defaults(saved)))
+  new = _flat(_config_dict(from_config.with_option_defaults(config)))
   diff = sorted(k for k in set(old) | set(new)
                 if k not in RESUMABLE and old.get(k) != new.get(k))
   if diff:

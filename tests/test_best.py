@@ -14,6 +14,7 @@ import pytest
 
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
+from metajax import from_config
 from metajax import models
 from metajax import runs
 from metajax import train as train_lib
@@ -134,10 +135,10 @@ def test_select_on_validation_evaluates_the_best_state(tmp_path):
   assert results["selected_val_mse"] == best["mean"]
   # load_run gives what the results were computed on (the best state), and
   # the last state on request.
-  source = runs.build_sources(config)["test"]
+  source = from_config.build_sources(config)["test"]
   chosen = runs.load_run(str(tmp_path))
   result = eval_lib.evaluate(chosen.learner, chosen.meta_params, source,
-                             episodes=10, seed=runs.test_seed(config))
+                             episodes=10, seed=from_config.test_seed(config))
   assert result.mean == pytest.approx(results["mean"], rel=1e-6)
   last = runs.load_run(str(tmp_path), best=False)
   same = [np.array_equal(a, b) for a, b in zip(
@@ -150,11 +151,11 @@ def test_select_on_validation_config_errors(tmp_path):
   config = maml_sinusoid.get_config("smoke")
   config.update(dict(select_on_validation=True, val_every=0))
   with pytest.raises(ValueError, match="needs validation"):
-    runs.validate(config)
+    from_config.validate(config)
   fields = maml_sinusoid.get_config("smoke").to_dict()
   fields["select_on_validation"] = "yes"  # as a config.json could hold it
   with pytest.raises(ValueError, match="select_on_validation"):
-    runs.validate(ml_collections.ConfigDict(fields))
+    from_config.validate(ml_collections.ConfigDict(fields))
   config.update(dict(val_every=2))
   with pytest.raises(ValueError, match="give one"):
     runs.train_and_evaluate(config, None)
@@ -172,15 +173,16 @@ def _plain_run(tmp_path):
 
 
 def test_runs_written_before_later_fields_resume(tmp_path):
-  """A config.json without fields added since (select_on_validation,
-  compute_dtype, norm) resumes with their defaults; another value is refused, as
-  a changed old field is."""
+  """A config.json without fields or options added since
+  (select_on_validation, an option of the model left at its default: the
+  MLP's hidden) resumes with their defaults; another value is refused, as a
+  changed old field is."""
   from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
   workdir = _plain_run(tmp_path)
   path = workdir / "config.json"
   saved = json.loads(path.read_text())
-  for field in ("select_on_validation", "compute_dtype", "norm"):
-    saved.pop(field, None)
+  saved.pop("select_on_validation")
+  saved["model_kwargs"].pop("hidden")
   path.write_text(json.dumps(saved))
   config = maml_sinusoid.get_config("smoke")
   config.update(dict(num_steps=3, val_every=0, eval_episodes=2,

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from experiments.configs import maml_cifar_fs
 from experiments.configs import protonet_cifar_fs
+from metajax import from_config
 from metajax import runs
 from metajax.data import augment
 from metajax.data import cifar
@@ -416,18 +417,18 @@ def test_smoke_run_per_dataset(data, tmp_path, monkeypatch, name,
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("dataset", "cifar100", "valid datasets are .*'cifar_fs', 'fc100', "
-     "'mini_imagenet', 'tiered_imagenet'"),
-    ("augment", "yes", "config.augment='yes' is invalid"),
-    ("augment_pad", -2, "config.augment_pad=-2 is invalid"),
-    ("image_size", 0, "config.image_size=0 is invalid"),
+    ("dataset", "cifar100", "config.dataset must be one of .*'cifar_fs', "
+     "'fc100', 'mini_imagenet', 'tiered_imagenet'"),
+    ("augment", "yes", "config.augment must be a bool"),
+    ("augment_pad", -2, "config.augment_pad must be None or an integer >= 0"),
+    ("image_size", 0, "config.image_size must be None or an integer >= 1"),
 ])
 def test_bad_dataset_fields_fail_in_validate(field, value, match):
   config = ml_collections.ConfigDict(
       maml_cifar_fs.get_config("smoke").to_dict(), type_safe=False)
   config[field] = value
   with pytest.raises(ValueError, match=match):
-    runs.validate(config)
+    from_config.validate(config)
 
 
 def test_missing_data_fails_before_writing(tmp_path, monkeypatch):

@@ -12,6 +12,8 @@ import pytest
 
 from experiments.configs import maml_omniglot
 from experiments.configs import maml_sinusoid
+from metajax import evaluate as eval_lib
+from metajax import from_config
 from metajax import runs
 from tests.conftest import REPO
 
@@ -45,9 +47,9 @@ def test_sinusoid_smoke_end_to_end_and_load(tmp_path):
   assert out.shape == (5, 1) and np.isfinite(out).all()
   # The loaded run is the trained one: it reproduces results.json.
   config = run.config
-  result = runs.eval_lib.evaluate(
-      run.learner, run.meta_params, runs.build_sources(config)["test"],
-      episodes=config.eval_episodes, seed=runs.test_seed(config))
+  result = eval_lib.evaluate(
+      run.learner, run.meta_params, from_config.build_sources(config)["test"],
+      episodes=config.eval_episodes, seed=from_config.test_seed(config))
   assert result.mean == pytest.approx(results["mean"], rel=1e-5)
   with pytest.raises(ValueError, match="support_x has shape"):
     runs.predict(run, x[:, :, None], y, x)
@@ -120,17 +122,18 @@ def test_other_config_in_workdir_is_refused(tmp_path):
   config = maml_sinusoid.get_config("smoke")
   runs.train_and_evaluate(config, str(tmp_path))
   config.inner_lr = 0.5
-  with pytest.raises(ValueError, match="inner_lr: 0.01 -> 0.5"):
+  with pytest.raises(ValueError, match="learner_kwargs.inner_lr: 0.01 -> 0.5"):
     runs.train_and_evaluate(config, str(tmp_path))
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("learner", "mamll", r"valid learners are \['maml', 'fomaml'"),
-    ("dataset", "imagenet", "valid datasets are"),
-    ("ways", 1, "config.ways=1 is invalid"),
-    ("shots", 0, "config.shots=0"),
-    ("inner_lr", -1.0, "config.inner_lr=-1.0"),
-    ("meta_batch_size", 0, "config.meta_batch_size=0"),
+    ("learner", "mamll", r"config.learner must be one of .*'maml'"),
+    ("dataset", "imagenet", "config.dataset must be one of"),
+    ("ways", 1, "config.ways must be an integer >= 2, got 1"),
+    ("shots", 0, "config.shots must be an integer >= 1, got 0"),
+    ("inner_lr", -1.0, "inner_lr must be a finite number > 0, got -1.0"),
+    ("inner_lr", float("inf"), "inner_lr must be a finite number > 0, got inf"),
+    ("meta_batch_size", 0, "config.meta_batch_size must be an integer >= 1"),
     ("data_dir", "/nonexistent/omniglot", "does not exist"),
 ])
 def test_bad_config_fails_before_writing(tmp_path, field, value, match):
