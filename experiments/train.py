@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from experiments import cache_flags
 from metajax import checkpoint
+from metajax import memory
 from metajax import parallel
 from metajax import runs
 from metajax import train
@@ -128,7 +129,7 @@ def main(argv):
     results = runs.train_and_evaluate(config, workdir,
                                       progress=_PROGRESS.value)
   except (checkpoint.CheckpointError, train.NonFiniteError,
-          train.StepMemoryError) as e:
+          memory.StepMemoryError) as e:
     sys.exit(f"{type(e).__name__}: {e}")
   if jax.process_index() != 0:  # process 0 prints (and wrote) the results
     return

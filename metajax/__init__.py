@@ -40,16 +40,16 @@ from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protonet import protonet
 from metajax.learners.reptile import carry_outer_opt, reptile
 from metajax.learners.snail import snail
+from metajax.memory import StepMemoryError
 from metajax.runs import Run
 from metajax.runs import freeze_embedding
 from metajax.runs import load_run
 from metajax.runs import predict
 from metajax.runs import train_and_evaluate
+from metajax.step import TrainState
+from metajax.step import init_train_state
+from metajax.step import make_meta_step
 from metajax.train import NonFiniteError
-from metajax.train import StepMemoryError
-from metajax.train import TrainState
-from metajax.train import init_train_state
-from metajax.train import make_meta_step
 from metajax.train import meta_train
 from metajax.types import Episode
 from metajax.types import Learner

@@ -1,15 +1,10 @@
-"""The generic meta-trainer: one jitted meta-step for every learner, and the loop.
-
-A meta-step is: for each task of the meta-batch (vmapped), adapt on the support
-set, predict the queries, take the query loss; average; differentiate with
-respect to the meta-parameters; apply an optax outer optimizer.
-"""
+"""The meta-training loop, around the one jitted meta-step of `step`."""
 
 import itertools
 import json
 import math
 import os
-from typing import Callable, NamedTuple, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,238 +16,16 @@ from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
 from metajax import parallel
 from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
-from metajax.evaluate import evaluate, make_eval_step, task_metrics, vmap_tasks
-from metajax.types import Episode, Learner, Params
-
-
-class TrainState(NamedTuple):
-  step: jax.Array            # [] int32, meta-steps done (skipped ones too)
-  meta_params: Params        # the learner's meta-parameters
-  opt_state: optax.OptState  # the outer optimizer's state
+from metajax.evaluate import evaluate
+from metajax.memory import check_step_fits
+from metajax.step import TrainState, init_train_state, seed_keys
+from metajax.step import make_eval_step, make_meta_step
+from metajax.types import Learner
 
 
 class NonFiniteError(FloatingPointError):
   """Raised when the meta-loss or meta-gradient stops being finite."""
 
-
-def seed_keys(seed: int):
-  """(init_key, train_key) derived from the run's seed."""
-  return tuple(jax.random.split(jax.random.key(seed)))
-
-
-def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
-              key: jax.Array, *, split: bool = True):
-  """Mean training objective over a meta-batch; aux: mean metric.
-
-  The objective is the query loss after adaptation, or the learner's own
-  `task_loss` where it has one. `key` is split into one key per task
-  (`split=False`: it already is, [T] keys).
-  """
-  if learner.task_loss is None:
-    task_losses, task_metric = task_metrics(learner, meta_params, batch, key,
-                                            split=split)
-  else:
-    task_losses, task_metric = vmap_tasks(
-        lambda ep, k: learner.task_loss(meta_params, ep, k), batch, key,
-        split=split)
-  return task_losses.mean(), task_metric.mean()
-
-
-def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
-                  key: jax.Array, num_chunks: int = 1):
-  """((loss, metric), outer gradient) of a meta-batch, averaged over tasks.
-
-  With `num_chunks` > 1 the tasks are processed in that many equal chunks, one
-  after the other (`lax.scan`), and the chunks' gradients are averaged: the
-  same result (each task keeps its key), with the memory of one chunk's
-  activations instead of the whole meta-batch's. Chunk i holds the tasks
-  i, i + num_chunks, i + 2 num_chunks, ..., so a meta-batch sharded over
-  devices stays where it is: every device works on its own tasks.
-  """
-  tasks = jax.tree.leaves(batch)[0].shape[0]
-  if not isinstance(num_chunks, int) or num_chunks < 1 or tasks % num_chunks:
-    raise ValueError(f"num_chunks must be a positive integer that divides the "
-                     f"{tasks} tasks of the meta-batch, got {num_chunks!r}.")
-  keys = jax.random.split(key, tasks)
-
-  def grads_of(chunk, chunk_keys):
-    if learner.outer_grad is None:
-      return jax.value_and_grad(
-          lambda p: meta_loss(learner, p, chunk, chunk_keys, split=False),
-          has_aux=True)(meta_params)
-    grads, (task_losses, task_metric) = vmap_tasks(
-        lambda ep, k: learner.outer_grad(meta_params, ep, k), chunk,
-        chunk_keys, split=False)
-    grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
-    return (task_losses.mean(), task_metric.mean()), grads
-
-  if num_chunks == 1:
-    return grads_of(batch, keys)
-
-  def split(x):  # [T, ...] -> [num_chunks, T / num_chunks, ...]
-    x = x.reshape((tasks // num_chunks, num_chunks) + x.shape[1:])
-    return jnp.swapaxes(x, 0, 1)
-
-  def body(total, xs):
-    (loss, metric), grads = grads_of(*xs)
-    return jax.tree.map(jnp.add, total, grads), (loss, metric)
-
-  # The gradients (of the meta-parameters, or outer "gradients" shaped like
-  # them) are summed in the carry; each chunk's loss and metric come out.
-  total, (losses, metrics) = jax.lax.scan(
-      body, jax.tree.map(jnp.zeros_like, meta_params),
-      (jax.tree.map(split, batch), split(keys)))
-  return ((losses.mean(), metrics.mean()),
-          jax.tree.map(lambda t: t / num_chunks, total))
-
-
-def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
-                     key: jax.Array, example_batch: Episode) -> TrainState:
-  """Initial meta-parameters (from one task of `example_batch`) and opt state."""
-  example = jax.tree.map(lambda a: a[0], example_batch)
-  meta_params = learner.init(key, example)
-  return TrainState(step=jnp.zeros([], jnp.int32), meta_params=meta_params,
-                    opt_state=outer_opt.init(meta_params))
-
-
-def auto_tasks_per_chunk(platform: str) -> Optional[int]:
-  """The default chunk: 1 task at a time on CPU, all at once elsewhere.
-
-  Measured on the 2-core CPU machine (conv4 Omniglot meta-step, meta-batch
-  32, interleaved in one process): MAML 807 against 1164 ms per step with all
-  32 tasks vmapped, first-order MAML 566 / 843, Reptile 223 / 426, ProtoNets
-  685 / 961, Matching Nets 593 / 911, SNAIL 1003 / 996; one task's
-  activations stay in cache, and peak memory falls by half (README,
-  Benchmark). On GPUs and TPUs the vmapped tasks are what fills the device.
-  """
-  return 1 if platform == "cpu" else None
-
-
-def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
-                   *, mesh: Optional[Mesh] = None,
-                   tasks_per_chunk: Optional[int] = None) -> Callable:
-  """A jitted `step(state, batch, key) -> (state, metrics)`.
-
-  `metrics` holds the meta-batch's mean query "loss", the learner's metric
-  (e.g. "accuracy") and "grad_norm". The input state's buffers are donated.
-
-  Args:
-    learner: the learner.
-    outer_opt: the outer optimizer.
-    mesh: a `parallel.task_mesh`: the batch's task axis is sharded over its
-      devices and the state replicated (the batch and state must be placed so,
-      e.g. by `parallel.put_batch` and `parallel.put_replicated`). None: no
-      sharding constraints (one device, as placed by the caller).
-    tasks_per_chunk: tasks each device adapts at once; the meta-batch is then
-      processed in chunks one after the other (see `meta_gradient`), which
-      bounds memory by one chunk's activations. It must divide the tasks per
-      device (the per-device count itself: all at once). None: automatic,
-      `auto_tasks_per_chunk` of the devices' platform.
-  """
-  devices = 1 if mesh is None else mesh.devices.size
-  platform = (jax.default_backend() if mesh is None
-              else mesh.devices.flat[0].platform)
-  chunk = (auto_tasks_per_chunk(platform) if tasks_per_chunk is None
-           else tasks_per_chunk)
-
-  def step(state: TrainState, batch: Episode, key: jax.Array):
-    num_chunks = 1
-    if chunk is not None:
-      tasks = jax.tree.leaves(batch)[0].shape[0]
-      per_device = tasks // devices
-      if (not isinstance(chunk, (int, np.integer))
-          or chunk < 1 or per_device % chunk):
-        raise ValueError(
-            f"tasks_per_chunk must be a positive integer that divides the "
-            f"{per_device} tasks per device ({tasks} tasks over {devices} "
-            f"devices), got {chunk!r}.")
-      num_chunks = per_device // int(chunk)
-    (loss, metric), grads = meta_gradient(learner, state.meta_params, batch,
-                                          key, num_chunks)
-    updates, opt_state = outer_opt.update(grads, state.opt_state,
-                                          state.meta_params)
-    meta_params = optax.apply_updates(state.meta_params, updates)
-    metrics = {"loss": loss, learner.metric_name: metric,
-               "grad_norm": optax.tree.norm(grads)}
-    return TrainState(state.step + 1, meta_params, opt_state), metrics
-
-  if mesh is None:
-    return jax.jit(step, donate_argnums=0)
-  whole = parallel.replicated(mesh)
-  return jax.jit(step, donate_argnums=0,
-                 in_shardings=(whole, parallel.task_sharding(mesh), whole),
-                 out_shardings=(whole, whole))
-
-
-class StepMemoryError(MemoryError):
-  """The compiled meta-step needs more memory than the device has free."""
-
-
-def available_memory_bytes(device: jax.Device) -> Optional[int]:
-  """Free memory of `device` in bytes, or None where it cannot be told.
-
-  Accelerators report their allocator's limit and use; for the CPU it is the
-  machine's MemAvailable (/proc/meminfo).
-  """
-  stats = None
-  try:
-    stats = device.memory_stats()
-  except Exception:  # pylint: disable=broad-except
-    pass
-  if stats and "bytes_limit" in stats:
-    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-  if device.platform == "cpu":
-    try:
-      with open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-          if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    except OSError:
-      pass
-  return None
-
-
-def step_memory_bytes(compiled) -> Optional[int]:
-  """XLA's estimate of the memory a compiled step allocates per device.
-
-  Temporaries plus outputs, less outputs that reuse (donated) inputs; the
-  inputs themselves are already allocated. None if XLA gives no analysis.
-  """
-  try:
-    stats = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if stats is None:
-    return None
-  return int(stats.temp_size_in_bytes + stats.output_size_in_bytes
-             - stats.alias_size_in_bytes)
-
-
-def check_step_fits(compiled, device: jax.Device,
-                    available: Optional[int] = None) -> Optional[int]:
-  """Raises `StepMemoryError` if the compiled step will not fit on `device`.
-
-  Args:
-    compiled: a compiled meta-step (`make_meta_step(...).lower(...).compile()`).
-    device: where it runs (each device of a mesh runs the same share).
-    available: free bytes (default: `available_memory_bytes(device)`).
-
-  Returns:
-    The step's estimated bytes (None when XLA or the device tells nothing, in
-    which case nothing is checked).
-  """
-  needed = step_memory_bytes(compiled)
-  if available is None:
-    available = available_memory_bytes(device)
-  if needed is not None and available is not None and needed > available:
-    raise StepMemoryError(
-        f"The meta-step needs about {needed / 2**20:.0f} MB on {device} "
-        f"(XLA's estimate for the compiled step: temporaries and outputs) but "
-        f"only {available / 2**20:.0f} MB are free. Process the meta-batch in "
-        "chunks (tasks_per_chunk, config.tasks_per_chunk), lower "
-        "meta_batch_size, shard it over more devices, or for many inner "
-        "steps rematerialize them (remat=True).")
-  return needed
 
 
 @jax.jit

@@ -9,6 +9,7 @@ import pytest
 from metajax import evaluate as eval_lib
 from metajax import metrics_io
 from metajax import models
+from metajax import step as step_lib
 from metajax import train as train_lib
 from metajax.data.episodes import step_rng
 from metajax.data.sinusoid import SinusoidSampler
@@ -31,9 +32,9 @@ def test_meta_step_traces_once():
   counted = learner._replace(adapt=counting_adapt)
   source = SinusoidSampler(shots=3, queries=3)
   opt = optax.adam(1e-3)
-  state = train_lib.init_train_state(counted, opt, jax.random.key(0),
-                                     source.sample_batch(step_rng(0, 0), 1))
-  step = train_lib.make_meta_step(counted, opt)
+  state = step_lib.init_train_state(counted, opt, jax.random.key(0),
+                                    source.sample_batch(step_rng(0, 0), 1))
+  step = step_lib.make_meta_step(counted, opt)
   for i in range(3):
     state, metrics = step(state, source.sample_batch(step_rng(0, i), 4),
                           jax.random.key(i))
@@ -44,8 +45,8 @@ def test_meta_step_traces_once():
 def test_training_lowers_the_loss():
   learner = small_learner()
   source = SinusoidSampler(shots=5, queries=5)
-  before = eval_lib.evaluate(learner, train_lib.init_train_state(
-      learner, optax.adam(1e-2), train_lib.seed_keys(0)[0],
+  before = eval_lib.evaluate(learner, step_lib.init_train_state(
+      learner, optax.adam(1e-2), step_lib.seed_keys(0)[0],
       source.sample_batch(step_rng(0, 0), 1)).meta_params, source,
       episodes=100)
   state = train_lib.meta_train(learner, source, outer_opt=optax.adam(1e-2),
@@ -128,10 +129,10 @@ def test_confidence_interval_formula():
 def test_evaluate_counts_and_determinism():
   learner = small_learner()
   source = SinusoidSampler(shots=3, queries=3)
-  params = train_lib.init_train_state(learner, optax.sgd(0.1),
-                                      jax.random.key(0),
-                                      source.sample_batch(step_rng(0, 0), 1)
-                                      ).meta_params
+  params = step_lib.init_train_state(learner, optax.sgd(0.1),
+                                     jax.random.key(0),
+                                     source.sample_batch(step_rng(0, 0), 1)
+                                     ).meta_params
   a = eval_lib.evaluate(learner, params, source, episodes=23, batch_size=10)
   b = eval_lib.evaluate(learner, params, source, episodes=23, batch_size=10)
   assert a.episodes == 23 and a.values.shape == (23,)
@@ -154,14 +155,14 @@ def test_chunked_evaluation_equals_vmapped():
 
   learner = base._replace(adapt=noisy_adapt)
   source = SinusoidSampler(shots=3, queries=4)
-  params = train_lib.init_train_state(learner, optax.sgd(0.1),
-                                      jax.random.key(0),
-                                      source.sample_batch(step_rng(0, 0), 1)
-                                      ).meta_params
+  params = step_lib.init_train_state(learner, optax.sgd(0.1),
+                                     jax.random.key(0),
+                                     source.sample_batch(step_rng(0, 0), 1)
+                                     ).meta_params
   results = {
       chunk: eval_lib.evaluate(
           learner, params, source, episodes=14, batch_size=7, seed=3,
-          eval_step=eval_lib.make_eval_step(learner, tasks_per_chunk=chunk))
+          eval_step=step_lib.make_eval_step(learner, tasks_per_chunk=chunk))
       for chunk in (None, 1, 3)}
   for chunk in (1, 3):
     np.testing.assert_allclose(results[chunk].values, results[None].values,
@@ -170,8 +171,8 @@ def test_chunked_evaluation_equals_vmapped():
   plain = eval_lib.evaluate(base, params, source, episodes=14, batch_size=7,
                             seed=3)
   assert not np.any(np.isclose(plain.values, results[None].values, rtol=1e-3))
-  assert eval_lib.auto_eval_chunk("cpu") == 1
-  assert eval_lib.auto_eval_chunk("gpu") is None
+  assert step_lib.auto_tasks_per_chunk("cpu") == 1
+  assert step_lib.auto_tasks_per_chunk("gpu") is None
   for bad in (0, 2.5):
     with pytest.raises(ValueError, match="tasks_per_chunk"):
-      eval_lib.make_eval_step(learner, tasks_per_chunk=bad)
+      step_lib.make_eval_step(learner, tasks_per_chunk=bad)
