@@ -23,6 +23,7 @@ import jax
 from ml_collections import config_flags
 
 from experiments import cache_flags
+from experiments import progress
 from metajax import checkpoint
 from metajax import memory
 from metajax import parallel
@@ -125,12 +126,15 @@ def main(argv):
   except ValueError as e:
     sys.exit(f"Invalid config: {e}")
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="metajax_")
+  bar = progress.ProgressBar(config.num_steps) if _PROGRESS.value else None
   try:
-    results = runs.train_and_evaluate(config, workdir,
-                                      progress=_PROGRESS.value)
+    results = runs.train_and_evaluate(config, workdir, callback=bar)
   except (checkpoint.CheckpointError, train.NonFiniteError,
           memory.StepMemoryError) as e:
     sys.exit(f"{type(e).__name__}: {e}")
+  finally:
+    if bar is not None:
+      bar.close()
   if jax.process_index() != 0:  # process 0 prints (and wrote) the results
     return
   line = {k: results[k] for k in ("metric", "mean", "ci95", "episodes")}

@@ -631,11 +631,14 @@ def _with_embedding_from(config, learner, outer_opt, source):
 
 
 def train_and_evaluate(config, workdir: Optional[str], *,
-                       progress: bool = False) -> Dict[str, Any]:
+                       callback: Optional[train_lib.Callback] = None
+                       ) -> Dict[str, Any]:
   """Meta-trains, evaluates on the test classes, writes `results.json`.
 
   Validates the config and builds the data before anything is written to
   `workdir`; resumes from `workdir` if it holds a run of the same config.
+  `callback(step, metrics)` is called after every training step (see
+  `train.meta_train`), e.g. to show progress.
 
   Returns:
     The results dict (also in `<workdir>/results.json`): config, metric,
@@ -666,7 +669,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
       log_every=_get(config, "log_every", 100),
       val_source=sources["val"], val_learner=test_learner,
       val_every=_get(config, "val_every", 0),
-      val_episodes=_get(config, "val_episodes", 100), progress=progress,
+      val_episodes=_get(config, "val_episodes", 100), callback=callback,
       on_nonfinite=_get(config, "on_nonfinite") or "raise",
       mesh=parallel.task_mesh(_get(config, "num_devices")),
       tasks_per_chunk=_get(config, "tasks_per_chunk"),

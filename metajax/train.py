@@ -4,7 +4,7 @@ import itertools
 import json
 import math
 import os
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +23,12 @@ from metajax.step import make_eval_step, make_meta_step
 from metajax.types import Learner
 
 
+# `callback(step, metrics)`, called by `meta_train` after each step.
+Callback = Callable[[int, Dict[str, float]], None]
+
+
 class NonFiniteError(FloatingPointError):
   """Raised when the meta-loss or meta-gradient stops being finite."""
-
 
 
 @jax.jit
@@ -79,7 +82,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
           checkpoint_every: int = 1000, log_every: int = 100,
           val_source: Optional[TaskSource] = None,
           val_learner: Optional[Learner] = None, val_every: int = 0,
-          val_episodes: int = 100, progress: bool = False,
+          val_episodes: int = 100, callback: Optional[Callback] = None,
           on_nonfinite: str = "raise",
           initial_state: Optional[TrainState] = None,
           mesh: Optional[Mesh] = None,
@@ -107,7 +110,16 @@ def meta_train(learner: Learner, source: TaskSource, *,
       with the test-time number of inner steps.
     val_every: validate every this many steps (0: never).
     val_episodes: episodes per validation.
-    progress: show a tqdm progress bar (on stderr).
+    callback: called after each step that completes (after its validation
+      and checkpoint), as `callback(step, metrics)`: `step` is the number of
+      steps done, as in `metrics.jsonl`, and `metrics` a dict of floats, the
+      step's "loss", the learner's metric (e.g. "accuracy") and "grad_norm";
+      on a validation step also "val/<metric>" and "val/<metric>_ci95"; on a
+      step dropped by on_nonfinite="skip" also "nonfinite": 1.0. A resumed
+      run's first call is for the step after its checkpoint. Every process
+      calls it. This is how a caller shows progress (the library prints
+      nothing): a tqdm bar can advance to `step`, show the training metrics
+      and write the validation ones (`experiments/progress.py`).
     on_nonfinite: "raise" stops at the first non-finite loss or gradient norm
       (the last checkpoint is kept) with a `NonFiniteError` naming the step
       and the quantity; "skip" drops that step's update and goes on. Either
@@ -229,11 +241,6 @@ def meta_train(learner: Learner, source: TaskSource, *,
     writer = metrics_io.MetricWriter(
         workdir, resume_step=start if restored_step is not None else None)
 
-  bar = None
-  if progress:
-    import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm.tqdm(total=num_steps, initial=start, dynamic_ncols=True)
-
   try:
     batches = prefetch_to_device(
         host_batches, put=lambda b: parallel.put_batch(b, mesh))
@@ -243,8 +250,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
       done = step + 1
       metrics = jax.device_get(metrics)
       bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
-      if bar is not None:
-        bar.update(1)
+      shown = {k: float(v) for k, v in metrics.items()}
       if bad:
         if writer is not None:
           writer.write(done, {**metrics, "nonfinite": 1.0})
@@ -256,12 +262,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
               "(config.on_nonfinite) to drop such steps instead.")
         # The step counts as done (a resume goes on after it), with no update.
         state = previous._replace(step=previous.step + 1)
-      else:
-        if bar is not None:
-          bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()},
-                          refresh=False)
-        if writer is not None and (done % log_every == 0 or done == num_steps):
-          writer.write(done, {f"train/{k}": v for k, v in metrics.items()})
+        shown["nonfinite"] = 1.0
+      elif writer is not None and (done % log_every == 0 or done == num_steps):
+        writer.write(done, {f"train/{k}": v for k, v in metrics.items()})
       if val_step is not None and val_every and done % val_every == 0:
         result = evaluate(val_learner, parallel.local_copy(state.meta_params),
                           val_source,
@@ -270,9 +273,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
         if writer is not None:
           writer.write(done, {f"val/{result.metric}": result.mean,
                               f"val/{result.metric}_ci95": result.ci95})
-        if bar is not None:
-          bar.write(f"step {done}: val {result.metric} {result.mean:.4f} "
-                    f"+- {result.ci95:.4f}")
+        shown[f"val/{result.metric}"] = result.mean
+        shown[f"val/{result.metric}_ci95"] = result.ci95
         if best_checkpointer is not None and (
             best is None or _improves(result.metric, result.mean,
                                       best["mean"])):
@@ -296,9 +298,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
               f"saved. {_last_checkpoint(checkpointer)}")
         del leaves
         checkpointer.save(done, state)
+      if callback is not None:
+        callback(done, shown)
   finally:
-    if bar is not None:
-      bar.close()
     if checkpointer is not None:
       checkpointer.close()
     if best_checkpointer is not None:

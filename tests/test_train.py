@@ -1,4 +1,7 @@
-"""The trainer: one trace, exact resume, non-finite faults; the interval."""
+"""The trainer: one trace, exact resume, non-finite faults, the step
+callback; the interval."""
+
+import math
 
 import chex
 import jax
@@ -6,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from experiments import progress
 from metajax import evaluate as eval_lib
 from metajax import metrics_io
 from metajax import models
@@ -101,6 +105,48 @@ def test_nonfinite_loss_stops_with_the_step(tmp_path):
                          workdir=str(tmp_path), checkpoint_every=1)
   rows = metrics_io.read_metrics(str(tmp_path))
   assert rows[-1]["nonfinite"] == 1.0
+
+
+def test_callback_gets_each_step_and_its_validation(tmp_path):
+  """One call per step, in order, with that step's finite metrics (those of
+  metrics.jsonl); validation values on validation steps only; a resumed run
+  calls it from the step after its checkpoint."""
+  learner = small_learner()
+  source = SinusoidSampler(shots=3, queries=3)
+  calls = []
+  kwargs = dict(outer_opt=optax.adam(1e-2), meta_batch_size=4, log_every=1,
+                checkpoint_every=3, val_source=source, val_every=2,
+                val_episodes=4, workdir=str(tmp_path),
+                callback=lambda step, metrics: calls.append((step, metrics)))
+  train_lib.meta_train(learner, source, num_steps=5, **kwargs)
+  assert [step for step, _ in calls] == [1, 2, 3, 4, 5]
+  rows = metrics_io.read_metrics(str(tmp_path))
+  for step, metrics in calls:
+    assert all(isinstance(v, float) and math.isfinite(v)
+               for v in metrics.values()), metrics
+    logged = {k: v for row in rows if row["step"] == step
+              for k, v in row.items() if k != "step"}
+    assert {k: metrics[k] for k in ("loss", "mse", "grad_norm")} == {
+        k: logged[f"train/{k}"] for k in ("loss", "mse", "grad_norm")}
+    if step % 2 == 0:
+      assert metrics["val/mse"] == logged["val/mse"]
+      assert metrics["val/mse_ci95"] == logged["val/mse_ci95"]
+    else:
+      assert not [k for k in metrics if k.startswith("val/")], metrics
+  calls.clear()
+  train_lib.meta_train(learner, source, num_steps=7, **kwargs)
+  assert [step for step, _ in calls] == [6, 7]
+
+
+def test_progress_bar_shows_steps_and_validation(capsys):
+  bar = progress.ProgressBar(total=5)
+  bar(3, {"loss": 0.5, "mse": 0.5, "grad_norm": 1.0})  # resumed at step 2
+  bar(4, {"loss": 0.25, "mse": 0.25, "grad_norm": 1.0, "val/mse": 0.125,
+          "val/mse_ci95": 0.0625})
+  bar.close()
+  shown = capsys.readouterr()
+  assert "step 4: val mse 0.1250 +- 0.0625" in shown.out  # as tqdm.write
+  assert "4/5" in shown.err and "0/5" not in shown.err, shown.err
 
 
 @pytest.mark.parametrize("kwargs,match", [
