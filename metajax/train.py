@@ -1,10 +1,17 @@
-"""The meta-training loop, around the one jitted meta-step of `step`."""
+"""The meta-training loop, around the one jitted meta-step of `step`.
 
+`meta_train` is built from small parts, in the order a run meets them:
+argument checks, the initial state, the restore, the step compiled ahead (its
+memory checked), then per step the non-finite policy, validation (and the
+best state), the checkpoint and the caller's callback.
+"""
+
+import contextlib
 import itertools
 import json
 import math
 import os
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,46 +23,23 @@ from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
 from metajax import parallel
 from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
-from metajax.evaluate import evaluate
+from metajax.evaluate import EvalResult, evaluate
 from metajax.memory import check_step_fits
 from metajax.step import TrainState, init_train_state, seed_keys
 from metajax.step import make_eval_step, make_meta_step
-from metajax.types import Learner
-
+from metajax.types import Episode, Learner
 
 # `callback(step, metrics)`, called by `meta_train` after each step.
 Callback = Callable[[int, Dict[str, float]], None]
-
-
-class NonFiniteError(FloatingPointError):
-  """Raised when the meta-loss or meta-gradient stops being finite."""
-
-
-@jax.jit
-def _count_nonfinite(leaves) -> jax.Array:
-  """The number of NaN or infinite entries of a list of arrays (one program,
-  not three small ones per leaf shape)."""
-  return sum(jnp.sum(~jnp.isfinite(x)) for x in leaves)
-
-
-def _batches(source: TaskSource, seed: int, start: int, stop: int,
-             tasks: int):
-  """This process's `tasks` tasks of each step (`parallel.process_rng`)."""
-  for step in range(start, stop):
-    yield source.sample_batch(parallel.process_rng(seed, step), tasks)
-
-
-def _last_checkpoint(checkpointer) -> str:
-  step = checkpointer.latest_step() if checkpointer is not None else None
-  if step is None:
-    return "There is no checkpoint to resume from."
-  return f"The last checkpoint, kept, is step {step}."
-
 
 # Validation metrics, and whether a higher value is better.
 HIGHER_IS_BETTER = {"accuracy": True, "mse": False}
 BEST_FOLDER = "best"  # <workdir>/best: checkpoints of the best validation
 BEST_JSON = "best.json"  # <workdir>/best.json: which step, and its value
+
+
+class NonFiniteError(FloatingPointError):
+  """Raised when the meta-loss or meta-gradient stops being finite."""
 
 
 def read_best(workdir: str) -> Optional[dict]:
@@ -76,18 +60,212 @@ def _improves(metric: str, new: float, old: float) -> bool:
   return new > old if HIGHER_IS_BETTER[metric] else new < old
 
 
+def _check_arguments(learner: Learner, *, num_steps, meta_batch_size, seed,
+                     workdir, checkpoint_every, log_every, val_source,
+                     val_learner, val_every, val_episodes, on_nonfinite,
+                     keep_best) -> None:
+  """Raises ValueError, naming the argument, before anything is done."""
+  for name, value, low in (("num_steps", num_steps, 0),
+                           ("meta_batch_size", meta_batch_size, 1),
+                           ("checkpoint_every", checkpoint_every, 1),
+                           ("log_every", log_every, 1),
+                           ("val_every", val_every, 0),
+                           ("val_episodes", val_episodes, 1)):
+    if not isinstance(value, (int, np.integer)) or value < low:
+      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+  if not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+  if on_nonfinite not in ("raise", "skip"):
+    raise ValueError(
+        f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
+  if keep_best:
+    missing = [name for name, given in (
+        ("workdir", workdir is not None),
+        ("val_source", val_source is not None),
+        ("val_every > 0", val_every > 0)) if not given]
+    if missing:
+      raise ValueError("keep_best needs validation and a place to keep the "
+                       f"best state: give {' and '.join(missing)}.")
+    metric = (val_learner or learner).metric_name
+    if metric not in HIGHER_IS_BETTER:
+      raise ValueError(f"keep_best: no order for the validation metric "
+                       f"{metric!r}; known: {sorted(HIGHER_IS_BETTER)}.")
+
+
+def _initial_state(learner: Learner, outer_opt: optax.GradientTransformation,
+                   source: TaskSource, seed: int,
+                   initial_state: Optional[TrainState], mesh: Mesh
+                   ) -> TrainState:
+  """`initial_state`, or a fresh one from the seed; replicated over `mesh`."""
+  if initial_state is None:
+    # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
+    example = source.sample_batch(step_rng(seed, 0), 1)
+    state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
+        seed_keys(seed)[0], example)
+  else:
+    state = initial_state
+  # Replicated over the mesh (committed), as the step's outputs are:
+  # otherwise the second step sees other input shardings and compiles again.
+  return parallel.put_replicated(state, mesh)
+
+
+def _batches(source: TaskSource, seed: int, start: int, stop: int,
+             tasks: int) -> Iterator[Episode]:
+  """This process's `tasks` tasks of each step (`parallel.process_rng`)."""
+  for step in range(start, stop):
+    yield source.sample_batch(parallel.process_rng(seed, step), tasks)
+
+
+def _compile_ahead(meta_step: Callable, state: TrainState,
+                   host_batches: Iterator[Episode], key: jax.Array, mesh: Mesh,
+                   check_memory: bool):
+  """(the meta-step compiled for the first batch, the batches).
+
+  Compiled before the loop, so that a step too large for the device's memory
+  raises `StepMemoryError` before anything is trained or written. The first
+  batch is sampled once: the batches returned start with it again.
+  """
+  first_host = next(host_batches)
+  first = parallel.put_batch(first_host, mesh)
+  compiled = meta_step.lower(state, first, key).compile()
+  if check_memory:
+    check_step_fits(compiled, jax.local_devices()[0])
+  return compiled, itertools.chain([first_host], host_batches)
+
+
+class _BestKeeper:
+  """Keeps the state of the best validation so far (`keep_best`).
+
+  The state goes to `<workdir>/best`, then its step and value to best.json: a
+  crash in between leaves a newer checkpoint best.json does not name, dropped
+  when the run resumes. Two are kept, so the one it names survives a crash
+  during the next save.
+  """
+
+  def __init__(self, workdir: str, primary: bool):
+    self._workdir, self._primary = workdir, primary
+    self._best = read_best(workdir)
+    self._checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=2,
+                                               folder=BEST_FOLDER)
+    for saved in self._checkpointer.all_steps():
+      if self._best is None or saved != self._best["step"]:
+        self._checkpointer.delete(saved)
+
+  def offer(self, step: int, state: TrainState, result: EvalResult) -> None:
+    """Keeps `state` if `result` is strictly better than the best so far."""
+    if self._best is not None and not _improves(
+        result.metric, result.mean, self._best["mean"]):
+      return
+    self._checkpointer.save(step, state)
+    self._checkpointer.wait()
+    self._best = {"step": step, "metric": result.metric,
+                  "mean": result.mean, "ci95": result.ci95}
+    if self._primary:
+      metrics_io.write_json(os.path.join(self._workdir, BEST_JSON),
+                            self._best)
+
+  def close(self) -> None:
+    self._checkpointer.close()
+
+
+def _last_checkpoint(checkpointer) -> str:
+  step = checkpointer.latest_step() if checkpointer is not None else None
+  if step is None:
+    return "There is no checkpoint to resume from."
+  return f"The last checkpoint, kept, is step {step}."
+
+
+def _take_step(meta_step: Callable, state: TrainState, batch: Episode,
+               key: jax.Array, *, step: int, on_nonfinite: str, log: bool,
+               writer, checkpointer):
+  """One meta-step under the non-finite policy: (state, the step's metrics).
+
+  `step` is the number of steps done after it. A step whose loss or gradient
+  norm is not finite goes to metrics.jsonl with "nonfinite": 1, then raises
+  `NonFiniteError` ("raise") or is dropped ("skip": the state before it,
+  counted as done). The others' metrics are written where `log`.
+  """
+  previous = jax.tree.map(jnp.copy, state) if on_nonfinite == "skip" else None
+  state, metrics = meta_step(state, batch, key)
+  metrics = jax.device_get(metrics)
+  shown = {k: float(v) for k, v in metrics.items()}
+  bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
+  if not bad:
+    if writer is not None and log:
+      writer.write(step, {f"train/{k}": v for k, v in metrics.items()})
+    return state, shown
+  if writer is not None:
+    writer.write(step, {**metrics, "nonfinite": 1.0})
+  if on_nonfinite == "raise":
+    raise NonFiniteError(
+        f"Non-finite {' and '.join(bad)} at step {step} "
+        f"({', '.join(f'{k}={metrics[k]}' for k in bad)}). "
+        f"{_last_checkpoint(checkpointer)} Pass on_nonfinite='skip' "
+        "(config.on_nonfinite) to drop such steps instead.")
+  # The step counts as done (a resume goes on after it), with no update.
+  return previous._replace(step=previous.step + 1), {**shown, "nonfinite": 1.0}
+
+
+def _validate(learner: Learner, state: TrainState, source: TaskSource, *,
+              episodes: int, seed: int, eval_step: Callable, step: int,
+              writer, best: Optional[_BestKeeper]) -> Dict[str, float]:
+  """Validates `state`, writes and returns {"val/<metric>", its "_ci95"}.
+
+  The episodes come from `seed + 1` (the same at every validation), and the
+  state is offered to `best`.
+  """
+  result = evaluate(learner, parallel.local_copy(state.meta_params), source,
+                    episodes=episodes, seed=seed + 1, eval_step=eval_step)
+  values = {f"val/{result.metric}": result.mean,
+            f"val/{result.metric}_ci95": result.ci95}
+  if writer is not None:
+    writer.write(step, values)
+  if best is not None:
+    best.offer(step, state, result)
+  return values
+
+
+@jax.jit
+def _count_nonfinite(leaves) -> jax.Array:
+  """The number of NaN or infinite entries of a list of arrays (one program,
+  not three small ones per leaf shape)."""
+  return sum(jnp.sum(~jnp.isfinite(x)) for x in leaves)
+
+
+def _save_checkpoint(checkpointer: ckpt_lib.Checkpointer, step: int,
+                     state: TrainState, writer) -> None:
+  """Saves `state`; non-finite meta-parameters raise `NonFiniteError` instead.
+
+  Finite gradients can still give an update that overflowed; such a state is
+  never saved, so the last checkpoint stays one to resume from.
+  """
+  leaves = jax.tree.leaves(state.meta_params)
+  nonfinite = int(_count_nonfinite(leaves))
+  if nonfinite:
+    if writer is not None:
+      writer.write(step, {"nonfinite_meta_params": nonfinite,
+                          "nonfinite": 1.0})
+    raise NonFiniteError(
+        f"Non-finite meta_params at step {step} ({nonfinite} of "
+        f"{sum(x.size for x in leaves)} entries are NaN or inf), not "
+        f"saved. {_last_checkpoint(checkpointer)}")
+  del leaves
+  checkpointer.save(step, state)
+
+
 def meta_train(learner: Learner, source: TaskSource, *,
-          outer_opt: optax.GradientTransformation, num_steps: int,
-          meta_batch_size: int, seed: int = 0, workdir: Optional[str] = None,
-          checkpoint_every: int = 1000, log_every: int = 100,
-          val_source: Optional[TaskSource] = None,
-          val_learner: Optional[Learner] = None, val_every: int = 0,
-          val_episodes: int = 100, callback: Optional[Callback] = None,
-          on_nonfinite: str = "raise",
-          initial_state: Optional[TrainState] = None,
-          mesh: Optional[Mesh] = None,
-          tasks_per_chunk: Optional[int] = None,
-          check_memory: bool = True, keep_best: bool = False) -> TrainState:
+               outer_opt: optax.GradientTransformation, num_steps: int,
+               meta_batch_size: int, seed: int = 0,
+               workdir: Optional[str] = None, checkpoint_every: int = 1000,
+               log_every: int = 100, val_source: Optional[TaskSource] = None,
+               val_learner: Optional[Learner] = None, val_every: int = 0,
+               val_episodes: int = 100, callback: Optional[Callback] = None,
+               on_nonfinite: str = "raise",
+               initial_state: Optional[TrainState] = None,
+               mesh: Optional[Mesh] = None,
+               tasks_per_chunk: Optional[int] = None,
+               check_memory: bool = True,
+               keep_best: bool = False) -> TrainState:
   """Meta-trains `learner` on tasks from `source`; returns the final state.
 
   Every step's episodes and key are pure functions of (seed, step), so with a
@@ -137,8 +315,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
       processes (`parallel.initialize_distributed`) every process calls
       `meta_train` alike; each samples its share of the tasks from its own
       stream (`parallel.process_rng`), and only process 0 writes metrics.
-    tasks_per_chunk: tasks each device adapts at once (see `make_meta_step`);
-      None: automatic (1 on CPU, the whole share on accelerators).
+    tasks_per_chunk: tasks each device adapts at once (see
+      `step.make_meta_step`); None: automatic (1 on CPU, the whole share on
+      accelerators).
     check_memory: before the first step, compare XLA's estimate of the
       step's memory with the device's free memory and raise
       `StepMemoryError` (nothing trained, nothing written) if it will not
@@ -155,156 +334,58 @@ def meta_train(learner: Learner, source: TaskSource, *,
   Returns:
     The final `TrainState`.
   """
-  for name, value, low in (("num_steps", num_steps, 0),
-                           ("meta_batch_size", meta_batch_size, 1),
-                           ("checkpoint_every", checkpoint_every, 1),
-                           ("log_every", log_every, 1),
-                           ("val_every", val_every, 0),
-                           ("val_episodes", val_episodes, 1)):
-    if not isinstance(value, (int, np.integer)) or value < low:
-      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-  if not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
-  if on_nonfinite not in ("raise", "skip"):
-    raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
-  if keep_best:
-    missing = [name for name, given in (
-        ("workdir", workdir is not None), ("val_source", val_source is not None),
-        ("val_every > 0", val_every > 0)) if not given]
-    if missing:
-      raise ValueError("keep_best needs validation and a place to keep the "
-                       f"best state: give {' and '.join(missing)}.")
-    metric = (val_learner or learner).metric_name
-    if metric not in HIGHER_IS_BETTER:
-      raise ValueError(f"keep_best: no order for the validation metric "
-                       f"{metric!r}; known: {sorted(HIGHER_IS_BETTER)}.")
+  _check_arguments(
+      learner, num_steps=num_steps, meta_batch_size=meta_batch_size,
+      seed=seed, workdir=workdir, checkpoint_every=checkpoint_every,
+      log_every=log_every, val_source=val_source, val_learner=val_learner,
+      val_every=val_every, val_episodes=val_episodes,
+      on_nonfinite=on_nonfinite, keep_best=keep_best)
   mesh = mesh if mesh is not None else parallel.task_mesh()
   local_tasks = parallel.check_meta_batch_size(meta_batch_size, mesh)
-
-  init_key, train_key = seed_keys(seed)
-  if initial_state is None:
-    # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
-    example = source.sample_batch(step_rng(seed, 0), 1)
-    state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
-        init_key, example)
-  else:
-    state = initial_state
-  # Replicated over the mesh (committed), as the step's outputs are:
-  # otherwise the second step sees other input shardings and compiles again.
-  state = parallel.put_replicated(state, mesh)
+  train_key = seed_keys(seed)[1]
+  state = _initial_state(learner, outer_opt, source, seed, initial_state, mesh)
   meta_step = make_meta_step(learner, outer_opt, mesh=mesh,
                              tasks_per_chunk=tasks_per_chunk)
   val_learner = val_learner or learner
   val_step = make_eval_step(val_learner) if val_source is not None else None
   primary = jax.process_index() == 0
 
-  checkpointer = writer = best_checkpointer = best = None
-  if workdir is not None:
-    checkpointer = ckpt_lib.Checkpointer(workdir)
-    try:
+  with contextlib.ExitStack() as stack:  # closes what is opened, come what may
+    checkpointer = restored_step = best = writer = None
+    if workdir is not None:
+      checkpointer = ckpt_lib.Checkpointer(workdir)
+      stack.callback(checkpointer.close)
       restored_step, state = checkpointer.restore(state)
-    except BaseException:
-      checkpointer.close()
-      raise
     start = int(state.step)
-  else:
-    restored_step, start = None, int(state.step)
+    host_batches = _batches(source, seed, start, num_steps, local_tasks)
+    if start < num_steps:
+      meta_step, host_batches = _compile_ahead(
+          meta_step, state, host_batches, jax.random.fold_in(train_key, start),
+          mesh, check_memory)
+    if keep_best:
+      best = _BestKeeper(workdir, primary)
+      stack.callback(best.close)
+    if workdir is not None and primary:
+      writer = metrics_io.MetricWriter(
+          workdir, resume_step=start if restored_step is not None else None)
+      stack.callback(writer.close)
 
-  host_batches = _batches(source, seed, start, num_steps, local_tasks)
-  if start < num_steps:
-    # Compiled ahead of the loop, to check its memory before any step, on
-    # the first step's batch (which the loop then uses, not sampled again).
-    first_host = next(host_batches)
-    host_batches = itertools.chain([first_host], host_batches)
-    first = parallel.put_batch(first_host, mesh)
-    try:
-      meta_step = meta_step.lower(
-          state, first, jax.random.fold_in(train_key, start)).compile()
-      if check_memory:
-        check_step_fits(meta_step, jax.local_devices()[0])
-    except BaseException:
-      if checkpointer is not None:
-        checkpointer.close()
-      raise
-    del first
-  if keep_best:
-    best = read_best(workdir)
-    # best.json is written after its checkpoint: a crash in between leaves a
-    # newer checkpoint it does not name, dropped here. Two are kept, so the
-    # one it names survives a crash during the next save.
-    best_checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=2,
-                                              folder=BEST_FOLDER)
-    for saved in best_checkpointer.all_steps():
-      if best is None or saved != best["step"]:
-        best_checkpointer.delete(saved)
-  if workdir is not None and primary:
-    writer = metrics_io.MetricWriter(
-        workdir, resume_step=start if restored_step is not None else None)
-
-  try:
     batches = prefetch_to_device(
         host_batches, put=lambda b: parallel.put_batch(b, mesh))
     for step, batch in zip(range(start, num_steps), batches):
-      previous = jax.tree.map(jnp.copy, state) if on_nonfinite == "skip" else None
-      state, metrics = meta_step(state, batch, jax.random.fold_in(train_key, step))
       done = step + 1
-      metrics = jax.device_get(metrics)
-      bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
-      shown = {k: float(v) for k, v in metrics.items()}
-      if bad:
-        if writer is not None:
-          writer.write(done, {**metrics, "nonfinite": 1.0})
-        if on_nonfinite == "raise":
-          raise NonFiniteError(
-              f"Non-finite {' and '.join(bad)} at step {done} "
-              f"({', '.join(f'{k}={metrics[k]}' for k in bad)}). "
-              f"{_last_checkpoint(checkpointer)} Pass on_nonfinite='skip' "
-              "(config.on_nonfinite) to drop such steps instead.")
-        # The step counts as done (a resume goes on after it), with no update.
-        state = previous._replace(step=previous.step + 1)
-        shown["nonfinite"] = 1.0
-      elif writer is not None and (done % log_every == 0 or done == num_steps):
-        writer.write(done, {f"train/{k}": v for k, v in metrics.items()})
+      state, metrics = _take_step(
+          meta_step, state, batch, jax.random.fold_in(train_key, step),
+          step=done, on_nonfinite=on_nonfinite, writer=writer,
+          checkpointer=checkpointer,
+          log=done % log_every == 0 or done == num_steps)
       if val_step is not None and val_every and done % val_every == 0:
-        result = evaluate(val_learner, parallel.local_copy(state.meta_params),
-                          val_source,
-                          episodes=val_episodes, seed=seed + 1,
-                          eval_step=val_step)
-        if writer is not None:
-          writer.write(done, {f"val/{result.metric}": result.mean,
-                              f"val/{result.metric}_ci95": result.ci95})
-        shown[f"val/{result.metric}"] = result.mean
-        shown[f"val/{result.metric}_ci95"] = result.ci95
-        if best_checkpointer is not None and (
-            best is None or _improves(result.metric, result.mean,
-                                      best["mean"])):
-          best_checkpointer.save(done, state)
-          best_checkpointer.wait()
-          best = {"step": done, "metric": result.metric,
-                  "mean": result.mean, "ci95": result.ci95}
-          if primary:
-            metrics_io.write_json(os.path.join(workdir, BEST_JSON), best)
+        metrics.update(_validate(
+            val_learner, state, val_source, episodes=val_episodes, seed=seed,
+            eval_step=val_step, step=done, writer=writer, best=best))
       if checkpointer is not None and (done % checkpoint_every == 0
                                        or done == num_steps):
-        leaves = jax.tree.leaves(state.meta_params)
-        nonfinite = int(_count_nonfinite(leaves))
-        if nonfinite:  # finite gradients, but an update that overflowed
-          if writer is not None:
-            writer.write(done, {"nonfinite_meta_params": nonfinite,
-                                "nonfinite": 1.0})
-          raise NonFiniteError(
-              f"Non-finite meta_params at step {done} ({nonfinite} of "
-              f"{sum(x.size for x in leaves)} entries are NaN or inf), not "
-              f"saved. {_last_checkpoint(checkpointer)}")
-        del leaves
-        checkpointer.save(done, state)
+        _save_checkpoint(checkpointer, done, state, writer)
       if callback is not None:
-        callback(done, shown)
-  finally:
-    if checkpointer is not None:
-      checkpointer.close()
-    if best_checkpointer is not None:
-      best_checkpointer.close()
-    if writer is not None:
-      writer.close()
+        callback(done, metrics)
   return state
