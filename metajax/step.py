@@ -53,7 +53,8 @@ def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
   """
 
   def one(episode, k):
-    state = learner.adapt(meta_params, (episode.support_x, episode.support_y), k)
+    support = (episode.support_x, episode.support_y)
+    state = learner.adapt(meta_params, support, k)
     outputs = learner.predict(meta_params, state, episode.query_x)
     return (learner.loss(outputs, episode.query_y),
             learner.metric(outputs, episode.query_y))
@@ -134,7 +135,7 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
 
 def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
                      key: jax.Array, example_batch: Episode) -> TrainState:
-  """Initial meta-parameters (from one task of `example_batch`) and opt state."""
+  """Initial meta-parameters (from one task of `example_batch`), opt state."""
   example = jax.tree.map(lambda a: a[0], example_batch)
   meta_params = learner.init(key, example)
   return TrainState(step=jnp.zeros([], jnp.int32), meta_params=meta_params,
@@ -218,7 +219,8 @@ def make_eval_step(learner: Learner, *, tasks_per_chunk: Optional[int] = -1
   if tasks_per_chunk == -1:
     tasks_per_chunk = auto_tasks_per_chunk(jax.default_backend())
   if tasks_per_chunk is not None and (
-      not isinstance(tasks_per_chunk, (int, np.integer)) or tasks_per_chunk < 1):
+      not isinstance(tasks_per_chunk, (int, np.integer))
+      or tasks_per_chunk < 1):
     raise ValueError("tasks_per_chunk must be None or an integer >= 1, got "
                      f"{tasks_per_chunk!r}.")
   return jax.jit(lambda p, b, k: task_metrics(
