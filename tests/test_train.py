@@ -138,6 +138,33 @@ def test_callback_gets_each_step_and_its_validation(tmp_path):
   assert [step for step, _ in calls] == [6, 7]
 
 
+class NaNAtCall:
+  """Gives NaN query targets on its `nan_at`-th call (1: the init example)."""
+
+  def __init__(self, source, nan_at):
+    self.source, self.nan_at, self.calls = source, nan_at, 0
+
+  def sample_batch(self, rng, size):
+    self.calls += 1
+    batch = self.source.sample_batch(rng, size)
+    if self.calls == self.nan_at:
+      return batch._replace(query_y=np.full_like(batch.query_y, np.nan))
+    return batch
+
+
+def test_callback_marks_a_dropped_step():
+  calls = []
+  train_lib.meta_train(
+      small_learner(), NaNAtCall(SinusoidSampler(shots=3, queries=3), 1 + 2),
+      outer_opt=optax.adam(1e-2), num_steps=3, meta_batch_size=4,
+      on_nonfinite="skip",
+      callback=lambda step, metrics: calls.append((step, metrics)))
+  assert [step for step, _ in calls] == [1, 2, 3]
+  assert [metrics.get("nonfinite") for _, metrics in calls] == [None, 1.0, None]
+  assert math.isnan(calls[1][1]["loss"])
+  assert all(math.isfinite(calls[i][1]["loss"]) for i in (0, 2))
+
+
 def test_progress_bar_shows_steps_and_validation(capsys):
   bar = progress.ProgressBar(total=5)
   bar(3, {"loss": 0.5, "mse": 0.5, "grad_norm": 1.0})  # resumed at step 2
