@@ -11,7 +11,7 @@ random uint8 images stand in for data (speed does not depend on them).
 
 Rows (all on Conv4(conv_impl="patches") unless named xla), each with the
 trainer's default chunking of the meta-batch unless named vmapped or loop
-(`train.make_meta_step`'s tasks_per_chunk: automatic, 1 task at a time on
+(`step.make_meta_step`'s tasks_per_chunk: automatic, 1 task at a time on
 CPU, all at once on accelerators; --tasks_per_chunk sets it):
   maml_patches    second-order MAML (the default conv lowering)
   maml_xla        second-order MAML, Conv4(conv_impl="xla"): XLA convolution,
@@ -63,7 +63,7 @@ its own) and prints one JSON line:
                   so the chunked step's own count would be one chunk's
   tasks_per_chunk the tasks adapted at once inside the step (loop rows: 1)
   step_memory_mb  XLA's estimate of the memory the compiled step allocates
-                  (temporaries and outputs; `train.step_memory_bytes`); None
+                  (temporaries and outputs; `memory.step_memory_bytes`); None
                   for loop rows
   host_sample_ms  median ms to sample one meta-batch on the host (the
                   trainer's EpisodeSampler over an Omniglot-sized source)
@@ -148,7 +148,7 @@ _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
                                     "n of the reference float32 n x n matmul.")
 _TASKS_PER_CHUNK = flags.DEFINE_integer(
     "tasks_per_chunk", None, "Tasks adapted at once inside the meta-step "
-    "(train.make_meta_step's tasks_per_chunk) for rows that do not set their "
+    "(step.make_meta_step's tasks_per_chunk) for rows that do not set their "
     "own; must divide --meta_batch_size. Default: the trainer's automatic "
     "choice (1 on CPU, all on accelerators).")
 _SAMPLE_REPEATS = flags.DEFINE_integer(
@@ -206,7 +206,8 @@ def run_row(row: str) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from metajax import from_config  # pylint: disable=g-import-not-at-top
-  from metajax import train  # pylint: disable=g-import-not-at-top
+  from metajax import memory  # pylint: disable=g-import-not-at-top
+  from metajax import step as step_lib  # pylint: disable=g-import-not-at-top
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
   learner_name, conv_impl, options = ROWS[row]
@@ -258,7 +259,7 @@ def run_row(row: str) -> dict:
   outer_opt = from_config.build_outer_opt(config, learner)  # Adam 1e-3
   init_key, step_key = jax.random.split(jax.random.key(0))
   state = jax.block_until_ready(
-      jax.jit(lambda k, b: train.init_train_state(learner, outer_opt, k, b))(
+      jax.jit(lambda k, b: step_lib.init_train_state(learner, outer_opt, k, b))(
           init_key, batch))
 
   rss_before_compile_mb = (
@@ -266,7 +267,7 @@ def run_row(row: str) -> dict:
   # XLA's cost analysis counts a loop body once, so the FLOPs of every row
   # come from the meta-step with all tasks at once (no loop over chunks),
   # lowered but not compiled: the unoptimized program's count.
-  gflop = _flops(train.make_meta_step(
+  gflop = _flops(step_lib.make_meta_step(
       learner, outer_opt, tasks_per_chunk=tasks).lower(
           state, batch, step_key)) / 1e9
   step_memory_mb = None
@@ -277,13 +278,13 @@ def run_row(row: str) -> dict:
   else:
     chunk = tasks if options.get("vmapped") else _TASKS_PER_CHUNK.value
     if chunk is None:
-      chunk = train.auto_tasks_per_chunk(jax.default_backend()) or tasks
-    meta_step = train.make_meta_step(learner, outer_opt,
-                                     tasks_per_chunk=chunk)
+      chunk = step_lib.auto_tasks_per_chunk(jax.default_backend()) or tasks
+    meta_step = step_lib.make_meta_step(learner, outer_opt,
+                                        tasks_per_chunk=chunk)
     start = time.perf_counter()
     compiled = meta_step.lower(state, batch, step_key).compile()
     compile_s = time.perf_counter() - start
-    estimate = train.step_memory_bytes(compiled)
+    estimate = memory.step_memory_bytes(compiled)
     step_memory_mb = None if estimate is None else estimate / 2**20
 
   step = 0
@@ -336,7 +337,7 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
 
   Returns (compile seconds, step) where
   `step(state, batch, key) -> (state, metrics)` calls the jitted meta-gradient
-  of a one-task batch (`train.meta_gradient`, the same per-task code as the
+  of a one-task batch (`step.meta_gradient`, the same per-task code as the
   vmapped step) once per task, sums the gradients with a jitted add, then
   applies one jitted mean + Adam update. The one-task batches are sliced
   beforehand (outside the timing, as data already on the device).
@@ -344,12 +345,12 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
 
-  from metajax import train  # pylint: disable=g-import-not-at-top
+  from metajax import step as step_lib  # pylint: disable=g-import-not-at-top
 
   tasks = jax.tree.leaves(batch)[0].shape[0]
   task_batches = [jax.tree.map(lambda a, t=t: a[t:t + 1], batch)
                   for t in range(tasks)]
-  one_task = jax.jit(lambda p, b, k: train.meta_gradient(learner, p, b, k))
+  one_task = jax.jit(lambda p, b, k: step_lib.meta_gradient(learner, p, b, k))
   add = lambda a, b: jax.tree.map(jax.numpy.add, a, b)
 
   def apply(state, grads, loss, metric):
@@ -359,7 +360,7 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
     meta_params = optax.apply_updates(state.meta_params, updates)
     metrics = {"loss": loss / tasks, learner.metric_name: metric / tasks,
                "grad_norm": optax.tree.norm(grads)}
-    return train.TrainState(state.step + 1, meta_params, opt_state), metrics
+    return step_lib.TrainState(state.step + 1, meta_params, opt_state), metrics
 
   start = time.perf_counter()
   one_task_c = one_task.lower(state.meta_params, task_batches[0],

@@ -23,8 +23,10 @@ import jax
 from ml_collections import config_flags
 
 from experiments import cache_flags
+from experiments import progress
 from metajax import checkpoint
 from metajax import from_config
+from metajax import memory
 from metajax import parallel
 from metajax import runs
 from metajax import train
@@ -125,14 +127,17 @@ def main(argv):
   except from_config.ConfigError as e:
     sys.exit(f"Invalid config: {e}")
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="metajax_")
+  bar = progress.ProgressBar(config.num_steps) if _PROGRESS.value else None
   try:
-    results = runs.train_and_evaluate(config, workdir,
-                                      progress=_PROGRESS.value)
+    results = runs.train_and_evaluate(config, workdir, callback=bar)
   except from_config.ConfigError as e:  # found with the data, e.g. ways
     sys.exit(f"Invalid config: {e}")
   except (checkpoint.CheckpointError, train.NonFiniteError,
-          train.StepMemoryError) as e:
+          memory.StepMemoryError) as e:
     sys.exit(f"{type(e).__name__}: {e}")
+  finally:
+    if bar is not None:
+      bar.close()
   if jax.process_index() != 0:  # process 0 prints (and wrote) the results
     return
   line = {k: results[k] for k in ("metric", "mean", "ci95", "episodes")}

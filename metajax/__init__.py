@@ -43,9 +43,9 @@ from metajax.learners import meta_sgd
 from metajax.learners import protonet
 from metajax.learners import reptile
 from metajax.learners import snail
+from metajax.memory import StepMemoryError
+from metajax.step import TrainState
 from metajax.train import NonFiniteError
-from metajax.train import StepMemoryError
-from metajax.train import TrainState
 from metajax.train import meta_train
 from metajax.types import Episode
 from metajax.types import Learner

@@ -5,8 +5,9 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
+from metajax import step as step_lib
 from metajax.data.episodes import TaskSource, step_rng
-from metajax.types import Episode, Learner, Params
+from metajax.types import Learner, Params
 
 
 class EvalResult(NamedTuple):
@@ -34,69 +35,6 @@ def confidence_interval(values) -> float:
   return float(1.96 * values.std() / np.sqrt(values.size))
 
 
-def vmap_tasks(fn: Callable, batch: Episode, key: jax.Array, *,
-               split: bool = True):
-  """`fn(episode, key)` vmapped over the task axis, one split key per task.
-
-  With `split=False`, `key` is already one key per task ([T] keys).
-  """
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0]) if (
-      split) else key
-  return jax.vmap(fn)(batch, keys)
-
-
-def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
-                 key: jax.Array, *, split: bool = True,
-                 tasks_per_chunk: Optional[int] = None):
-  """Per-task (query loss, query metric) of a meta-batch, over the task axis.
-
-  `key` is split into one key per task (`split=False`: it already is). The
-  tasks are vmapped all at once (`tasks_per_chunk=None`) or taken
-  `tasks_per_chunk` at a time under `lax.map`; each task gets the same key
-  either way, so the values agree.
-  """
-
-  def one(episode, k):
-    state = learner.adapt(meta_params, (episode.support_x, episode.support_y), k)
-    outputs = learner.predict(meta_params, state, episode.query_x)
-    return (learner.loss(outputs, episode.query_y),
-            learner.metric(outputs, episode.query_y))
-
-  if tasks_per_chunk is None:
-    return vmap_tasks(one, batch, key, split=split)
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0]) if (
-      split) else key
-  return jax.lax.map(lambda args: one(*args), (batch, keys),
-                     batch_size=tasks_per_chunk)
-
-
-def auto_eval_chunk(platform: str) -> Optional[int]:
-  """Episodes evaluated at once by default: 1 on CPU, all of a batch elsewhere.
-
-  As for the training step (`train.auto_tasks_per_chunk`): on the 2-core CPU
-  one episode at a time keeps its activations in cache (measured in the
-  README's Benchmark section); accelerators need the batch to fill them.
-  """
-  return 1 if platform == "cpu" else None
-
-
-def make_eval_step(learner: Learner, *, tasks_per_chunk: Optional[int] = -1
-                   ) -> Callable:
-  """Jitted (meta_params, batch, key) -> per-task metric [T].
-
-  `tasks_per_chunk`: episodes adapted at once (None: the whole batch,
-  vmapped); the default -1 picks `auto_eval_chunk` of the default backend.
-  """
-  if tasks_per_chunk == -1:
-    tasks_per_chunk = auto_eval_chunk(jax.default_backend())
-  if tasks_per_chunk is not None and (
-      not isinstance(tasks_per_chunk, (int, np.integer)) or tasks_per_chunk < 1):
-    raise ValueError("tasks_per_chunk must be None or an integer >= 1, got "
-                     f"{tasks_per_chunk!r}.")
-  return jax.jit(lambda p, b, k: task_metrics(
-      learner, p, b, k, tasks_per_chunk=tasks_per_chunk)[1])
-
-
 def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,
              episodes: int = 600, batch_size: int = 50, seed: int = 0,
              eval_step: Optional[Callable] = None) -> EvalResult:
@@ -112,7 +50,7 @@ def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,
     episodes: number of test episodes (the papers use >= 600).
     batch_size: episodes per jitted call.
     seed: selects the episodes.
-    eval_step: a `make_eval_step(learner)` to reuse (avoids a re-trace).
+    eval_step: a `step.make_eval_step(learner)` to reuse (avoids a re-trace).
 
   Returns:
     An `EvalResult`.
@@ -121,7 +59,7 @@ def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,
     raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}.")
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
-  eval_step = eval_step or make_eval_step(learner)
+  eval_step = eval_step or step_lib.make_eval_step(learner)
   batch_size = min(batch_size, episodes)
   key = jax.random.key(seed)
   values = []

@@ -9,7 +9,7 @@ own support and query sets.
 
 import json
 import os
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import jax
 import ml_collections
@@ -20,6 +20,7 @@ from metajax import evaluate as eval_lib
 from metajax import from_config
 from metajax import metrics_io
 from metajax import parallel
+from metajax import step as step_lib
 from metajax import train as train_lib
 from metajax.data import episodes as episodes_lib
 from metajax.types import Learner, Params
@@ -117,9 +118,9 @@ def _with_embedding_from(config, learner, outer_opt, source):
     raise from_config.ConfigError(
         f"config.embedding_init={path!r}: that run's meta-parameters have no "
         "'embed'.")
-  init_key, _ = train_lib.seed_keys(config.seed)
+  init_key, _ = step_lib.seed_keys(config.seed)
   example = source.sample_batch(episodes_lib.step_rng(config.seed, 0), 1)
-  state = jax.jit(lambda k, ex: train_lib.init_train_state(
+  state = jax.jit(lambda k, ex: step_lib.init_train_state(
       learner, outer_opt, k, ex))(init_key, example)
   shapes = lambda tree: jax.tree.map(lambda a: (a.shape, str(a.dtype)), tree)
   if shapes(embed) != shapes(state.meta_params["embed"]):
@@ -129,7 +130,7 @@ def _with_embedding_from(config, learner, outer_opt, source):
         f"{shapes(state.meta_params['embed'])}); give a run with the same "
         "model, model_kwargs and image size.")
   meta_params = dict(state.meta_params, embed=embed)
-  return train_lib.TrainState(step=state.step, meta_params=meta_params,
+  return step_lib.TrainState(step=state.step, meta_params=meta_params,
                               opt_state=outer_opt.init(meta_params))
 
 
@@ -161,7 +162,7 @@ def _meta_train(config, learner, sources, outer_opt, initial, workdir,
 
 
 def train_and_evaluate(config, workdir: Optional[str], *,
-                       callback: Optional[Callable] = None) -> Dict[str, Any]:
+                       callback: Optional[train_lib.Callback] = None) -> Dict[str, Any]:
   """Meta-trains, evaluates on the test classes, writes `results.json`.
 
   Validates the config and builds the data before anything is written to
@@ -257,10 +258,10 @@ def load_run(workdir: str, step: Optional[int] = None,
   config = from_config.complete(saved)
   learner = from_config.build_learner(config)
   outer_opt = from_config.build_outer_opt(config, learner)
-  init_key, _ = train_lib.seed_keys(config.seed)
+  init_key, _ = step_lib.seed_keys(config.seed)
   # Shapes only (nothing is computed or compiled): the restore's target.
   target = jax.eval_shape(
-      lambda k, ex: train_lib.init_train_state(learner, outer_opt, k, ex),
+      lambda k, ex: step_lib.init_train_state(learner, outer_opt, k, ex),
       init_key, from_config.example_episode(config))
   kept = train_lib.read_best(workdir)
   if best is None:

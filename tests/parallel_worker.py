@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from metajax import parallel
+from metajax import step as step_lib
 from metajax import train
 from metajax.data.sinusoid import SinusoidSampler
 from metajax.learners.maml import maml
@@ -39,13 +40,13 @@ def main():
        ((1, None), (8, None), (4, 2))),
       ("reptile", reptile(MLP(1, (16, 16)), inner_lr=0.01, inner_steps=2,
                           task="regression"), ((1, None), (8, 1)))):
-    state = jax.jit(lambda k, b, l=learner: train.init_train_state(
+    state = jax.jit(lambda k, b, l=learner: step_lib.init_train_state(
         l, outer, k, b))(jax.random.key(0), batch)
     results = {}
     for devices, chunk in cases:
       mesh = parallel.task_mesh(devices)
-      step = train.make_meta_step(learner, outer, mesh=mesh,
-                                  tasks_per_chunk=chunk)
+      step = step_lib.make_meta_step(learner, outer, mesh=mesh,
+                                     tasks_per_chunk=chunk)
       sharded = parallel.put_batch(batch, mesh)
       # Each device holds its own 16 / devices tasks.
       shapes = {s.data.shape[0] for s in sharded.support_x.addressable_shards}

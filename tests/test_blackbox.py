@@ -17,7 +17,7 @@ import pytest
 from experiments.configs import mann_omniglot, snail_omniglot
 from metajax import evaluate as eval_lib
 from metajax import models, runs
-from metajax import train as train_lib
+from metajax import step as step_lib
 from metajax.learners.embedding import embed_each
 from metajax.learners.mann import accuracy_by_instance
 from metajax.learners.mann import least_used, lrua_step, mann
@@ -448,8 +448,8 @@ def test_snail_learns_retrieval_of_a_matching_support_example():
   learner = snail(nn.Dense(16), ways=ways, shots=1,
                   attention=((16, 16), (16, 16)), tc_filters=8)
   opt = optax.adam(3e-3)
-  state = train_lib.init_train_state(learner, opt, jax.random.key(0), batch(1))
-  step = train_lib.make_meta_step(learner, opt)
+  state = step_lib.init_train_state(learner, opt, jax.random.key(0), batch(1))
+  step = step_lib.make_meta_step(learner, opt)
   for i in range(150):
     state, _ = step(state, batch(tasks), jax.random.key(i))
   test = eval_lib.evaluate(learner, state.meta_params,

@@ -8,7 +8,7 @@ import pytest
 
 from experiments.configs import maml_omniglot, protonet_omniglot, snail_omniglot
 from metajax import runs
-from metajax import train as train_lib
+from metajax import step as step_lib
 from metajax.data.episodes import step_rng
 
 
@@ -43,8 +43,8 @@ def test_snail_starts_from_a_protonet_embedding(tmp_path, omniglot_data_dir,
   # first example), and the fresh embedding differs from the given one.
   learner = runs.build_learner(config)
   source = runs.build_sources(config)["train"]
-  fresh = train_lib.init_train_state(
-      learner, runs.build_outer_opt(config), train_lib.seed_keys(config.seed)[0],
+  fresh = step_lib.init_train_state(
+      learner, runs.build_outer_opt(config), step_lib.seed_keys(config.seed)[0],
       source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
   for a, b in zip(jax.tree.leaves(fresh["snail"]), jax.tree.leaves(got["snail"])):
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -85,8 +85,8 @@ def test_freeze_embedding_keeps_the_given_embedding(tmp_path, omniglot_data_dir,
   # The controller did train: two Adam steps of 1e-2 from its initial values.
   learner = runs.build_learner(config)
   source = runs.build_sources(config)["train"]
-  fresh = train_lib.init_train_state(
-      learner, runs.build_outer_opt(config), train_lib.seed_keys(config.seed)[0],
+  fresh = step_lib.init_train_state(
+      learner, runs.build_outer_opt(config), step_lib.seed_keys(config.seed)[0],
       source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
   moved = [np.abs(a - b).max() for a, b in zip(
       jax.tree.leaves(fresh["controller"]), jax.tree.leaves(got["controller"]))]
@@ -139,7 +139,7 @@ def test_frozen_learner_has_no_embedding_gradient(omniglot_data_dir,
   params = learner.init(jax.random.key(0), jax.tree.map(lambda a: a[0], batch))
   key = jax.random.key(1)
   # One compiled meta-gradient per learner: its values and XLA's cost count.
-  compiled = {name: jax.jit(jax.grad(lambda p, l=l: train_lib.meta_loss(
+  compiled = {name: jax.jit(jax.grad(lambda p, l=l: step_lib.meta_loss(
       l, p, batch, key)[0])).lower(params).compile()
               for name, l in (("free", learner), ("frozen", frozen))}
   free, fixed = compiled["free"](params), compiled["frozen"](params)

@@ -13,7 +13,7 @@ import pytest
 
 from experiments.configs import maml_omniglot
 from metajax import models, runs
-from metajax import train as train_lib
+from metajax import step as step_lib
 from metajax.inner import learned_sgd
 from metajax.learners.maml import anil, maml, meta_sgd
 from metajax.learners.reptile import carry_outer_opt, reptile, support_batches
@@ -82,9 +82,9 @@ def test_reptile_update_by_hand():
   ep = quadratic_episode(A_SMALL)
   batch = jax.tree.map(lambda x: jnp.stack([x, x]), ep)
   opt = optax.sgd(epsilon)
-  state = train_lib.init_train_state(learner, opt, jax.random.key(0), batch)
-  state, _ = train_lib.make_meta_step(learner, opt)(state, batch,
-                                                    jax.random.key(1))
+  state = step_lib.init_train_state(learner, opt, jax.random.key(0), batch)
+  state, _ = step_lib.make_meta_step(learner, opt)(state, batch,
+                                                   jax.random.key(1))
   # adapted = t (1 - alpha A); theta <- theta - eps (theta - adapted).
   adapted = T0 * (1 - alpha * BIG_A)
   np.testing.assert_allclose(state.meta_params["t"],
@@ -102,8 +102,8 @@ def test_reptile_carried_adam_by_hand():
   curvatures = (A_SMALL, 2.5)  # two tasks with other gradients
   batch = jax.tree.map(lambda *x: jnp.stack(x),
                        *[quadratic_episode(a) for a in curvatures])
-  state = train_lib.init_train_state(learner, opt, jax.random.key(0), batch)
-  step = train_lib.make_meta_step(learner, opt)
+  state = step_lib.init_train_state(learner, opt, jax.random.key(0), batch)
+  step = step_lib.make_meta_step(learner, opt)
   theta, nu, count = T0, 0.0, 0
   for meta_step in range(2):
     state, _ = step(state, batch, jax.random.key(meta_step))
@@ -142,7 +142,7 @@ def test_reptile_carried_adam_by_hand():
   fresh_learner = runs.build_learner(config)
   config.carry_inner_state = True
   carried_learner = runs.build_learner(config)
-  carried0 = train_lib.init_train_state(
+  carried0 = step_lib.init_train_state(
       carried_learner, opt, jax.random.key(0), batch).meta_params
   ep = tiny_episode()
   chex.assert_trees_all_close(
@@ -302,9 +302,9 @@ def check_meta_training(learner, batch):
     if getattr(learner, name) is not None:
       counted = counted._replace(**{name: counting(getattr(learner, name))})
   opt = optax.adam(1e-3)
-  state = train_lib.init_train_state(counted, opt, jax.random.key(0), batch)
+  state = step_lib.init_train_state(counted, opt, jax.random.key(0), batch)
   meta0 = jax.tree.map(np.array, state.meta_params)
-  step = train_lib.make_meta_step(counted, opt)
+  step = step_lib.make_meta_step(counted, opt)
   for i in range(2):
     state, metrics = step(state, batch, jax.random.key(i))
   assert len(traces) == 1  # one traced path, traced once over two calls

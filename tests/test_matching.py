@@ -9,7 +9,7 @@ import pytest
 
 from metajax import evaluate as evaluate_lib
 from metajax import models
-from metajax import train as train_lib
+from metajax import step as step_lib
 from metajax.data.episodes import EpisodeSampler
 from metajax.data.sources import ClassImages
 from metajax.learners.matching import AttentionReader
@@ -230,8 +230,8 @@ def test_meta_training_lowers_loss_and_traces_once(fce):
 
   counted = learner._replace(predict=counting_predict)
   opt = optax.adam(1e-2)
-  state = train_lib.init_train_state(counted, opt, jax.random.key(0), batch)
-  step = train_lib.make_meta_step(counted, opt)
+  state = step_lib.init_train_state(counted, opt, jax.random.key(0), batch)
+  step = step_lib.make_meta_step(counted, opt)
   losses = []
   for i in range(30):
     state, metrics = step(state, batch, jax.random.key(i))

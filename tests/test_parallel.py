@@ -13,8 +13,10 @@ import numpy as np
 import optax
 import pytest
 
+from metajax import memory
 from metajax import parallel
 from metajax import runs
+from metajax import step as step_lib
 from metajax import train
 from metajax.data.episodes import step_rng
 from metajax.data.sinusoid import SinusoidSampler
@@ -87,10 +89,10 @@ def test_two_processes_train_one_run_together(tmp_path):
   source = runs.build_sources(config)["train"]
   learner = runs.build_learner(config)
   outer = runs.build_outer_opt(config)
-  init_key, train_key = train.seed_keys(config.seed)
-  state = jax.jit(lambda k, b: train.init_train_state(learner, outer, k, b))(
+  init_key, train_key = step_lib.seed_keys(config.seed)
+  state = jax.jit(lambda k, b: step_lib.init_train_state(learner, outer, k, b))(
       init_key, source.sample_batch(step_rng(config.seed, 0), 1))
-  step = train.make_meta_step(learner, outer)
+  step = step_lib.make_meta_step(learner, outer)
   for s in range(2):
     shares = [source.sample_batch(
         np.random.default_rng([config.seed, s, p]), 2) for p in range(2)]
@@ -134,7 +136,7 @@ def test_chunks_give_the_same_meta_gradient():
   params = learner.init(jax.random.key(0), jax.tree.map(lambda a: a[0], batch))
   key = jax.random.key(1)
   gradient = jax.jit(
-      lambda p, b, k, n: train.meta_gradient(learner, p, b, k, n),
+      lambda p, b, k, n: step_lib.meta_gradient(learner, p, b, k, n),
       static_argnums=3)
   (loss, metric), grads = gradient(params, batch, key, 1)
   for chunks in (2, 8):
@@ -152,45 +154,45 @@ def test_chunks_give_the_same_meta_gradient():
 def test_bad_chunk_sizes_are_refused():
   _, batch, learner = _setup()
   outer = optax.adam(1e-3)
-  state = train.init_train_state(learner, outer, jax.random.key(0), batch)
+  state = step_lib.init_train_state(learner, outer, jax.random.key(0), batch)
   with pytest.raises(ValueError, match="tasks_per_chunk must be a positive "
                      "integer that divides the 8 tasks per device"):
-    train.make_meta_step(learner, outer, tasks_per_chunk=3)(
+    step_lib.make_meta_step(learner, outer, tasks_per_chunk=3)(
         state, batch, jax.random.key(1))
   with pytest.raises(ValueError, match="num_chunks"):
-    train.meta_gradient(learner, state.meta_params, batch, jax.random.key(1),
-                        num_chunks=0)
+    step_lib.meta_gradient(learner, state.meta_params, batch,
+                           jax.random.key(1), num_chunks=0)
 
 
 def _compiled(learner, batch, chunk=None):
   outer = optax.adam(1e-3)
-  state = train.init_train_state(learner, outer, jax.random.key(0), batch)
-  return train.make_meta_step(learner, outer, tasks_per_chunk=chunk).lower(
+  state = step_lib.init_train_state(learner, outer, jax.random.key(0), batch)
+  return step_lib.make_meta_step(learner, outer, tasks_per_chunk=chunk).lower(
       state, batch, jax.random.key(1)).compile()
 
 
 def test_memory_estimate_grows_with_tasks_and_shrinks_with_chunks():
   _, batch, learner = _setup(tasks=32)
-  whole = train.step_memory_bytes(_compiled(learner, batch, chunk=32))
-  chunked = train.step_memory_bytes(_compiled(learner, batch, chunk=2))
-  small = train.step_memory_bytes(_compiled(
+  whole = memory.step_memory_bytes(_compiled(learner, batch, chunk=32))
+  chunked = memory.step_memory_bytes(_compiled(learner, batch, chunk=2))
+  small = memory.step_memory_bytes(_compiled(
       learner, jax.tree.map(lambda a: a[:4], batch), chunk=4))
   assert whole > 4 * chunked, (whole, chunked)
   assert whole > 4 * small, (whole, small)
-  assert train.available_memory_bytes(jax.devices()[0]) > 0
+  assert memory.available_memory_bytes(jax.devices()[0]) > 0
 
 
 def test_step_that_does_not_fit_stops_before_training(tmp_path, monkeypatch):
   source, batch, learner = _setup()
   compiled = _compiled(learner, batch)
-  needed = train.step_memory_bytes(compiled)
+  needed = memory.step_memory_bytes(compiled)
   device = jax.devices()[0]
-  assert train.check_step_fits(compiled, device, available=needed) == needed
-  with pytest.raises(train.StepMemoryError, match="tasks_per_chunk"):
-    train.check_step_fits(compiled, device, available=needed - 1)
+  assert memory.check_step_fits(compiled, device, available=needed) == needed
+  with pytest.raises(memory.StepMemoryError, match="tasks_per_chunk"):
+    memory.check_step_fits(compiled, device, available=needed - 1)
 
-  monkeypatch.setattr(train, "available_memory_bytes", lambda d: 1000)
-  with pytest.raises(train.StepMemoryError, match="only 0 MB are free"):
+  monkeypatch.setattr(memory, "available_memory_bytes", lambda d: 1000)
+  with pytest.raises(memory.StepMemoryError, match="only 0 MB are free"):
     train.meta_train(learner, source, outer_opt=optax.adam(1e-3), num_steps=2,
                      meta_batch_size=8, workdir=str(tmp_path))
   assert not list((tmp_path / "checkpoints").glob("[0-9]*"))

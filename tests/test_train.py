@@ -1,4 +1,7 @@
-"""The trainer: one trace, exact resume, non-finite faults; the interval."""
+"""The trainer: one trace, exact resume, non-finite faults, the step
+callback; the interval."""
+
+import math
 
 import chex
 import jax
@@ -6,9 +9,11 @@ import numpy as np
 import optax
 import pytest
 
+from experiments import progress
 from metajax import evaluate as eval_lib
 from metajax import metrics_io
 from metajax import models
+from metajax import step as step_lib
 from metajax import train as train_lib
 from metajax.data.episodes import step_rng
 from metajax.data.sinusoid import SinusoidSampler
@@ -31,9 +36,9 @@ def test_meta_step_traces_once():
   counted = learner._replace(adapt=counting_adapt)
   source = SinusoidSampler(shots=3, queries=3)
   opt = optax.adam(1e-3)
-  state = train_lib.init_train_state(counted, opt, jax.random.key(0),
-                                     source.sample_batch(step_rng(0, 0), 1))
-  step = train_lib.make_meta_step(counted, opt)
+  state = step_lib.init_train_state(counted, opt, jax.random.key(0),
+                                    source.sample_batch(step_rng(0, 0), 1))
+  step = step_lib.make_meta_step(counted, opt)
   for i in range(3):
     state, metrics = step(state, source.sample_batch(step_rng(0, i), 4),
                           jax.random.key(i))
@@ -44,8 +49,8 @@ def test_meta_step_traces_once():
 def test_training_lowers_the_loss():
   learner = small_learner()
   source = SinusoidSampler(shots=5, queries=5)
-  before = eval_lib.evaluate(learner, train_lib.init_train_state(
-      learner, optax.adam(1e-2), train_lib.seed_keys(0)[0],
+  before = eval_lib.evaluate(learner, step_lib.init_train_state(
+      learner, optax.adam(1e-2), step_lib.seed_keys(0)[0],
       source.sample_batch(step_rng(0, 0), 1)).meta_params, source,
       episodes=100)
   state = train_lib.meta_train(learner, source, outer_opt=optax.adam(1e-2),
@@ -102,6 +107,75 @@ def test_nonfinite_loss_stops_with_the_step(tmp_path):
   assert rows[-1]["nonfinite"] == 1.0
 
 
+def test_callback_gets_each_step_and_its_validation(tmp_path):
+  """One call per step, in order, with that step's finite metrics (those of
+  metrics.jsonl); validation values on validation steps only; a resumed run
+  calls it from the step after its checkpoint."""
+  learner = small_learner()
+  source = SinusoidSampler(shots=3, queries=3)
+  calls = []
+  kwargs = dict(outer_opt=optax.adam(1e-2), meta_batch_size=4, log_every=1,
+                checkpoint_every=3, val_source=source, val_every=2,
+                val_episodes=4, workdir=str(tmp_path),
+                callback=lambda step, metrics: calls.append((step, metrics)))
+  train_lib.meta_train(learner, source, num_steps=5, **kwargs)
+  assert [step for step, _ in calls] == [1, 2, 3, 4, 5]
+  rows = metrics_io.read_metrics(str(tmp_path))
+  for step, metrics in calls:
+    assert all(isinstance(v, float) and math.isfinite(v)
+               for v in metrics.values()), metrics
+    logged = {k: v for row in rows if row["step"] == step
+              for k, v in row.items() if k != "step"}
+    assert {k: metrics[k] for k in ("loss", "mse", "grad_norm")} == {
+        k: logged[f"train/{k}"] for k in ("loss", "mse", "grad_norm")}
+    if step % 2 == 0:
+      assert metrics["val/mse"] == logged["val/mse"]
+      assert metrics["val/mse_ci95"] == logged["val/mse_ci95"]
+    else:
+      assert not [k for k in metrics if k.startswith("val/")], metrics
+  calls.clear()
+  train_lib.meta_train(learner, source, num_steps=7, **kwargs)
+  assert [step for step, _ in calls] == [6, 7]
+
+
+class NaNAtCall:
+  """Gives NaN query targets on its `nan_at`-th call (1: the init example)."""
+
+  def __init__(self, source, nan_at):
+    self.source, self.nan_at, self.calls = source, nan_at, 0
+
+  def sample_batch(self, rng, size):
+    self.calls += 1
+    batch = self.source.sample_batch(rng, size)
+    if self.calls == self.nan_at:
+      return batch._replace(query_y=np.full_like(batch.query_y, np.nan))
+    return batch
+
+
+def test_callback_marks_a_dropped_step():
+  calls = []
+  train_lib.meta_train(
+      small_learner(), NaNAtCall(SinusoidSampler(shots=3, queries=3), 1 + 2),
+      outer_opt=optax.adam(1e-2), num_steps=3, meta_batch_size=4,
+      on_nonfinite="skip",
+      callback=lambda step, metrics: calls.append((step, metrics)))
+  assert [step for step, _ in calls] == [1, 2, 3]
+  assert [metrics.get("nonfinite") for _, metrics in calls] == [None, 1.0, None]
+  assert math.isnan(calls[1][1]["loss"])
+  assert all(math.isfinite(calls[i][1]["loss"]) for i in (0, 2))
+
+
+def test_progress_bar_shows_steps_and_validation(capsys):
+  bar = progress.ProgressBar(total=5)
+  bar(3, {"loss": 0.5, "mse": 0.5, "grad_norm": 1.0})  # resumed at step 2
+  bar(4, {"loss": 0.25, "mse": 0.25, "grad_norm": 1.0, "val/mse": 0.125,
+          "val/mse_ci95": 0.0625})
+  bar.close()
+  shown = capsys.readouterr()
+  assert "step 4: val mse 0.1250 +- 0.0625" in shown.out  # as tqdm.write
+  assert "4/5" in shown.err and "0/5" not in shown.err, shown.err
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(num_steps=-1), "num_steps"),
     (dict(meta_batch_size=0), "meta_batch_size"),
@@ -128,10 +202,10 @@ def test_confidence_interval_formula():
 def test_evaluate_counts_and_determinism():
   learner = small_learner()
   source = SinusoidSampler(shots=3, queries=3)
-  params = train_lib.init_train_state(learner, optax.sgd(0.1),
-                                      jax.random.key(0),
-                                      source.sample_batch(step_rng(0, 0), 1)
-                                      ).meta_params
+  params = step_lib.init_train_state(learner, optax.sgd(0.1),
+                                     jax.random.key(0),
+                                     source.sample_batch(step_rng(0, 0), 1)
+                                     ).meta_params
   a = eval_lib.evaluate(learner, params, source, episodes=23, batch_size=10)
   b = eval_lib.evaluate(learner, params, source, episodes=23, batch_size=10)
   assert a.episodes == 23 and a.values.shape == (23,)
@@ -154,14 +228,14 @@ def test_chunked_evaluation_equals_vmapped():
 
   learner = base._replace(adapt=noisy_adapt)
   source = SinusoidSampler(shots=3, queries=4)
-  params = train_lib.init_train_state(learner, optax.sgd(0.1),
-                                      jax.random.key(0),
-                                      source.sample_batch(step_rng(0, 0), 1)
-                                      ).meta_params
+  params = step_lib.init_train_state(learner, optax.sgd(0.1),
+                                     jax.random.key(0),
+                                     source.sample_batch(step_rng(0, 0), 1)
+                                     ).meta_params
   results = {
       chunk: eval_lib.evaluate(
           learner, params, source, episodes=14, batch_size=7, seed=3,
-          eval_step=eval_lib.make_eval_step(learner, tasks_per_chunk=chunk))
+          eval_step=step_lib.make_eval_step(learner, tasks_per_chunk=chunk))
       for chunk in (None, 1, 3)}
   for chunk in (1, 3):
     np.testing.assert_allclose(results[chunk].values, results[None].values,
@@ -170,8 +244,8 @@ def test_chunked_evaluation_equals_vmapped():
   plain = eval_lib.evaluate(base, params, source, episodes=14, batch_size=7,
                             seed=3)
   assert not np.any(np.isclose(plain.values, results[None].values, rtol=1e-3))
-  assert eval_lib.auto_eval_chunk("cpu") == 1
-  assert eval_lib.auto_eval_chunk("gpu") is None
+  assert step_lib.auto_tasks_per_chunk("cpu") == 1
+  assert step_lib.auto_tasks_per_chunk("gpu") is None
   for bad in (0, 2.5):
     with pytest.raises(ValueError, match="tasks_per_chunk"):
-      eval_lib.make_eval_step(learner, tasks_per_chunk=bad)
+      step_lib.make_eval_step(learner, tasks_per_chunk=bad)
