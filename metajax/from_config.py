@@ -209,7 +209,10 @@ def _check_run(config) -> None:
     raise ConfigError(
         "config.select_on_validation=True needs validation: set "
         "config.val_every > 0 (and config.val_episodes).")
-  mesh = parallel.task_mesh(config.num_devices)
+  try:
+    mesh = parallel.task_mesh(config.num_devices)
+  except ValueError as e:
+    raise ConfigError(f"config.num_devices: {e}") from None
   try:
     parallel.check_meta_batch_size(config.meta_batch_size, mesh)
   except ValueError as e:

@@ -14,8 +14,10 @@ import numpy as np
 import optax
 import pytest
 
+from experiments import convert_config
 from experiments.configs import mann_omniglot, snail_omniglot
 from metajax import evaluate as eval_lib
+from metajax import from_config
 from metajax import models, runs
 from metajax import step as step_lib
 from metajax.learners.embedding import embed_each
@@ -309,8 +311,9 @@ def test_queries_are_independent(name, tiny):
 def blackbox_config(name):
   module = {"mann": mann_omniglot, "snail": snail_omniglot}[name]
   config = module.get_config("smoke")
-  config.update(dict(ways=3, image_size=10, filters=4))
-  config.update(TINY_MANN if name == "mann" else TINY_SNAIL)
+  config.update(dict(ways=3, image_size=10))
+  config.model_kwargs.filters = 4
+  config.learner_kwargs.update(TINY_MANN if name == "mann" else TINY_SNAIL)
   return config
 
 
@@ -322,7 +325,7 @@ def test_blackbox_contract(name):
   meta0 = check_meta_training(learner, batch)
   assert set(meta0) == {"embed", "controller" if name == "mann" else "snail"}
   # The config path builds the same kind of learner (shapes only: no compile).
-  built = runs.build_learner(blackbox_config(name))
+  built = from_config.build_learner(blackbox_config(name))
   shapes = jax.eval_shape(built.init, jax.random.key(0), ep)
   assert set(shapes) == set(meta0)
   assert set(shapes["embed"]) == {f"conv{i}" for i in range(4)}  # no norm
@@ -358,31 +361,32 @@ def test_validation_of_blackbox_configs():
   config = snail_omniglot.get_config("smoke")
   config.test_shots = 5
   with pytest.raises(ValueError, match="test_shots"):
-    runs.validate(config)
+    from_config.validate(config)
   config = mann_omniglot.get_config("smoke")
   config.test_ways = 20
   with pytest.raises(ValueError, match="test_ways"):
-    runs.validate(config)
+    from_config.validate(config)
   config = mann_omniglot.get_config("smoke")
-  config.gamma = 1.5
+  config.learner_kwargs.gamma = 1.5
   with pytest.raises(ValueError, match="gamma"):
-    runs.validate(config)
+    from_config.validate(config)
   with pytest.raises(ValueError, match="online_loss must be a bool"):
     mann(FlatDense(), ways=3, online_loss=1)
   for field in ("add_vectors", "key_strength"):
     with pytest.raises(ValueError, match=f"{field} must be a bool"):
       mann(FlatDense(), ways=3, **{field: "yes"})
     config = mann_omniglot.get_config("smoke")
-    with config.ignore_type():
-      config[field] = 1
+    with config.learner_kwargs.ignore_type():
+      config.learner_kwargs[field] = 1
     with pytest.raises(ValueError, match=field):
-      runs.validate(config)
-    # A config without the field (a run written before it) had the paper's
-    # model.
-    config = mann_omniglot.get_config("smoke")
-    assert runs.mann_kwargs(config)[field] is True
-    del config[field]
-    assert runs.mann_kwargs(config)[field] is False
+      from_config.validate(config)
+    # A config without the option has the factory's default (on); a run
+    # written before the option existed had the paper's model, which the
+    # conversion of its config.json keeps.
+    del config.learner_kwargs[field]
+    assert from_config.with_option_defaults(config).learner_kwargs[field]
+    legacy = {"learner": "mann", "dataset": "omniglot", "model": "conv4"}
+    assert convert_config.convert(legacy)["learner_kwargs"][field] is False
   with pytest.raises(ValueError, match="Unknown variant"):
     mann_omniglot.get_config("20w1s")
 

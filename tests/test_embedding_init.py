@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import maml_omniglot, protonet_omniglot, snail_omniglot
+from metajax import from_config
 from metajax import runs
 from metajax import step as step_lib
 from metajax.data.episodes import step_rng
@@ -16,17 +17,20 @@ from metajax.data.episodes import step_rng
 def fixture_protonet_run(tmp_path_factory, omniglot_data_dir):
   """A finished ProtoNet smoke run without batch norm (SNAIL's Conv4)."""
   config = protonet_omniglot.get_config("smoke")
-  config.update(dict(data_dir=omniglot_data_dir, norm=False, eval_episodes=2,
+  config.update(dict(data_dir=omniglot_data_dir, eval_episodes=2,
                      val_every=0))
+  config.model_kwargs.norm = False
   workdir = str(tmp_path_factory.mktemp("protonet"))
   runs.train_and_evaluate(config, workdir)
   return workdir
 
 
-def _snail(omniglot_data_dir, source, **overrides):
+def _snail(omniglot_data_dir, source, filters=None, **overrides):
   config = snail_omniglot.get_config("smoke")
   config.update(dict(data_dir=omniglot_data_dir, embedding_init=source,
                      num_steps=1, outer_lr=1e-7, eval_episodes=2, **overrides))
+  if filters is not None:
+    config.model_kwargs.filters = filters
   return config
 
 
@@ -41,10 +45,11 @@ def test_snail_starts_from_a_protonet_embedding(tmp_path, omniglot_data_dir,
     np.testing.assert_allclose(a, b, atol=1e-6)
   # The rest is initialized as without embedding_init (meta_train's key and
   # first example), and the fresh embedding differs from the given one.
-  learner = runs.build_learner(config)
-  source = runs.build_sources(config)["train"]
+  learner = from_config.build_learner(config)
+  source = from_config.build_sources(config)["train"]
   fresh = step_lib.init_train_state(
-      learner, runs.build_outer_opt(config), step_lib.seed_keys(config.seed)[0],
+      learner, from_config.build_outer_opt(config, learner),
+      step_lib.seed_keys(config.seed)[0],
       source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
   for a, b in zip(jax.tree.leaves(fresh["snail"]), jax.tree.leaves(got["snail"])):
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -60,12 +65,12 @@ def test_embedding_init_errors(tmp_path, omniglot_data_dir, protonet_run):
                             str(workdir))
   assert not os.path.exists(workdir)
   with pytest.raises(ValueError, match="holds no run"):
-    runs.validate(_snail(omniglot_data_dir, str(tmp_path / "nothing")))
+    from_config.validate(_snail(omniglot_data_dir, str(tmp_path / "nothing")))
   maml = maml_omniglot.get_config("smoke")
   maml.update(dict(data_dir=omniglot_data_dir))
   maml.embedding_init = protonet_run
   with pytest.raises(ValueError, match="'maml' has none"):
-    runs.validate(maml)
+    from_config.validate(maml)
 
 
 def test_freeze_embedding_keeps_the_given_embedding(tmp_path, omniglot_data_dir,
@@ -83,10 +88,11 @@ def test_freeze_embedding_keeps_the_given_embedding(tmp_path, omniglot_data_dir,
                   strict=True):
     np.testing.assert_array_equal(a, b)
   # The controller did train: two Adam steps of 1e-2 from its initial values.
-  learner = runs.build_learner(config)
-  source = runs.build_sources(config)["train"]
+  learner = from_config.build_learner(config)
+  source = from_config.build_sources(config)["train"]
   fresh = step_lib.init_train_state(
-      learner, runs.build_outer_opt(config), step_lib.seed_keys(config.seed)[0],
+      learner, from_config.build_outer_opt(config, learner),
+      step_lib.seed_keys(config.seed)[0],
       source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
   moved = [np.abs(a - b).max() for a, b in zip(
       jax.tree.leaves(fresh["controller"]), jax.tree.leaves(got["controller"]))]
@@ -110,12 +116,12 @@ def test_freeze_embedding_errors(tmp_path, omniglot_data_dir, protonet_run):
   maml = maml_omniglot.get_config("smoke")
   maml.update(dict(data_dir=omniglot_data_dir, freeze_embedding=True))
   with pytest.raises(ValueError, match="freeze_embedding is for learners"):
-    runs.validate(maml)
+    from_config.validate(maml)
   config = _snail(omniglot_data_dir, protonet_run)
   with config.ignore_type():
     config.freeze_embedding = "yes"
   with pytest.raises(ValueError, match="freeze_embedding"):
-    runs.validate(config)
+    from_config.validate(config)
   # A run may not resume with the other setting (its config differs).
   workdir = str(tmp_path / "run")
   runs.train_and_evaluate(_snail(omniglot_data_dir, protonet_run,
@@ -130,11 +136,12 @@ def test_frozen_learner_has_no_embedding_gradient(omniglot_data_dir,
                                                   online_loss):
   from experiments.configs import mann_omniglot  # pylint: disable=g-import-not-at-top
   config = mann_omniglot.get_config("smoke")
-  config.update(dict(data_dir=omniglot_data_dir, online_loss=online_loss))
-  learner = runs.build_learner(config)
+  config.data_dir = omniglot_data_dir
+  config.learner_kwargs.online_loss = online_loss
+  learner = from_config.build_learner(config)
   config.freeze_embedding = True
-  frozen = runs.build_learner(config)
-  batch = runs.build_sources(config)["train"].sample_batch(
+  frozen = from_config.build_learner(config)
+  batch = from_config.build_sources(config)["train"].sample_batch(
       step_rng(config.seed, 0), 2)
   params = learner.init(jax.random.key(0), jax.tree.map(lambda a: a[0], batch))
   key = jax.random.key(1)

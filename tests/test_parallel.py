@@ -9,12 +9,13 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
+from metajax import from_config
 from metajax import memory
-from metajax import parallel
 from metajax import runs
 from metajax import step as step_lib
 from metajax import train
@@ -86,9 +87,9 @@ def test_two_processes_train_one_run_together(tmp_path):
 
   run = runs.load_run(str(workdir))
   config = run.config
-  source = runs.build_sources(config)["train"]
-  learner = runs.build_learner(config)
-  outer = runs.build_outer_opt(config)
+  source = from_config.build_sources(config)["train"]
+  learner = from_config.build_learner(config)
+  outer = from_config.build_outer_opt(config, learner)
   init_key, train_key = step_lib.seed_keys(config.seed)
   state = jax.jit(lambda k, b: step_lib.init_train_state(learner, outer, k, b))(
       init_key, source.sample_batch(step_rng(config.seed, 0), 1))
@@ -203,17 +204,17 @@ def test_step_that_does_not_fit_stops_before_training(tmp_path, monkeypatch):
 
 
 def test_config_checks_devices_and_chunks():
-  config = runs.ml_collections.ConfigDict(dict(
+  config = ml_collections.ConfigDict(dict(
       _sinusoid_config(), num_devices=2))
   with pytest.raises(ValueError, match=r"num_devices must be an integer in "
                      r"\[1, 1\]"):
-    runs.validate(config)
+    from_config.validate(config)
   config.num_devices = None
   config.tasks_per_chunk = 4
   with pytest.raises(ValueError, match="tasks_per_chunk=4 must divide the 25"):
-    runs.validate(config)
+    from_config.validate(config)
   config.tasks_per_chunk = 5
-  runs.validate(config)
+  from_config.validate(config)
 
 
 def _sinusoid_config():
