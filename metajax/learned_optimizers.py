@@ -53,6 +53,11 @@ class QuadraticTasks(NamedTuple):
     return jnp.sum(jnp.square(data["w"] @ params - data["y"]))
 
 
+def _check_sizes(**sizes):
+  for name, value in sizes.items():
+    checks.integer(name, value, minimum=1)
+
+
 def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
                          outer_opt: optax.GradientTransformation,
                          num_steps: int, horizon: int = 100, unroll_steps: int = 20,
