@@ -5,8 +5,8 @@ over ALL meta-train classes are trained on mini-batches (`task_loss` on the
 query field of `metajax.data.episodes.ClassBatchSampler`'s batches, whose
 labels are global class ids). At test time the embedding is frozen and a new
 `ways`-way head is fit to the support set's features with an optax optimizer
-for a fixed number of full-batch steps, a `lax.scan` that the trainer and
-`evaluate` vmap over tasks.
+for a fixed number of full-batch steps (`metajax.inner.optimize`, a
+`lax.scan` that the trainer and `evaluate` vmap over tasks).
 
 Heads: "linear" (Baseline: W f + b) or "cosine" (Baseline++: s * cos(f, w_c),
 with the scale s learned in pre-training and kept at test time). With

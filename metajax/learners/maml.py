@@ -48,9 +48,9 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   """Model-Agnostic Meta-Learning, and the family built on its inner loop.
 
   `adapt` runs `inner_steps` updates of an optax transformation on the support
-  loss under `jax.lax.scan`; the meta-gradient flows through every step
-  (second order) unless `first_order=True`, which stops the gradient through
-  the inner gradients (FOMAML).
+  loss under `jax.lax.scan` (`metajax.inner.optimize`); the meta-gradient
+  flows through every step (second order) unless `first_order=True`, which
+  stops the gradient through the inner gradients (FOMAML).
 
   The inner optimizer is one of:
     * `inner_opt`: any fixed optax transformation (default: SGD with step
