@@ -8,6 +8,9 @@ import optax
 import pytest
 
 from metajax.inner import CarriedAdamState, carried_adam, optimize
+from metajax.learners.reptile import CARRIED, reptile
+from metajax.models import MLP
+from metajax.types import Episode
 
 A, ALPHA, T0 = 2.0, 0.1, 1.5
 
@@ -148,3 +151,25 @@ def test_carried_adam_carries_its_statistics_over_calls():
   carried = optimize(tx, quadratic, t, steps=1, opt_state=state).params
   np.testing.assert_allclose(fresh, t - lr * np.sign(t), rtol=1e-5)
   assert abs(carried - fresh) > 1e-3
+
+
+def test_reptile_carried_state_keeps_its_checkpoint_layout():
+  """meta_params of a carrying Reptile stay {"params", "inner_state": {"nu",
+  "debias"}}, so checkpoints of earlier runs restore."""
+  x = jnp.ones((4, 1), jnp.float32)
+  ep = Episode(x, x, x, x)
+  learner = reptile(MLP(1, hidden=(3,)), inner_lr=0.1, inner_steps=2,
+                    carry_inner_state=True, task="regression")
+  meta = learner.init(jax.random.key(0), ep)
+  weights = meta["params"]
+  expected = {"params": weights,
+              CARRIED: {"nu": jax.tree.map(jnp.zeros_like, weights),
+                        "debias": jnp.zeros([], jnp.float32)}}
+  assert CARRIED == "inner_state"
+  chex.assert_trees_all_equal_structs(meta, expected)
+  chex.assert_trees_all_equal(meta, expected)
+  chex.assert_trees_all_equal_dtypes(meta, expected)
+  grads, _ = learner.outer_grad(meta, ep, None)
+  chex.assert_trees_all_equal_structs(grads, expected)
+  np.testing.assert_allclose(grads[CARRIED]["debias"], -(1 - 0.999 ** 2),
+                             rtol=1e-5)
