@@ -12,6 +12,7 @@ the parameters and optimizer state carry over between segments without
 gradient. `first_order=True` (the paper's choice) treats the optimizee's
 gradients as inputs with no gradient of their own.
 
+Each trajectory is `metajax.inner.optimize`, the library's one inner loop.
 Any `theta -> optax.GradientTransformation` works, e.g.
 `metajax.inner.lstm_optimizer` or `metajax.inner.meta_lstm`; `evaluate_optimizer`
 runs any optax optimizer (learned or stock) on held-out tasks, and
@@ -27,6 +28,7 @@ import numpy as np
 import optax
 
 from metajax import checks
+from metajax.inner.loop import optimize
 
 Theta = Any
 MakeOptimizer = Callable[[Theta], optax.GradientTransformation]
@@ -49,28 +51,6 @@ class QuadraticTasks(NamedTuple):
   @staticmethod
   def loss(params, data):
     return jnp.sum(jnp.square(data["w"] @ params - data["y"]))
-
-
-def unroll(tx: optax.GradientTransformation, loss_fn, params, opt_state, data,
-           steps: int, *, first_order: bool = False):
-  """`steps` updates of `tx` on `loss_fn(params, data)` under `lax.scan`.
-
-  Returns:
-    ((params, opt_state) after the steps, losses [steps] of the params after
-    each update).
-  """
-  tx = optax.with_extra_args_support(tx)
-
-  def step(carry, _):
-    params, state = carry
-    loss, grads = jax.value_and_grad(loss_fn)(params, data)
-    if first_order:
-      grads, loss = jax.lax.stop_gradient((grads, loss))
-    updates, state = tx.update(grads, state, params, value=loss)
-    params = optax.apply_updates(params, updates)
-    return (params, state), loss_fn(params, data)
-
-  return jax.lax.scan(step, (params, opt_state), None, length=steps)
 
 
 def _check_sizes(**sizes):
@@ -105,6 +85,7 @@ def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
   """
   _check_sizes(num_steps=num_steps, horizon=horizon, unroll_steps=unroll_steps,
                batch_size=batch_size)
+  first_order = checks.boolean("first_order", first_order)
   if horizon % unroll_steps:
     raise ValueError(f"horizon ({horizon}) must be a multiple of unroll_steps "
                      f"({unroll_steps}).")
@@ -114,10 +95,15 @@ def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
   def outer_step(theta, outer_state, params, opt_state, data):
     def meta_loss(theta):
       tx = make_optimizer(theta)
-      one = lambda p, s, d: unroll(tx, tasks.loss, p, s, d, unroll_steps,
-                                   first_order=first_order)
-      carry, losses = jax.vmap(one)(params, opt_state, data)
-      return jnp.mean(losses), carry
+
+      def one(p, s, d):  # the losses after each update are the meta-loss
+        return optimize(tx, lambda q, _: tasks.loss(q, d), p,
+                        steps=unroll_steps, opt_state=s,
+                        first_order=first_order,
+                        observe=lambda q: tasks.loss(q, d))
+
+      new_params, new_state, losses = jax.vmap(one)(params, opt_state, data)
+      return jnp.mean(losses), (new_params, new_state)
 
     (loss, carry), grads = jax.value_and_grad(meta_loss, has_aux=True)(theta)
     updates, outer_state = outer_opt.update(grads, outer_state, theta)
@@ -155,7 +141,8 @@ def evaluate_optimizer(tx: optax.GradientTransformation, tasks, *, steps: int,
   @jax.jit
   def run(params, data):
     def one(p, d):
-      _, losses = unroll(tx, tasks.loss, p, tx.init(p), d, steps)
+      losses = optimize(tx, lambda q, _: tasks.loss(q, d), p, steps=steps,
+                        observe=lambda q: tasks.loss(q, d)).per_step
       return jnp.concatenate([tasks.loss(p, d)[None], losses])
     return jax.vmap(one)(params, data)
 

@@ -9,7 +9,8 @@ import optax
 import pytest
 
 from metajax import models
-from metajax.learners.maml import maml
+from metajax.learners.maml import maml, meta_sgd
+from metajax.learners.reptile import reptile
 from metajax.types import Episode
 
 
@@ -116,8 +117,19 @@ def test_remat_gives_the_same_gradients():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(inner_steps=-1), "inner_steps"),
     (dict(inner_lr=0.0), "inner_lr"),
+    (dict(inner_lr=float("inf")), r"^inner_lr must be a finite number > 0, "
+     r"got inf\.$"),
+    (dict(inner_lr=float("nan")), "inner_lr must be a finite number > 0"),
+    (dict(first_order=1), "first_order must be True or False"),
     (dict(task="ranking"), "Unknown task 'ranking'"),
 ])
 def test_bad_arguments(kwargs, match):
   with pytest.raises(ValueError, match=match):
     maml(Scalar(), **kwargs)
+
+
+@pytest.mark.parametrize("factory", [meta_sgd, reptile])
+@pytest.mark.parametrize("inner_lr", [float("inf"), float("nan"), -1.0])
+def test_family_factories_refuse_bad_inner_rates(factory, inner_lr):
+  with pytest.raises(ValueError, match="inner_lr must be a finite number > 0"):
+    factory(Scalar(), inner_lr=inner_lr)

@@ -182,6 +182,10 @@ def test_bad_arguments():
     baseline(Flatten(), num_classes=3, ways=2, classifier="svm")
   with pytest.raises(ValueError, match="finetune_steps"):
     baseline_pp(Flatten(), num_classes=3, ways=2, finetune_steps=0)
+  with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+    baseline_pp(Flatten(), num_classes=3, ways=2, scale=float("inf"))
+  with pytest.raises(ValueError, match="entropy_weight must be a finite"):
+    baseline(Flatten(), num_classes=3, ways=2, entropy_weight=float("nan"))
 
 
 EMBEDDING_LEARNERS = [

@@ -904,8 +904,10 @@ class Flatten(nn.Module):
 
 
 @pytest.mark.parametrize("factory,match", [
-    (lambda: meta_sgd(models.MLP(1), inner_lr=0.0), "inner_lr must be > 0"),
-    (lambda: reptile(models.MLP(1), inner_lr=-1.0), "inner_lr must be > 0"),
+    (lambda: meta_sgd(models.MLP(1), inner_lr=0.0),
+     "inner_lr must be a finite number > 0"),
+    (lambda: reptile(models.MLP(1), inner_lr=-1.0),
+     "inner_lr must be a finite number > 0"),
     (lambda: reptile(models.MLP(1), inner_steps=-1), "inner_steps must be"),
     (lambda: maml(models.MLP(1), multi_step_loss=[1.0, 1.0], inner_steps=1),
      r"multi_step_loss needs one weight per inner step \(1\), got 2"),
@@ -919,7 +921,7 @@ class Flatten(nn.Module):
     (lambda: baseline(Flatten(), num_classes=3, ways=2, transductive_steps=-1),
      "transductive_steps must be"),
     (lambda: baseline(Flatten(), num_classes=3, ways=2, entropy_weight=-1.0),
-     "entropy_weight must be >= 0"),
+     "entropy_weight must be a finite number >= 0"),
 ], ids=["meta_sgd_inner_lr", "reptile_inner_lr", "reptile_inner_steps",
         "maml_multi_step_loss", "maml_two_inner_opts", "maml_no_inner_hparams",
         "protonet_scale", "baseline_ways", "baseline_transductive_steps",

@@ -1,10 +1,17 @@
-"""Inner-loop optimizers as optax transformations whose hyperparameters can be
-meta-parameters (so the outer gradient reaches them): SGD with learned steps
-(Meta-SGD, MAML++'s LSLR), the Meta-Learner LSTM (Ravi & Larochelle 2017) and
-the coordinate-wise LSTM optimizer (Andrychowicz et al. 2016)."""
+"""The inner loop (`optimize`: steps of an optax transformation under `scan`,
+which every learner that optimizes per task runs) and inner optimizers as
+optax transformations whose hyperparameters can be meta-parameters (so the
+outer gradient reaches them): SGD with learned steps (Meta-SGD, MAML++'s
+LSLR), the Meta-Learner LSTM (Ravi & Larochelle 2017), the coordinate-wise
+LSTM optimizer (Andrychowicz et al. 2016), and Reptile's Adam whose
+statistics carry across tasks."""
 
+from metajax.inner.carried_adam import CarriedAdamState
+from metajax.inner.carried_adam import carried_adam
 from metajax.inner.learned_sgd import LearnedSgdState
 from metajax.inner.learned_sgd import learned_sgd
+from metajax.inner.loop import InnerResult
+from metajax.inner.loop import optimize
 from metajax.inner.lstm_optimizer import LstmOptimizerState
 from metajax.inner.lstm_optimizer import init_lstm_optimizer
 from metajax.inner.lstm_optimizer import lstm_optimizer
@@ -12,6 +19,7 @@ from metajax.inner.meta_lstm import MetaLstmState
 from metajax.inner.meta_lstm import init_meta_lstm
 from metajax.inner.meta_lstm import meta_lstm
 
-__all__ = ("LearnedSgdState", "LstmOptimizerState", "MetaLstmState",
+__all__ = ("CarriedAdamState", "InnerResult", "LearnedSgdState",
+           "LstmOptimizerState", "MetaLstmState", "carried_adam",
            "init_lstm_optimizer", "init_meta_lstm", "learned_sgd",
-           "lstm_optimizer", "meta_lstm")
+           "lstm_optimizer", "meta_lstm", "optimize")

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from metajax import checks
 from metajax.inner.meta_lstm import init_lstm_weights, lstm_cell, preprocess
 
 Theta = Any
@@ -36,9 +37,8 @@ def init_lstm_optimizer(key: chex.PRNGKey, hidden: int = 20,
     {"layers": [one LSTM weights dict per layer], "out": {"w": [hidden],
      "b": []}}.
   """
-  for name, value in (("hidden", hidden), ("layers", layers)):
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+  hidden = checks.integer("hidden", hidden, minimum=1)
+  layers = checks.integer("layers", layers, minimum=1)
   keys = jax.random.split(key, layers)
   return {"layers": [init_lstm_weights(k, 2 if n == 0 else hidden, hidden)
                      for n, k in enumerate(keys)],

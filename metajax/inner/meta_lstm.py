@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from metajax import checks
+
 Theta = Any  # the meta-learner's weights, a dict (see init_meta_lstm)
 
 
@@ -102,8 +104,7 @@ def init_meta_lstm(key: chex.PRNGKey, hidden: int = 20, *,
     {"lstm": {"w_x", "w_h", "b"}, "forget": {"w": [hidden + 2], "b": []},
      "input": {"w": [hidden + 2], "b": []}}.
   """
-  if not isinstance(hidden, int) or hidden < 1:
-    raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}.")
+  hidden = checks.integer("hidden", hidden, minimum=1)
   for name, (low, high) in (("forget_bias", forget_bias),
                             ("input_bias", input_bias)):
     if not low <= high:

@@ -5,8 +5,8 @@ over ALL meta-train classes are trained on mini-batches (`task_loss` on the
 query field of `metajax.data.episodes.ClassBatchSampler`'s batches, whose
 labels are global class ids). At test time the embedding is frozen and a new
 `ways`-way head is fit to the support set's features with an optax optimizer
-for a fixed number of full-batch steps, a `lax.scan` that the trainer and
-`evaluate` vmap over tasks.
+for a fixed number of full-batch steps (`metajax.inner.optimize`, a
+`lax.scan` that the trainer and `evaluate` vmap over tasks).
 
 Heads: "linear" (Baseline: W f + b) or "cosine" (Baseline++: s * cos(f, w_c),
 with the scale s learned in pre-training and kept at test time). With
@@ -27,7 +27,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metajax import checks
 from metajax import losses
+from metajax.inner.loop import optimize
 from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
 
@@ -56,25 +58,19 @@ def head_logits(head, features, classifier: str):
 
 def fit_head(head, features, labels, *, classifier: str,
              opt: optax.GradientTransformation, steps: int):
-  """`steps` full-batch updates of `opt` on the head's cross-entropy.
+  """`steps` full-batch updates of `opt` on the head's cross-entropy
+  (`metajax.inner.optimize`).
 
   The cosine head's scale is not trained (only its kernel is).
   """
   trainable = {k: v for k, v in head.items() if k != "scale"}
   fixed = {k: v for k, v in head.items() if k == "scale"}
 
-  def loss(params):
+  def loss(params, _):
     return losses.cross_entropy(
         head_logits({**params, **fixed}, features, classifier), labels)
 
-  def step(carry, _):
-    params, opt_state = carry
-    grads = jax.grad(loss)(params)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), None
-
-  (trainable, _), _ = jax.lax.scan(step, (trainable, opt.init(trainable)),
-                                   None, length=steps)
+  trainable = optimize(opt, loss, trainable, steps=steps).params
   return {**trainable, **fixed}
 
 
@@ -129,22 +125,15 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     Dhillon, Chaudhari, Ravichandran & Soatto, "A Baseline for Few-Shot
     Image Classification", ICLR 2020.
   """
-  is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
-  if not is_int(num_classes) or num_classes < 2:
-    raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
-  if not is_int(ways) or ways < 2:
-    raise ValueError(f"ways must be an integer >= 2, got {ways!r}.")
-  if classifier not in CLASSIFIERS:
-    raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
-  if not is_int(finetune_steps) or finetune_steps < 1:
-    raise ValueError(f"finetune_steps must be an integer >= 1, got {finetune_steps!r}.")
-  if not scale > 0:
-    raise ValueError(f"scale must be > 0, got {scale!r}.")
-  if not is_int(transductive_steps) or transductive_steps < 0:
-    raise ValueError(f"transductive_steps must be an integer >= 0, got "
-                     f"{transductive_steps!r}.")
-  if not entropy_weight >= 0:
-    raise ValueError(f"entropy_weight must be >= 0, got {entropy_weight!r}.")
+  num_classes = checks.integer("num_classes", num_classes, minimum=2)
+  ways = checks.integer("ways", ways, minimum=2)
+  classifier = checks.one_of("classifier", classifier, CLASSIFIERS)
+  finetune_steps = checks.integer("finetune_steps", finetune_steps, minimum=1)
+  normalize_features = checks.boolean("normalize_features", normalize_features)
+  scale = checks.positive("scale", scale)
+  transductive_steps = checks.integer("transductive_steps", transductive_steps,
+                                      minimum=0)
+  entropy_weight = checks.number("entropy_weight", entropy_weight, low=0)
   if transductive_opt is None:
     transductive_opt = optax.adam(5e-5)
   if finetune_opt is None:
@@ -190,7 +179,7 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     params = {"embed": jax.lax.stop_gradient(embed),
               "head": {k: v for k, v in head.items() if k != "scale"}}
 
-    def objective(p):
+    def objective(p, _):
       h = {**p["head"], **fixed}
       support_logits = head_logits(h, embed_features(p["embed"], support_x),
                                    classifier)
@@ -199,15 +188,8 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
       return (losses.cross_entropy(support_logits, support_y)
               + entropy_weight * entropy(query_logits))
 
-    def step(carry, _):
-      p, opt_state = carry
-      grads = jax.grad(objective)(p)
-      updates, opt_state = transductive_opt.update(grads, opt_state, p)
-      return (optax.apply_updates(p, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(
-        step, (params, transductive_opt.init(params)), None,
-        length=transductive_steps)
+    params = optimize(transductive_opt, objective, params,
+                      steps=transductive_steps).params
     return params["embed"], {**params["head"], **fixed}
 
   def predict(meta_params, state, query_x):

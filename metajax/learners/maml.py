@@ -13,8 +13,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metajax import checks
 from metajax import losses
 from metajax.inner.learned_sgd import learned_sgd
+from metajax.inner.loop import optimize
 from metajax.learners.embedding import to_float
 from metajax.types import Episode, Learner, Params
 
@@ -46,9 +48,9 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   """Model-Agnostic Meta-Learning, and the family built on its inner loop.
 
   `adapt` runs `inner_steps` updates of an optax transformation on the support
-  loss under `jax.lax.scan`; the meta-gradient flows through every step
-  (second order) unless `first_order=True`, which stops the gradient through
-  the inner gradients (FOMAML).
+  loss under `jax.lax.scan` (`metajax.inner.optimize`); the meta-gradient
+  flows through every step (second order) unless `first_order=True`, which
+  stops the gradient through the inner gradients (FOMAML).
 
   The inner optimizer is one of:
     * `inner_opt`: any fixed optax transformation (default: SGD with step
@@ -93,8 +95,10 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
     of Deep Networks", ICML 2017.
     Antoniou, Edwards & Storkey, "How to train your MAML", ICLR 2019.
   """
-  if not isinstance(inner_steps, int) or inner_steps < 0:
-    raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}.")
+  inner_lr = checks.positive("inner_lr", inner_lr)
+  inner_steps = checks.integer("inner_steps", inner_steps, minimum=0)
+  first_order = checks.boolean("first_order", first_order)
+  remat = checks.boolean("remat", remat)
   learned = inner_opt_fn is not None
   if learned and inner_opt is not None:
     raise ValueError("Pass either inner_opt (fixed) or inner_opt_fn "
@@ -102,8 +106,6 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   if learned and inner_hparams is None:
     raise ValueError("inner_opt_fn needs inner_hparams, their initial value.")
   if inner_opt is None and not learned:
-    if not inner_lr > 0:
-      raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}.")
     inner_opt = optax.sgd(inner_lr)
   if multi_step_loss is not None:
     multi_step_loss = tuple(float(w) for w in multi_step_loss)
@@ -120,15 +122,6 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
       return meta_params["params"], meta_params["inner"]
     return meta_params, None
 
-  def make_inner_opt(weights, hparams):
-    tx = inner_opt_fn(hparams) if learned else inner_opt
-    if trainable is not None:
-      labels = jax.tree.map(lambda m: "adapt" if m else "frozen",
-                            trainable(weights))
-      tx = optax.multi_transform({"adapt": tx, "frozen": optax.set_to_zero()},
-                                 labels)
-    return optax.with_extra_args_support(tx)
-
   def init(key, episode: Episode):
     weights = model.init(key, to_float(episode.support_x))["params"]
     if not learned:
@@ -139,32 +132,22 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   def inner_loop(meta_params, support, query=None):
     """Adapted weights and, with a query set, its (loss, metric) per step."""
     weights, hparams = split(meta_params)
-    tx = make_inner_opt(weights, hparams)
     support_x, support_y = to_float(support[0]), support[1]
+    observe = None
     if query is not None:
-      query = (to_float(query[0]), query[1])
+      query_x, query_y = to_float(query[0]), query[1]
 
-    def support_loss(params):
-      return loss_fn(apply(params, support_x), support_y)
+      def observe(params):
+        outputs = apply(params, query_x)
+        return loss_fn(outputs, query_y), metric_fn(outputs, query_y)
 
-    def step(carry, _):
-      params, opt_state = carry
-      loss, grads = jax.value_and_grad(support_loss)(params)
-      if first_order:  # no gradient through the optimizer's inputs
-        grads, loss = jax.lax.stop_gradient((grads, loss))
-      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-      params = optax.apply_updates(params, updates)
-      out = None
-      if query is not None:
-        outputs = apply(params, query[0])
-        out = (loss_fn(outputs, query[1]), metric_fn(outputs, query[1]))
-      return (params, opt_state), out
-
-    if remat:
-      step = jax.checkpoint(step)
-    (params, _), per_step = jax.lax.scan(step, (weights, tx.init(weights)),
-                                         None, length=inner_steps)
-    return params, per_step
+    result = optimize(
+        inner_opt_fn(hparams) if learned else inner_opt,
+        lambda params, _: loss_fn(apply(params, support_x), support_y),
+        weights, steps=inner_steps, first_order=first_order,
+        trainable=None if trainable is None else trainable(weights),
+        remat=remat, observe=observe)
+    return result.params, result.per_step
 
   def adapt(meta_params, support, key):
     del key  # the inner loop is deterministic.
@@ -204,9 +187,7 @@ def meta_sgd(model: nn.Module, *, inner_lr: float = 0.01, inner_steps: int = 1,
     Li, Zhou, Chen & Li, "Meta-SGD: Learning to Learn Quickly for Few-Shot
     Learning", 2017.
   """
-  if not inner_lr > 0:
-    raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}.")
-  return maml(model, inner_steps=inner_steps, first_order=first_order,
+  return maml(model, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
               inner_opt_fn=learned_sgd,
               inner_hparams=lambda w: jax.tree.map(
                   lambda x: jnp.full_like(x, inner_lr), w),

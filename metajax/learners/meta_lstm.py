@@ -14,6 +14,7 @@ from typing import Tuple
 import flax.linen as nn
 import jax
 
+from metajax import checks
 from metajax.inner.meta_lstm import init_meta_lstm, meta_lstm
 from metajax.learners.maml import maml
 from metajax.types import Learner
@@ -46,6 +47,7 @@ def meta_learner_lstm(model: nn.Module, *, inner_steps: int = 5,
     Ravi & Larochelle, "Optimization as a Model for Few-Shot Learning",
     ICLR 2017.
   """
+  hidden = checks.integer("hidden", hidden, minimum=1)
   base = maml(model, inner_steps=inner_steps, first_order=first_order,
               inner_opt_fn=meta_lstm,
               inner_hparams=lambda _: init_meta_lstm(jax.random.key(0), hidden),

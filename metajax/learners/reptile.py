@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metajax import checks
+from metajax.inner.carried_adam import CarriedAdamState, carried_adam
+from metajax.inner.loop import InnerResult, optimize
 from metajax.learners.embedding import to_float
 from metajax.learners.maml import maml
 from metajax.types import Learner
@@ -39,8 +42,8 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   Omniglot 5-way 1-shot they learned far faster than whole-set steps (README).
   They are drawn from `adapt`'s key.
 
-  With `carry_inner_state=True` the default inner Adam keeps its second-moment
-  estimates and bias correction from task to task, as the paper's code does
+  With `carry_inner_state=True` the inner Adam (`metajax.inner.carried_adam`)
+  keeps its second-moment estimates and bias correction from task to task, as the paper's code does
   (its TensorFlow Adam's slots are never reset; only the weights are). Then
   meta_params is `{"params": weights, "inner_state": {"nu": ...,
   "debias": ...}}` (Adam's second moments, and 1 - b2^t after t steps); every
@@ -70,42 +73,49 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
     Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms",
     2018.
   """
+  inner_lr = checks.positive("inner_lr", inner_lr)
+  carry_inner_state = checks.boolean("carry_inner_state", carry_inner_state)
+  if not (checks.is_number(b2) and 0 <= b2 < 1):
+    raise ValueError(f"b2 must be a finite number in [0, 1), got {b2!r}.")
+  inner_batch_size = checks.integer("inner_batch_size", inner_batch_size,
+                                    minimum=1, optional=True)
   if inner_opt is not None and carry_inner_state:
     raise ValueError("carry_inner_state carries the default inner Adam's "
                      "statistics; it does not take an inner_opt.")
-  if inner_batch_size is not None and (
-      not isinstance(inner_batch_size, int) or isinstance(inner_batch_size, bool)
-      or inner_batch_size < 1):
-    raise ValueError(f"inner_batch_size must be None or an integer >= 1, got "
-                     f"{inner_batch_size!r}.")
-  if inner_opt is None:
-    if not inner_lr > 0:
-      raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}.")
-    if not 0 <= b2 < 1:
-      raise ValueError(f"b2 must be in [0, 1), got {b2!r}.")
+  if carry_inner_state:
+    inner_opt = carried_adam(inner_lr, b2)
+  elif inner_opt is None:
     inner_opt = optax.adam(inner_lr, b1=0.0, b2=b2)
   # maml gives init, predict, loss and metric (and checks inner_steps).
   base = maml(model, inner_steps=inner_steps, first_order=True,
               inner_opt=inner_opt, task=task)
-  loss_fn = base.loss
 
-  def apply(params, x):
-    return model.apply({"params": params}, x)
+  def run(weights, opt_state, support, key) -> InnerResult:
+    """The inner steps from `opt_state` (None: a fresh one), each on the
+    support set or on one mini-batch of it."""
+    support_x = to_float(jnp.asarray(support[0]))
+    support_y = jnp.asarray(support[1])
+    batches = None
+    if inner_batch_size is not None:
+      if key is None:
+        raise ValueError("Reptile with inner_batch_size draws its mini-batches "
+                         "from adapt's key; got key=None.")
+      batches = support_batches(key, support_y.shape[0], inner_steps,
+                                inner_batch_size)
+
+    def loss(params, idx):
+      x, y = (support_x, support_y) if idx is None else (support_x[idx],
+                                                         support_y[idx])
+      return base.loss(model.apply({"params": params}, x), y)
+
+    return optimize(inner_opt, loss, weights, steps=inner_steps,
+                    opt_state=opt_state, inputs=batches)
 
   if carry_inner_state:
-    return _carried(base, apply, loss_fn, inner_lr, inner_steps, b2,
-                    inner_batch_size)
-
-  tx = optax.with_extra_args_support(inner_opt)
-
-  def update(params, grads, loss, opt_state):
-    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    return optax.apply_updates(params, updates), opt_state
-
-  run = _inner_loop(apply, loss_fn, update, inner_steps, inner_batch_size)
+    return _carried(base, inner_opt, run)
 
   def adapt(meta_params, support, key):
-    return run(meta_params, tx.init(meta_params), support, key)[0]
+    return run(meta_params, None, support, key).params
 
   def inner(meta_params, support, key):
     adapted = adapt(meta_params, support, key)
@@ -128,37 +138,6 @@ def support_batches(key: jax.Array, n: int, steps: int,
   return perms.reshape(-1)[:steps * batch_size].reshape(steps, batch_size)
 
 
-def _inner_loop(apply, loss_fn, update, inner_steps, inner_batch_size):
-  """`run(weights, opt_state, support, key) -> (weights, opt_state)`: the
-  inner steps, each `update(params, grads, loss, opt_state)` on the support
-  set or on one mini-batch of it."""
-
-  def run(weights, opt_state, support, key):
-    support_x = to_float(jnp.asarray(support[0]))
-    support_y = jnp.asarray(support[1])
-    batches = None
-    if inner_batch_size is not None:
-      if key is None:
-        raise ValueError("Reptile with inner_batch_size draws its mini-batches "
-                         "from adapt's key; got key=None.")
-      batches = support_batches(key, support_y.shape[0], inner_steps,
-                                inner_batch_size)
-
-    def step(carry, idx):
-      params, opt_state = carry
-      x, y = (support_x, support_y) if idx is None else (support_x[idx],
-                                                         support_y[idx])
-      loss, grads = jax.value_and_grad(lambda p: loss_fn(apply(p, x), y))(
-          params)
-      return update(params, grads, loss, opt_state), None
-
-    (params, opt_state), _ = jax.lax.scan(step, (weights, opt_state), batches,
-                                          length=inner_steps)
-    return params, opt_state
-
-  return run
-
-
 def _outer_grad(base: Learner, inner):
   """Reptile's per-task outer "gradient" meta_params - target.
 
@@ -179,42 +158,24 @@ def _outer_grad(base: Learner, inner):
   return outer_grad
 
 
-def _carried(base, apply, loss_fn, inner_lr, inner_steps, b2,
-             inner_batch_size) -> Learner:
-  """Reptile whose inner Adam (beta1 = 0) starts from carried statistics.
-
-  The carried state is Adam's second moments `nu` and `debias` = 1 - b2^t
-  (its bias correction after t steps, itself an average of ones with decay
-  b2), rather than the count t: a change of `debias` is small, so the
-  carried state adds little to the logged outer "gradient" norm.
-  """
+def _carried(base: Learner, inner_opt: optax.GradientTransformation,
+             run) -> Learner:
+  """Reptile whose inner Adam (`carried_adam`) starts from the statistics
+  carried in meta_params[CARRIED] and hands back the new ones."""
 
   def init(key, episode):
     weights = base.init(key, episode)
-    return {"params": weights,
-            CARRIED: {"nu": jax.tree.map(jnp.zeros_like, weights),
-                      "debias": jnp.zeros([], jnp.float32)}}
-
-  def update(params, grads, loss, carried):
-    del loss
-    nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g,
-                      carried["nu"], grads)
-    debias = b2 * carried["debias"] + (1 - b2)
-    # Adam with beta1 = 0 (optax.adam's eps = 1e-8 outside the root).
-    params = jax.tree.map(
-        lambda w, g, v: w - inner_lr * g / (jnp.sqrt(v / debias) + 1e-8),
-        params, grads, nu)
-    return params, {"nu": nu, "debias": debias}
-
-  run = _inner_loop(apply, loss_fn, update, inner_steps, inner_batch_size)
+    return {"params": weights, CARRIED: inner_opt.init(weights)._asdict()}
 
   def adapt(meta_params, support, key):
-    return run(meta_params["params"], meta_params[CARRIED], support, key)[0]
+    return run(meta_params["params"], CarriedAdamState(**meta_params[CARRIED]),
+               support, key).params
 
   def inner(meta_params, support, key):
-    adapted, carried = run(meta_params["params"], meta_params[CARRIED],
-                           support, key)
-    return adapted, {"params": adapted, CARRIED: carried}
+    result = run(meta_params["params"],
+                 CarriedAdamState(**meta_params[CARRIED]), support, key)
+    return result.params, {"params": result.params,
+                           CARRIED: result.opt_state._asdict()}
 
   return base._replace(init=init, adapt=adapt,
                        outer_grad=_outer_grad(base, inner))
