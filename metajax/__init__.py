@@ -34,6 +34,7 @@ from metajax.evaluate import evaluate as meta_test
 from metajax.learners import anil
 from metajax.learners import baseline
 from metajax.learners import baseline_pp
+from metajax.learners import fomaml
 from metajax.learners import freeze_embedding
 from metajax.learners import maml
 from metajax.learners import mann
@@ -88,6 +89,7 @@ __all__ = (
     "baseline",
     "baseline_pp",
     "confidence_interval",
+    "fomaml",
     "freeze_embedding",
     "inner",
     "learned_optimizers",

@@ -92,8 +92,7 @@ def test_short_names_set_the_learner_options():
 
 def test_factory_options_and_their_errors():
   config = maml_sinusoid.get_config("smoke")
-  config.learner_kwargs.inner_lr = float("inf")
-  config.inner_lr = None
+  config.inner_lr = float("inf")  # as --config.inner_lr=inf
   with pytest.raises(from_config.ConfigError,
                      match=r"config.learner='maml': inner_lr must be a "
                      r"finite number > 0, got inf"):

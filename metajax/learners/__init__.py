@@ -8,6 +8,7 @@ from metajax.learners.baseline import baseline
 from metajax.learners.baseline import baseline_pp
 from metajax.learners.embedding import freeze_embedding
 from metajax.learners.maml import anil
+from metajax.learners.maml import fomaml
 from metajax.learners.maml import head_only
 from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
@@ -22,9 +23,10 @@ from metajax.learners.snail import snail
 # Config names (`config.learner`) -> factories: the one place a learner is
 # named by a string.
 FACTORIES = {f.__name__: f for f in (
-    anil, baseline, baseline_pp, maml, mann, matching_net, meta_learner_lstm,
-    meta_sgd, protonet, reptile, snail)}
+    anil, baseline, baseline_pp, fomaml, maml, mann, matching_net,
+    meta_learner_lstm, meta_sgd, protonet, reptile, snail)}
 
 __all__ = ("FACTORIES", "anil", "baseline", "baseline_pp", "carry_outer_opt",
-           "freeze_embedding", "head_only", "maml", "mann", "matching_net",
-           "meta_learner_lstm", "meta_sgd", "protonet", "reptile", "snail")
+           "fomaml", "freeze_embedding", "head_only", "maml", "mann",
+           "matching_net", "meta_learner_lstm", "meta_sgd", "protonet",
+           "reptile", "snail")

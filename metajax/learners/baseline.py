@@ -82,9 +82,10 @@ def entropy(logits):
 
 def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
              classifier: str = "linear", finetune_steps: int = 100,
+             finetune_lr: float = 1e-2, finetune_weight_decay: float = 1e-3,
              finetune_opt: Optional[optax.GradientTransformation] = None,
              normalize_features: bool = False, scale: float = 10.0,
-             transductive_steps: int = 0,
+             transductive_steps: int = 0, transductive_lr: float = 5e-5,
              transductive_opt: Optional[optax.GradientTransformation] = None,
              entropy_weight: float = 1.0) -> Learner:
   """The fine-tuning baseline of Chen et al. 2019.
@@ -95,7 +96,8 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
   global labels; `adapt` fits a fresh `ways`-way head (initialized from the
   key) on the frozen support features; `predict` applies it to the query
   features. The task state is {"head": ...} (and "support", the support set,
-  when transductive).
+  when transductive). The learner trains on class batches
+  (`train_on="class_batches"`: `ClassBatchSampler`'s mini-batches).
 
   Args:
     embedding: flax module mapping float inputs [B, ...] to [B, D].
@@ -103,15 +105,16 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     ways: classes per test episode.
     classifier: "linear" (Baseline) or "cosine" (Baseline++).
     finetune_steps: full-batch steps of the test-time head fit (>= 1).
-    finetune_opt: its optimizer (default `optax.adam(1e-2)` with weight
-      decay 1e-3 added to the gradient).
+    finetune_lr: the head fit's Adam step.
+    finetune_weight_decay: weight decay added to the head fit's gradient.
+    finetune_opt: an optimizer for the head fit instead of that Adam.
     normalize_features: L2-normalize the features before a linear head (RFS
       logistic regression); the cosine head normalizes anyway.
     scale: initial value of Baseline++'s learned scale.
     transductive_steps: full-batch steps of transductive fine-tuning of the
       whole network in `predict` (0: off).
-    transductive_opt: its optimizer (default `optax.adam(5e-5)`, the paper's
-      rate).
+    transductive_lr: its Adam step (the paper's 5e-5).
+    transductive_opt: an optimizer for it instead of that Adam.
     entropy_weight: weight of the query entropy in that objective.
 
   Returns:
@@ -135,9 +138,13 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
                                       minimum=0)
   entropy_weight = checks.number("entropy_weight", entropy_weight, low=0)
   if transductive_opt is None:
-    transductive_opt = optax.adam(5e-5)
+    transductive_opt = optax.adam(checks.positive("transductive_lr",
+                                                  transductive_lr))
   if finetune_opt is None:
-    finetune_opt = optax.chain(optax.add_decayed_weights(1e-3), optax.adam(1e-2))
+    finetune_opt = optax.chain(
+        optax.add_decayed_weights(checks.number(
+            "finetune_weight_decay", finetune_weight_decay, low=0)),
+        optax.adam(checks.positive("finetune_lr", finetune_lr)))
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed_features(embed, x):
@@ -199,9 +206,12 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     return head_logits(head, embed_features(embed, query_x), classifier)
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name, task_loss=task_loss)
+                 metric=metric_fn, metric_name=metric_name, task_loss=task_loss,
+                 train_on="class_batches")
 
 
-def baseline_pp(embedding: nn.Module, **kwargs) -> Learner:
+def baseline_pp(embedding: nn.Module, *, num_classes: int, ways: int,
+                **kwargs) -> Learner:
   """Baseline++: `baseline` with the cosine classifier and learned scale."""
-  return baseline(embedding, classifier="cosine", **kwargs)
+  return baseline(embedding, num_classes=num_classes, ways=ways,
+                  classifier="cosine", **kwargs)

@@ -6,7 +6,7 @@ learner, `maml`, with options; `meta_sgd` and `anil` are short names for the
 usual settings. Reptile (Nichol et al. 2018) is in `reptile.py`.
 """
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -43,7 +43,9 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
          inner_opt_fn: Optional[InnerOptFn] = None,
          inner_hparams: Any = None,
          trainable: Optional[TrainableFn] = None,
-         multi_step_loss: Optional[Sequence[float]] = None,
+         multi_step_loss: Union[bool, Sequence[float], None] = None,
+         lslr: bool = False, lslr_steps: Optional[int] = None,
+         first_order_steps: int = 0,
          task: str = "classification", remat: bool = False) -> Learner:
   """Model-Agnostic Meta-Learning, and the family built on its inner loop.
 
@@ -75,8 +77,18 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
     trainable: params -> pytree of bools; only True leaves adapt in the inner
       loop (the others get zero updates through `optax.multi_transform`, and
       XLA drops their unused inner gradients). `head_only()` gives ANIL.
-    multi_step_loss: MAML++'s multi-step loss: `inner_steps` weights; the
-      training objective becomes sum_t w_t * query loss after inner step t.
+    multi_step_loss: MAML++'s multi-step loss: `inner_steps` weights (True:
+      uniform ones, 1 / inner_steps; False or None: off); the training
+      objective becomes sum_t w_t * query loss after inner step t.
+    lslr: MAML++'s learned per-layer per-step inner rates: SGD whose rate
+      for each parameter leaf and inner step is a meta-parameter, starting at
+      `inner_lr` (`metajax.inner.learned_sgd`).
+    lslr_steps: the steps that have rates of their own (default
+      `inner_steps`); later steps reuse the last one, so a test-time learner
+      may take more steps than it was trained with.
+    first_order_steps: MAML++'s first-order warm-up: the first this many
+      meta-steps train the first-order learner (`Learner.warmup`), the rest
+      second order.
     task: "classification" (cross-entropy, accuracy) or "regression" (MSE).
     remat: rematerialize each inner step in the backward pass
       (`jax.checkpoint`), trading compute for memory with many inner steps.
@@ -98,7 +110,62 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   inner_lr = checks.positive("inner_lr", inner_lr)
   inner_steps = checks.integer("inner_steps", inner_steps, minimum=0)
   first_order = checks.boolean("first_order", first_order)
-  remat = checks.boolean("remat", remat)
+  first_order_steps = checks.integer("first_order_steps", first_order_steps,
+                                     minimum=0)
+  if first_order_steps and first_order:
+    raise ValueError("first_order_steps switches a second-order learner to "
+                     "second order after that many meta-steps; with "
+                     "first_order=True it is first order throughout.")
+  if checks.boolean("lslr", lslr):
+    if inner_opt is not None or inner_opt_fn is not None:
+      raise ValueError("lslr learns the rates of the inner SGD; it takes no "
+                       "inner_opt or inner_opt_fn (the Meta-Learner LSTM and "
+                       "Meta-SGD learn their own steps).")
+    inner_opt_fn, inner_hparams = _lslr(inner_lr, inner_steps, lslr_steps)
+  kwargs = dict(inner_lr=inner_lr, inner_steps=inner_steps,
+                inner_opt=inner_opt, inner_opt_fn=inner_opt_fn,
+                inner_hparams=inner_hparams, trainable=trainable,
+                multi_step_loss=_step_weights(multi_step_loss, inner_steps),
+                task=task, remat=checks.boolean("remat", remat))
+  learner = _maml(model, first_order=first_order, **kwargs)
+  if first_order_steps:
+    learner = learner._replace(warmup=(first_order_steps,
+                                       _maml(model, first_order=True,
+                                             **kwargs)))
+  return learner
+
+
+def _lslr(inner_lr: float, inner_steps: int, lslr_steps: Optional[int]):
+  """(inner_opt_fn, inner_hparams) of MAML++'s per-layer per-step rates."""
+  rows = checks.integer("lslr_steps", inner_steps if lslr_steps is None
+                        else lslr_steps, minimum=1)
+  if inner_steps < 1:
+    raise ValueError("lslr learns one inner rate per inner step; it needs "
+                     f"inner_steps >= 1, got {inner_steps}.")
+  # Step t uses row min(t, rows - 1).
+  index = jnp.minimum(jnp.arange(inner_steps), rows - 1)
+  opt_fn = lambda rates: learned_sgd(
+      jax.tree.map(lambda r: jnp.asarray(r)[index], rates), per_step=True)
+  return opt_fn, per_layer_per_step_rates(inner_lr, rows)
+
+
+def _step_weights(multi_step_loss, inner_steps: int):
+  """MAML++'s multi-step loss weights, or None (off)."""
+  if multi_step_loss is None or multi_step_loss is False:
+    return None
+  if multi_step_loss is True:
+    return (1.0 / inner_steps,) * inner_steps if inner_steps else None
+  weights = tuple(float(w) for w in multi_step_loss)
+  if len(weights) != inner_steps or inner_steps == 0:
+    raise ValueError(f"multi_step_loss needs one weight per inner step "
+                     f"({inner_steps}), got {len(weights)}.")
+  return weights
+
+
+def _maml(model: nn.Module, *, inner_lr: float, inner_steps: int,
+          first_order: bool, inner_opt, inner_opt_fn, inner_hparams,
+          trainable, multi_step_loss, task: str, remat: bool) -> Learner:
+  """`maml`'s learner from checked options (no warm-up)."""
   learned = inner_opt_fn is not None
   if learned and inner_opt is not None:
     raise ValueError("Pass either inner_opt (fixed) or inner_opt_fn "
@@ -107,11 +174,6 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
     raise ValueError("inner_opt_fn needs inner_hparams, their initial value.")
   if inner_opt is None and not learned:
     inner_opt = optax.sgd(inner_lr)
-  if multi_step_loss is not None:
-    multi_step_loss = tuple(float(w) for w in multi_step_loss)
-    if len(multi_step_loss) != inner_steps or inner_steps == 0:
-      raise ValueError(f"multi_step_loss needs one weight per inner step "
-                       f"({inner_steps}), got {len(multi_step_loss)}.")
   loss_fn, metric_fn, metric_name = losses.for_task(task)
 
   def apply(params, x):
@@ -133,20 +195,16 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
     """Adapted weights and, with a query set, its (loss, metric) per step."""
     weights, hparams = split(meta_params)
     support_x, support_y = to_float(support[0]), support[1]
-    observe = None
-    if query is not None:
-      query_x, query_y = to_float(query[0]), query[1]
-
-      def observe(params):
-        outputs = apply(params, query_x)
-        return loss_fn(outputs, query_y), metric_fn(outputs, query_y)
+    def query_loss(params):
+      outputs = apply(params, to_float(query[0]))
+      return loss_fn(outputs, query[1]), metric_fn(outputs, query[1])
 
     result = optimize(
         inner_opt_fn(hparams) if learned else inner_opt,
         lambda params, _: loss_fn(apply(params, support_x), support_y),
         weights, steps=inner_steps, first_order=first_order,
         trainable=None if trainable is None else trainable(weights),
-        remat=remat, observe=observe)
+        remat=remat, observe=None if query is None else query_loss)
     return result.params, result.per_step
 
   def adapt(meta_params, support, key):
@@ -200,11 +258,25 @@ def per_layer_per_step_rates(inner_lr: float, inner_steps: int):
       lambda _: jnp.full((inner_steps,), inner_lr, jnp.float32), w)
 
 
-def anil(model: nn.Module, *, head: str = "head", **kwargs) -> Learner:
+def anil(model: nn.Module, *, head: str = "head",
+         task: str = "classification", **kwargs) -> Learner:
   """ANIL: MAML whose inner loop adapts only the head (`trainable=head_only`).
+
+  Takes `maml`'s options.
 
   References:
     Raghu, Raghu, Bengio & Vinyals, "Rapid Learning or Feature Reuse?
     Towards Understanding the Effectiveness of MAML", ICLR 2020.
   """
-  return maml(model, trainable=head_only(head), **kwargs)
+  return maml(model, trainable=head_only(head), task=task, **kwargs)
+
+
+def fomaml(model: nn.Module, *, task: str = "classification",
+           **kwargs) -> Learner:
+  """First-order MAML: `maml` with `first_order=True`; takes its options.
+
+  References:
+    Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation
+    of Deep Networks", ICML 2017 (Section 5.2).
+  """
+  return maml(model, first_order=True, task=task, **kwargs)

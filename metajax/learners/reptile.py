@@ -39,12 +39,13 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   batch larger than the set holds each example several times). The
   mini-batches matter: the paper's analysis credits Reptile's generalization
   to the inner product of gradients on different mini-batches, and on
-  Omniglot 5-way 1-shot they learned far faster than whole-set steps (README).
-  They are drawn from `adapt`'s key.
+  Omniglot 5-way 1-shot they learned far faster than whole-set steps
+  (docs/results.md). They are drawn from `adapt`'s key.
 
   With `carry_inner_state=True` the inner Adam (`metajax.inner.carried_adam`)
-  keeps its second-moment estimates and bias correction from task to task, as the paper's code does
-  (its TensorFlow Adam's slots are never reset; only the weights are). Then
+  keeps its second-moment estimates and bias correction from task to task,
+  as the paper's code does (its TensorFlow Adam's slots are never reset;
+  only the weights are). Then
   meta_params is `{"params": weights, "inner_state": {"nu": ...,
   "debias": ...}}` (Adam's second moments, and 1 - b2^t after t steps); every
   task of a meta-step starts from the carried statistics (at test time too),
@@ -52,8 +53,9 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   (the paper's code runs the tasks one after another through one Adam
   instead). Those statistics are state, not meta-parameters: `outer_grad`
   gives them old - new, and the outer optimizer must set them to the new
-  value whatever its step size, which `carry_outer_opt(opt)` does
-  (`runs.build_outer_opt` uses it for `config.carry_inner_state`).
+  value whatever its step size, which `carry_outer_opt(opt)` does: the
+  learner's `wrap_outer_opt` (`metajax.from_config.build_outer_opt` applies
+  it; pass `carry_outer_opt(opt)` to `meta_train` yourself).
 
   Args:
     model: a flax module.
@@ -178,7 +180,8 @@ def _carried(base: Learner, inner_opt: optax.GradientTransformation,
                            CARRIED: result.opt_state._asdict()}
 
   return base._replace(init=init, adapt=adapt,
-                       outer_grad=_outer_grad(base, inner))
+                       outer_grad=_outer_grad(base, inner),
+                       wrap_outer_opt=carry_outer_opt)
 
 
 def carry_outer_opt(
