@@ -94,7 +94,7 @@ _SHARED = {"dataset": None, "data_dir": "", "image_size": None,
 
 
 # Top-level name -> (option, where): the options a config links to a field
-# of its own (configs/base.link).
+# of its own (configs/_base.link).
 _LINKED = {
     "inner_lr": ("inner_lr", lambda c: c["learner_kwargs"]),
     "inner_steps": ("inner_steps", lambda c: c["learner_kwargs"]),
@@ -131,7 +131,7 @@ def convert(old: Dict[str, Any]) -> Dict[str, Any]:
     if key in kwargs:
       kwargs[key] = json.loads(json.dumps(kwargs[key]))  # tuples as lists
   new["learner_kwargs"], new["test_learner_kwargs"] = kwargs, test_kwargs
-  # The short names the configs link to these options (configs/base.link).
+  # The short names the configs link to these options (configs/_base.link).
   for name, (option, kwargs_of) in _LINKED.items():
     new[name] = kwargs_of(new).get(option)
   model = old.get("model", "conv4")

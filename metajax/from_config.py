@@ -60,7 +60,7 @@ class ConfigError(ValueError):
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Every field a config has, with its default (experiments/configs/base.py)."""
+  """Every field a config has, with its default (experiments/configs/_base.py)."""
   c = ml_collections.ConfigDict()
   c.learner = "maml"
   for field in KWARGS_FIELDS:
@@ -105,7 +105,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.paper_result = ""  # printed beside the result
   # Short names of learner options that command lines set (None: unset);
   # each overrides its option (`SHORTCUTS`). Configs link them to
-  # learner_kwargs (experiments/configs/base.py), so the two agree.
+  # learner_kwargs (experiments/configs/_base.py), so the two agree.
   for name in SHORTCUTS:
     c[name] = placeholder(float if name == "inner_lr" else int)
   return c

@@ -7,11 +7,13 @@ support and query losses are both L(t) = A t^2 / 2 with A = 2a.
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from experiments.configs import maml_omniglot
+from metajax import from_config
 from metajax import models, runs
 from metajax import step as step_lib
 from metajax.inner import learned_sgd
@@ -135,13 +137,12 @@ def test_reptile_carried_adam_by_hand():
                              rtol=1e-5)
   assert abs(expected - (theta - lr * np.sign(g))) > 1e-3
   # From fresh statistics (at initialization) it is optax's Adam (beta1 = 0).
-  config = maml_omniglot.get_config("smoke")
-  config.update(dict(learner="reptile", ways=3, image_size=10, filters=4,
-                     inner_steps=3, inner_lr=1e-2))
+  config = family_config("reptile")
+  config.inner_steps, config.inner_lr = 3, 1e-2
   batch = jax.tree.map(lambda x: np.stack([x]), tiny_episode())
-  fresh_learner = runs.build_learner(config)
-  config.carry_inner_state = True
-  carried_learner = runs.build_learner(config)
+  fresh_learner = from_config.build_learner(config)
+  config.learner_kwargs.carry_inner_state = True
+  carried_learner = from_config.build_learner(config)
   carried0 = step_lib.init_train_state(
       carried_learner, opt, jax.random.key(0), batch).meta_params
   ep = tiny_episode()
@@ -152,9 +153,9 @@ def test_reptile_carried_adam_by_hand():
   with pytest.raises(ValueError, match="does not take an inner_opt"):
     reptile(Scalar(), inner_opt=optax.sgd(0.1), carry_inner_state=True)
   config = maml_omniglot.get_config("smoke")
-  config.carry_inner_state = True
-  with pytest.raises(ValueError, match="carry_inner_state is for Reptile"):
-    runs.validate(config)
+  config.learner_kwargs.carry_inner_state = True
+  with pytest.raises(ValueError, match="of 'maml'.*'carry_inner_state'"):
+    from_config.validate(config)
 
 
 def test_reptile_inner_mini_batches():
@@ -209,25 +210,26 @@ def test_reptile_inner_mini_batches():
   # Config: Reptile only; the test-time size when given.
   config = maml_omniglot.get_config("smoke")
   config.inner_batch_size = 3
-  with pytest.raises(ValueError, match="inner_batch_size .* is for Reptile"):
-    runs.validate(config)
-  config.update(dict(learner="reptile", inner_batch_size=0))
-  with pytest.raises(ValueError, match="inner_batch_size=0 is invalid"):
-    runs.validate(config)
-  config.update(dict(ways=3, image_size=10, filters=4, inner_steps=1,
-                     test_inner_steps=1, inner_lr=1e-2, inner_batch_size=3,
-                     test_inner_batch_size=1))
-  runs.validate(config)
+  with pytest.raises(ValueError, match="of 'maml'.*'inner_batch_size'"):
+    from_config.validate(config)
+  config = family_config("reptile")
+  config.inner_batch_size = 0
+  with pytest.raises(ValueError, match="inner_batch_size must be None or an "
+                     "integer >= 1, got 0"):
+    from_config.validate(config)
+  config.update(dict(inner_steps=1, test_inner_steps=1, inner_lr=1e-2,
+                     inner_batch_size=3, test_inner_batch_size=1))
+  from_config.validate(config)
   tiny = tiny_episode()  # 3 ways x 1 shot
-  meta = runs.build_learner(config).init(jax.random.key(0), tiny)
-  by_batch = {b: reptile(runs.build_model(config, 3), inner_lr=1e-2,
+  meta = from_config.build_learner(config).init(jax.random.key(0), tiny)
+  by_batch = {b: reptile(from_config.build_model(config, 3), inner_lr=1e-2,
                          inner_steps=1, inner_batch_size=b).adapt(
                              meta, tiny.support, jax.random.key(5))
               for b in (1, 3)}
   for test, b in ((False, 3), (True, 1)):
     chex.assert_trees_all_close(
-        runs.build_learner(config, test=test).adapt(meta, tiny.support,
-                                                    jax.random.key(5)),
+        from_config.build_learner(config, test=test).adapt(
+            meta, tiny.support, jax.random.key(5)),
         by_batch[b])
 
 
@@ -320,20 +322,32 @@ LEARNER_VARIANTS = [
     dict(learner="maml"), dict(learner="fomaml"), dict(learner="meta_sgd"),
     dict(learner="anil"), dict(learner="reptile"),
     dict(learner="reptile", carry_inner_state=True),
-    dict(learner="maml", lslr=True, multi_step_loss=True),
-    dict(learner="meta_lstm", lstm_hidden=3),
+    dict(learner="maml", lslr=True, lslr_steps=2, multi_step_loss=True),
+    dict(learner="maml", first_order_steps=1),
+    dict(learner="meta_learner_lstm", hidden=3),
 ]
+
+
+def family_config(learner, **options):
+  """A tiny config of `learner` with `options` (3-way, 10x10, Conv4 of 4
+  filters, 2 inner steps and 3 at test time)."""
+  config = maml_omniglot.get_config("smoke")
+  config.update(dict(learner=learner, ways=3, image_size=10))
+  config.model_kwargs.filters = 4
+  config.learner_kwargs = ml_collections.ConfigDict(options)
+  config.test_learner_kwargs = ml_collections.ConfigDict()
+  config.update(dict(inner_steps=2, test_inner_steps=3, inner_lr=0.1))
+  return config
 
 
 @pytest.mark.parametrize("overrides", LEARNER_VARIANTS,
                          ids=lambda o: "-".join(str(v) for v in o.values()))
 def test_family_contract(overrides):
-  config = maml_omniglot.get_config("smoke")
-  config.update(dict(ways=3, inner_steps=2, test_inner_steps=3, image_size=10,
-                     filters=4, inner_lr=0.1))
-  config.update(overrides)
-  learner = runs.build_learner(config)
-  test_learner = runs.build_learner(config, test=True)
+  options = dict(overrides)
+  config = family_config(options.pop("learner"), **options)
+  learner = from_config.build_learner(config)
+  test_learner = from_config.build_learner(config, test=True)
+  assert (learner.warmup is not None) == ("first_order_steps" in options)
   ep = tiny_episode()
   batch = jax.tree.map(lambda x: np.stack([x, x]), ep)
   meta0 = check_meta_training(learner, batch)
@@ -360,8 +374,8 @@ def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   assert results["episodes"] == config.eval_episodes
   assert np.isfinite(results["mean"])
   run = runs.load_run(str(tmp_path))
-  assert ("inner" in run.meta_params) == (config.learner in ("meta_sgd",
-                                                              "meta_lstm"))
+  assert ("inner" in run.meta_params) == (
+      config.learner in ("meta_sgd", "meta_learner_lstm"))
 
 
 def test_first_order_then_second_order(tmp_path):
@@ -372,7 +386,7 @@ def test_first_order_then_second_order(tmp_path):
     config = maml_sinusoid.get_config("smoke")
     config.update(dict(num_steps=6, eval_episodes=2, val_every=0,
                        checkpoint_every=3))
-    config.update(overrides)
+    config.learner_kwargs.update(overrides)
     runs.train_and_evaluate(config, str(tmp_path / name))
     return jax.tree.leaves(runs.load_run(str(tmp_path / name)).meta_params)
 

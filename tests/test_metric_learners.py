@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from experiments.configs import protonet_omniglot
+from metajax import from_config
 from metajax import runs
 from metajax.data.episodes import ClassBatchSampler
 from metajax.data.sources import ClassImages
@@ -188,6 +189,8 @@ def test_bad_arguments():
     baseline(Flatten(), num_classes=3, ways=2, entropy_weight=float("nan"))
 
 
+# (learner, its options): each learner with the tiny options below, and
+# the variants these add.
 EMBEDDING_LEARNERS = [
     dict(learner="protonet"), dict(learner="protonet", distance="cosine"),
     dict(learner="matching_net"), dict(learner="matching_net", fce=True),
@@ -195,19 +198,26 @@ EMBEDDING_LEARNERS = [
     dict(learner="baseline", normalize_features=True),
     dict(learner="baseline_pp", transductive_steps=2),
 ]
+TINY_OPTIONS = {
+    "protonet": {},
+    "matching_net": dict(fce=False, read_steps=2),
+    "baseline": dict(finetune_steps=3, finetune_lr=0.1,
+                     normalize_features=False),
+}
 
 
 @pytest.mark.parametrize("overrides", EMBEDDING_LEARNERS,
                          ids=lambda o: "-".join(str(v) for v in o.values()))
 def test_embedding_learner_contract(overrides):
   config = protonet_omniglot.get_config("smoke")
-  config.update(dict(ways=4, test_ways=3, image_size=10, filters=4,
-                     fce=False, read_steps=2, num_classes=6, batch_size=8,
-                     finetune_steps=3, finetune_lr=0.1,
-                     normalize_features=False))
-  config.update(overrides)
-  learner = runs.build_learner(config)
-  test_learner = runs.build_learner(config, test=True)
+  config.update(dict(ways=4, test_ways=3, image_size=10, num_classes=6,
+                     batch_size=8, learner=overrides["learner"]))
+  config.model_kwargs.filters = 4
+  config.learner_kwargs = dict(
+      TINY_OPTIONS[config.learner.replace("_pp", "")],
+      **{k: v for k, v in overrides.items() if k != "learner"})
+  learner = from_config.build_learner(config)
+  test_learner = from_config.build_learner(config, test=True)
   if config.learner.startswith("baseline"):
     train_batch = ClassBatchSampler(class_images(), batch_size=8).sample_batch(
         np.random.default_rng(0), 2)
@@ -237,7 +247,7 @@ def test_config_smoke_runs_and_loads(name, variant, tmp_path, omniglot_data_dir)
   run = runs.load_run(str(tmp_path))
   if config.learner.startswith("baseline"):  # filled in from the data
     assert run.config.num_classes == results["config"]["num_classes"] > config.ways
-  ways, size = runs.test_value(config, "ways"), config.image_size
+  ways, size = from_config.test_value(config, "ways"), config.image_size
   support = np.zeros((ways, size, size, 1), np.uint8)
   logits = runs.predict(run, support, np.arange(ways), support[:2])
   assert logits.shape == (2, ways) and np.isfinite(logits).all()
@@ -260,7 +270,7 @@ def test_config_validation_of_embedding_learners(tmp_path):
     runs.train_and_evaluate(config, str(tmp_path / "a"))
   config = importlib.import_module(
       "experiments.configs.baseline_omniglot").get_config("smoke")
-  config.finetune_steps = 0
+  config.learner_kwargs.finetune_steps = 0
   with pytest.raises(ValueError, match="finetune_steps"):
     runs.train_and_evaluate(config, str(tmp_path / "b"))
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -28,6 +28,7 @@ from experiments.configs import maml_sinusoid
 from experiments.configs import protonet_omniglot
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
+from metajax import from_config
 from metajax import metrics_io
 from metajax import models
 from metajax import runs
@@ -742,61 +743,89 @@ def embedding_config(learner):
 
 SINUSOID = lambda: maml_sinusoid.get_config("smoke")
 OMNIGLOT = lambda: maml_omniglot.get_config("smoke")
+EMBEDDING = lambda name: lambda: embedding_config(name)
 BAD_FIELDS = [
-    # (base config, field, bad value, expected message)
-    (SINUSOID, "model", "resnet", r"valid models are \['mlp', 'conv4'\]"),
-    (SINUSOID, "learner", "mamll", r"valid learners are \['maml'"),
-    (SINUSOID, "dataset", "mnist", r"valid datasets are \['sinusoid', 'omniglot', 'cifar_fs'"),
-    (OMNIGLOT, "test_ways", 1, "config.test_ways=1 is invalid"),
-    (OMNIGLOT, "test_shots", 0, "config.test_shots=0 is invalid"),
-    (SINUSOID, "queries", 0, "config.queries=0 is invalid"),
-    (OMNIGLOT, "test_queries", 0, "config.test_queries=0 is invalid"),
-    (SINUSOID, "inner_steps", -1, "config.inner_steps=-1 is invalid"),
-    (OMNIGLOT, "test_inner_steps", -1, "config.test_inner_steps=-1 is invalid"),
-    (SINUSOID, "inner_lr", 0.0, "config.inner_lr=0.0 is invalid"),
-    (SINUSOID, "inner_lr", float("nan"), "config.inner_lr=nan is invalid"),
-    (SINUSOID, "inner_lr", float("inf"), "config.inner_lr=inf is invalid: "
-     "must be a finite number > 0"),
-    (SINUSOID, "first_order_steps", -1, "config.first_order_steps=-1"),
-    (SINUSOID, "outer_lr", 0.0, "config.outer_lr=0.0 is invalid"),
-    (SINUSOID, "outer_lr", float("inf"), "config.outer_lr=inf is invalid"),
-    (SINUSOID, "outer_opt", "rmsprop", r"valid outer optimizers are \['adam', 'sgd'\]"),
-    (SINUSOID, "outer_lr_schedule", "cosine",
-     r"valid schedules are \['constant', 'linear_decay'\]"),
-    (SINUSOID, "num_steps", -1, "config.num_steps=-1 is invalid"),
-    (SINUSOID, "eval_episodes", 0, "config.eval_episodes=0 is invalid"),
-    (SINUSOID, "seed", -1, "config.seed=-1 is invalid: must be an integer >= 0"),
-    (SINUSOID, "checkpoint_every", 0, "config.checkpoint_every=0 is invalid"),
-    (SINUSOID, "log_every", 0, "config.log_every=0 is invalid"),
-    (SINUSOID, "val_every", -1, "config.val_every=-1 is invalid"),
-    (SINUSOID, "val_episodes", 0, "config.val_episodes=0 is invalid"),
-    (SINUSOID, "hidden", (40, 0), r"config.hidden=\(40, 0\) is invalid"),
-    (OMNIGLOT, "filters", 0, "config.filters=0 is invalid"),
-    (OMNIGLOT, "pooling", "avg", r"valid poolings are \['stride', 'max'\]"),
-    (OMNIGLOT, "conv_impl", "cudnn", r"valid conv_impls are \['patches', 'xla'\]"),
-    (OMNIGLOT, "compute_dtype", "float16",
-     r"valid compute_dtypes are \['float32', 'bfloat16'\]"),
-    (SINUSOID, "tasks_per_chunk", 0, "config.tasks_per_chunk=0 is invalid"),
-    (SINUSOID, "num_devices", 0, "config.num_devices=0 is invalid"),
-    (lambda: embedding_config("protonet"), "distance", "manhattan",
-     "config.distance='manhattan' is invalid"),
-    (lambda: embedding_config("protonet"), "scale", 0.0,
-     "config.scale=0.0 is invalid"),
-    (lambda: embedding_config("matching_net"), "read_steps", 0,
-     "config.read_steps=0 is invalid"),
-    (lambda: embedding_config("baseline"), "batch_size", 0,
-     "config.batch_size=0 is invalid"),
-    (lambda: embedding_config("baseline"), "num_classes", 1,
-     "config.num_classes=1 is invalid"),
-    (lambda: embedding_config("baseline"), "finetune_lr", -1.0,
-     "config.finetune_lr=-1.0 is invalid"),
-    (lambda: embedding_config("baseline"), "transductive_steps", -1,
-     "config.transductive_steps=-1 is invalid"),
-    (lambda: embedding_config("baseline"), "transductive_lr", 0.0,
-     "config.transductive_lr=0.0 is invalid"),
-    (lambda: embedding_config("baseline"), "finetune_weight_decay", -1.0,
-     "config.finetune_weight_decay=-1.0 is invalid"),
+    # (base config, field (a.b: option b of a), bad value, expected message)
+    (SINUSOID, "model", "resnet", r"config.model must be one of 'conv4', 'mlp'"),
+    (SINUSOID, "learner", "mamll", r"config.learner must be one of .*'maml'"),
+    (SINUSOID, "dataset", "mnist", r"config.dataset must be one of 'sinusoid', "
+     "'omniglot', 'cifar_fs'"),
+    (OMNIGLOT, "test_ways", 1, "config.test_ways must be None or an integer "
+     ">= 2, got 1"),
+    (OMNIGLOT, "test_shots", 0, "config.test_shots must be None or an integer "
+     ">= 1, got 0"),
+    (SINUSOID, "queries", 0, "config.queries must be an integer >= 1, got 0"),
+    (OMNIGLOT, "test_queries", 0, "config.test_queries must be None or an "
+     "integer >= 1"),
+    (SINUSOID, "inner_steps", -1, "inner_steps must be an integer >= 0, got -1"),
+    (OMNIGLOT, "test_inner_steps", -1, "inner_steps must be an integer >= 0, "
+     "got -1"),
+    (SINUSOID, "inner_lr", 0.0, "inner_lr must be a finite number > 0, got 0.0"),
+    (SINUSOID, "inner_lr", float("nan"), "inner_lr must be a finite number > 0, "
+     "got nan"),
+    (SINUSOID, "inner_lr", float("inf"), "config.learner='maml': inner_lr must "
+     "be a finite number > 0, got inf"),
+    (SINUSOID, "learner_kwargs.first_order_steps", -1,
+     "first_order_steps must be an integer >= 0, got -1"),
+    (SINUSOID, "outer_lr", 0.0, "config.outer_lr must be a finite number > 0, "
+     "got 0.0"),
+    (SINUSOID, "outer_lr", float("inf"), "config.outer_lr must be a finite "
+     "number > 0, got inf"),
+    (SINUSOID, "outer_opt", "rmsprop", "config.outer_opt must be one of "
+     "'adam', 'sgd'"),
+    (SINUSOID, "outer_lr_schedule", "cosine", "config.outer_lr_schedule must "
+     "be one of 'constant', 'linear_decay'"),
+    (SINUSOID, "num_steps", -1, "config.num_steps must be an integer >= 0"),
+    (SINUSOID, "eval_episodes", 0, "config.eval_episodes must be an integer "
+     ">= 1"),
+    (SINUSOID, "seed", -1, "config.seed must be an integer >= 0, got -1"),
+    (SINUSOID, "checkpoint_every", 0, "config.checkpoint_every must be an "
+     "integer >= 1"),
+    (SINUSOID, "log_every", 0, "config.log_every must be an integer >= 1"),
+    (SINUSOID, "val_every", -1, "config.val_every must be an integer >= 0"),
+    (SINUSOID, "val_episodes", 0, "config.val_episodes must be an integer "
+     ">= 1"),
+    (SINUSOID, "model_kwargs.hidden", (40, 0), "config.model='mlp' with "
+     "config.model_kwargs: each width of hidden must be an integer >= 1, "
+     "got 0"),
+    (OMNIGLOT, "model_kwargs.filters", 0, "filters must be an integer >= 1"),
+    (OMNIGLOT, "model_kwargs.pooling", "avg", "pooling must be one of "
+     "'stride', 'max'; got 'avg'"),
+    (OMNIGLOT, "model_kwargs.conv_impl", "cudnn", "conv_impl must be one of "
+     "'patches', 'xla'"),
+    (OMNIGLOT, "model_kwargs.compute_dtype", "float16", "compute_dtype must be "
+     "one of 'float32', 'bfloat16'"),
+    (SINUSOID, "tasks_per_chunk", 0, "config.tasks_per_chunk must be None or "
+     "an integer >= 1"),
+    (SINUSOID, "num_devices", 0, "config.num_devices must be None or an "
+     "integer >= 1"),
+    (EMBEDDING("protonet"), "learner_kwargs.distance", "manhattan",
+     "distance must be one of 'euclidean', 'cosine'; got 'manhattan'"),
+    (EMBEDDING("protonet"), "learner_kwargs.scale", 0.0,
+     "scale must be a finite number > 0, got 0.0"),
+    (EMBEDDING("matching_net"), "learner_kwargs.read_steps", 0,
+     "read_steps must be an integer >= 1, got 0"),
+    (EMBEDDING("baseline"), "batch_size", 0,
+     "config.batch_size must be None or an integer >= 1"),
+    (EMBEDDING("baseline"), "num_classes", 1,
+     "config.num_classes must be None or an integer >= 2"),
+    (EMBEDDING("baseline"), "learner_kwargs.finetune_lr", -1.0,
+     "finetune_lr must be a finite number > 0, got -1.0"),
+    (EMBEDDING("baseline"), "learner_kwargs.transductive_steps", -1,
+     "transductive_steps must be an integer >= 0, got -1"),
+    (EMBEDDING("baseline"), "learner_kwargs.transductive_lr", 0.0,
+     "transductive_lr must be a finite number > 0, got 0.0"),
+    (EMBEDDING("baseline"), "learner_kwargs.finetune_weight_decay", -1.0,
+     "finetune_weight_decay must be a finite number >= 0"),
 ]
+
+
+def set_field(config, field, value):
+  """config.<field> = value, for "name" or "kwargs_field.option"."""
+  *parent, name = field.split(".")
+  target = config[parent[0]] if parent else config
+  with target.ignore_type():
+    target[name] = value
 
 
 @pytest.mark.parametrize("base,field,value,match", BAD_FIELDS,
@@ -804,22 +833,24 @@ BAD_FIELDS = [
 def test_bad_config_field_fails_before_writing(tmp_path, base, field, value,
                                                match):
   config = base()
-  runs.validate(config)  # the base is valid: the field alone is at fault
-  config[field] = value
+  from_config.validate(config)  # the base is valid: the field alone is at fault
+  set_field(config, field, value)
   with pytest.raises(ValueError, match=match):
     runs.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("changes,match", [
-    (dict(pooling="max", image_size=14), "config.image_size=14 is invalid: "
-     "must be >= 16"),
-    (dict(lslr=True, inner_steps=0), "config.lslr .* needs "
-     "config.inner_steps >= 1, got 0"),
+    (dict(image_size=14, **{"model_kwargs.pooling": "max"}),
+     "too small for four 'max' downsamplings"),
+    ({"learner_kwargs.lslr": True, "inner_steps": 0},
+     "lslr learns one inner rate per inner step; it needs inner_steps >= 1, "
+     "got 0"),
 ], ids=["max_pool_image_size=14", "lslr_inner_steps=0"])
 def test_bad_field_combinations_fail_before_writing(tmp_path, changes, match):
   config = OMNIGLOT()
-  config.update(changes)
+  for field, value in changes.items():
+    set_field(config, field, value)
   with pytest.raises(ValueError, match=match):
     runs.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
@@ -856,7 +887,7 @@ def run_binary(*args):
 @pytest.mark.parametrize("args,expected", [
     (["--config=experiments/configs/maml_sinusoid.py:smoke",
       "--config.shots=0"],
-     "Invalid config: config.shots=0 is invalid: must be an integer >= 1."),
+     "Invalid config: config.shots must be an integer >= 1, got 0."),
     (["--config=experiments/configs/mamll_sinusoid.py:smoke"],
      "--config=experiments/configs/mamll_sinusoid.py:smoke: no such file. "
      "Valid configs (add ':variant'): experiments/configs/anil_omniglot.py,"),
@@ -978,16 +1009,16 @@ def test_samplers_reject_bad_sizes():
 def classifier_run():
   """An untrained ProtoNet run, 5-way at test time, 14x14 images."""
   config = protonet_omniglot.get_config("smoke")
-  learner = runs.build_learner(config, test=True)
+  learner = from_config.build_learner(config, test=True)
   size = config.image_size
   example = Episode(np.zeros((2, size, size, 1), np.uint8), np.arange(2),
                     np.zeros((2, size, size, 1), np.uint8), np.arange(2))
-  params = runs.build_learner(config).init(jax.random.key(0), example)
+  params = from_config.build_learner(config).init(jax.random.key(0), example)
   return runs.Run(config=config, learner=learner, meta_params=params)
 
 
 def test_predict_accepts_valid_classification_input(classifier_run):
-  ways, size = runs.test_value(classifier_run.config, "ways"), 14
+  ways, size = from_config.test_value(classifier_run.config, "ways"), 14
   x = np.random.default_rng(0).integers(0, 256, (ways, size, size, 1), np.uint8)
   logits = runs.predict(classifier_run, x, np.arange(ways), x[:3])
   assert logits.shape == (3, ways) and np.isfinite(logits).all()

@@ -19,7 +19,7 @@ features (Tian et al. 2020), `transductive_steps=25` for Dhillon et al.
 2020's transductive fine-tuning.
 """
 
-from experiments.configs import base
+from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 

@@ -20,7 +20,7 @@ test episodes (docs/results.md): 5w1s 97.43 +- 0.27, 5w5s 98.73 +- 0.17,
 
 import ml_collections
 
-from experiments.configs import base
+from experiments.configs import _base as base
 
 PAPER = {  # MAML paper, Table 1, full Omniglot
     (5, 1): "98.7 +- 0.4", (5, 5): "99.9 +- 0.1",

@@ -18,7 +18,7 @@ Variants (`--config=...maml_sinusoid.py:VARIANT`):
 
 import ml_collections
 
-from experiments.configs import base
+from experiments.configs import _base as base
 
 PAPER = {5: "1.13 +- 0.18", 10: "0.77 +- 0.11", 20: "0.48 +- 0.08"}
 

@@ -29,7 +29,7 @@ Variants: "" (5w1s), 5w5s, pixels, smoke (seconds).
 
 import ml_collections
 
-from experiments.configs import base
+from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 VARIANTS = ("", "5w1s", "5w5s", "pixels", "smoke")

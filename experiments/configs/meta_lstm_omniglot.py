@@ -17,7 +17,7 @@ Variants (`--config=...meta_lstm_omniglot.py:VARIANT`): "" (5-way 1-shot),
 5w1s, 5w5s, smoke (seconds).
 """
 
-from experiments.configs import base
+from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 PAPER = {  # Ravi & Larochelle, Table 1 (miniImageNet; no Omniglot numbers)

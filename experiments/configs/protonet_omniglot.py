@@ -16,7 +16,7 @@ count with `experiments.evaluate --test_ways=20 --test_queries=5`.
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds).
 """
 
-from experiments.configs import base
+from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 PAPER = {(5, 1): "98.8", (5, 5): "99.7", (20, 1): "96.0", (20, 5): "98.9"}

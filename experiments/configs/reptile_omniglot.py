@@ -29,7 +29,7 @@ Variants as maml_omniglot: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke.
 README's rows ran fewer (`--config.num_steps`).
 """
 
-from experiments.configs import base
+from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 # (ways, K) -> train shots, inner steps, test inner steps, inner lr,

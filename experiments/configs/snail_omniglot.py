@@ -40,7 +40,7 @@ random embedding, stayed at chance (375 steps).
 Variants: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke (seconds).
 """
 
-from experiments.configs import base
+from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 VARIANTS = ("", "5w1s", "5w5s", "20w1s", "20w5s", "smoke")
