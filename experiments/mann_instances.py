@@ -24,6 +24,7 @@ import numpy as np
 from experiments import cache_flags
 from metajax import evaluate as eval_lib
 from metajax import from_config
+from metajax.data import from_config as data_config
 from metajax import runs
 from metajax.learners.mann import by_instance as mann_by_instance
 from metajax.learners.mann import online_logits_fn
@@ -49,7 +50,7 @@ def by_instance(run, episodes: int, instances: int, seed: int):
   online = online_logits_fn(from_config.build_model(config, None),
                             ways=config.ways, **config.learner_kwargs.to_dict())
   return mann_by_instance(
-      online, run.meta_params, from_config.load_splits(config)["test"],
+      online, run.meta_params, data_config.load_splits(config)["test"],
       ways=config.ways, episodes=episodes, instances=instances,
       rng=np.random.default_rng(seed))
 

@@ -17,6 +17,11 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field (raised by
+  `metajax.from_config` and the data it builds)."""
+
+
 def is_int(value: Any) -> bool:
   """True for Python and numpy integers, False for bools (and all else)."""
   return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(

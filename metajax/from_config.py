@@ -31,32 +31,27 @@ from typing import Any, Dict, Optional
 
 import jax
 import ml_collections
-import numpy as np
 import optax
 
 from metajax import checks
 from metajax import learners
 from metajax import models
 from metajax import parallel
-from metajax.data import episodes as episodes_lib
-from metajax.data.sinusoid import SinusoidSampler
+from metajax.checks import ConfigError
+from metajax.data import from_config as data_lib
+from metajax.data.from_config import DATASETS
+from metajax.data.from_config import example_episode
+from metajax.data.from_config import input_shape
+from metajax.data.from_config import test_value
 from metajax.data.sources import DATA_DIR_ENV
-from metajax.types import TRAIN_ON, Episode, Learner
+from metajax.types import Learner
 
-# The image datasets and their images' own side (the default image_size).
-IMAGE_DATASETS = {"omniglot": 28, "cifar_fs": 32, "fc100": 32,
-                  "mini_imagenet": 84, "tiered_imagenet": 84}
-DATASETS = ("sinusoid",) + tuple(IMAGE_DATASETS)
 MODELS = {"conv4": models.Conv4, "mlp": models.MLP}
 OUTER_OPTS = {"adam": optax.adam, "sgd": optax.sgd}
 SCHEDULES = ("constant", "linear_decay")
 KWARGS_FIELDS = ("learner_kwargs", "test_learner_kwargs", "model_kwargs",
                  "data_kwargs")
 placeholder = ml_collections.config_dict.placeholder
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names the field."""
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -260,7 +255,8 @@ def validate(config) -> ml_collections.ConfigDict:
     test_shapes = _meta_param_shapes(test_learner, config)
   except ValueError as e:  # e.g. images too small for the network
     raise ConfigError(f"config.model={config.model!r} on the inputs of "
-                      f"{config.dataset!r} ({input_shape(config)}): {e}") from None
+                      f"{config.dataset!r} ({input_shape(config)}): {e}"
+                      ) from None
   if test_shapes != shapes:
     changed = [f"{name}={config[name]}" for name in (
         "test_ways", "test_shots") if config[name] is not None] + [
@@ -283,12 +279,6 @@ def _meta_param_shapes(learner: Learner, config):
   return jax.tree.map(lambda a: (a.shape, str(a.dtype)),
                       jax.eval_shape(learner.init, jax.random.key(0),
                                      example))
-
-
-def test_value(config, name):
-  """`config.test_<name>`, or `config.<name>` when that is None."""
-  value = config.get("test_" + name)
-  return config[name] if value is None else value
 
 
 def val_seed(config) -> int:
@@ -398,101 +388,8 @@ def build_outer_opt(config, learner: Optional[Learner] = None
   return opt
 
 
-def image_size(config) -> int:
-  """`config.image_size`, or the dataset's own when unset (None)."""
-  size = config.image_size
-  return IMAGE_DATASETS[config.dataset] if size is None else size
-
-
-def load_splits(config):
-  """{"train", "val", "test"} -> ClassImages of the config's image dataset.
-
-  `data_dir`: Omniglot's zips, the folder of the miniImageNet /
-  tieredImageNet files, or the TFDS data_dir of cifar100 (docs/datasets.md);
-  `data_kwargs` go to the dataset's loader (Omniglot: split, seed,
-  num_train, num_val, rotations).
-  """
-  # pylint: disable=g-import-not-at-top
-  if config.dataset in ("cifar_fs", "fc100"):
-    from metajax.data import cifar as loader
-  elif config.dataset in ("mini_imagenet", "tiered_imagenet"):
-    from metajax.data import imagenet_subsets as loader
-  else:
-    from metajax.data import omniglot as loader
-  # pylint: enable=g-import-not-at-top
-  kwargs = dict(data_dir=config.data_dir or None, image_size=image_size(config),
-                **_plain(config.data_kwargs))
-  if config.dataset != "omniglot":
-    kwargs["dataset"] = config.dataset
-  try:
-    return loader.load(**kwargs)
-  except TypeError as e:
-    raise ConfigError(f"config.data_kwargs of {config.dataset!r}: {e}") from None
-
-
 def build_sources(config) -> Dict[str, Any]:
-  """Task sources "train", "val" and "test" (these two at the test_* sizes).
-
-  The training source is what the learner trains on (`Learner.train_on`):
-  episodes, or mini-batches of `config.batch_size` over all classes.
-
-  Raises `ConfigError` when the episodes cannot be drawn from the split
-  (more ways than classes, more shots + queries than examples).
-  """
-  if config.dataset == "sinusoid":
-    train = SinusoidSampler(shots=config.shots, queries=config.queries)
-    test = SinusoidSampler(shots=test_value(config, "shots"),
-                           queries=test_value(config, "queries"))
-    return {"train": train, "val": test, "test": test}
-  splits = load_splits(config)
-  test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
-
-  def sampler(split, ways, shots, queries, prefix=""):
-    try:
-      return episodes_lib.EpisodeSampler(splits[split], ways=ways, shots=shots,
-                                         queries=queries)
-    except ValueError as e:
-      raise ConfigError(f"config.{prefix}ways / {prefix}shots / "
-                        f"{prefix}queries on the {split} split: {e}") from None
-
-  train_on = build_learner(config, num_classes=2).train_on
-  if train_on not in TRAIN_ON:
-    raise ValueError(f"{config.learner}'s train_on={train_on!r}; valid: "
-                     f"{TRAIN_ON}.")
-  if train_on == "class_batches":
-    if config.batch_size is None:
-      raise ConfigError(f"config.batch_size is unset: {config.learner} "
-                        "trains on mini-batches of all meta-train classes.")
-    train = episodes_lib.ClassBatchSampler(splits["train"],
-                                           batch_size=config.batch_size)
-  else:
-    train = sampler("train", config.ways, config.shots, config.queries)
-  if config.augment:
-    from metajax.data import augment  # pylint: disable=g-import-not-at-top
-    pad = config.augment_pad
-    if pad is None:  # 4 pixels at 32x32, 8 at 84x84, as in the papers
-      pad = min(8, max(1, image_size(config) // 8))
-    train = augment.Augmented(train, pad=pad)
-  return {"train": train,
-          "val": sampler("val", *test_sizes, prefix="test_"),
-          "test": sampler("test", *test_sizes, prefix="test_")}
-
-
-def input_shape(config):
-  """The shape of one input example of the config's dataset."""
-  if config.dataset == "sinusoid":
-    return (1,)
-  size = image_size(config)
-  return (size, size, 1 if config.dataset == "omniglot" else 3)
-
-
-def example_episode(config) -> Episode:
-  """A meta-batch of one zero episode with one example of each set."""
-  shape = input_shape(config)
-  if config.dataset == "sinusoid":
-    z = np.zeros((1, 1) + shape, np.float32)
-    y = np.zeros((1, 1, 1), np.float32)
-    return Episode(z, y, z, y)
-  z = np.zeros((1, 1) + shape, np.uint8)
-  y = np.zeros((1, 1), np.int32)
-  return Episode(z, y, z, y)
+  """Task sources "train", "val" and "test" of the config's data, the
+  training one what its learner trains on (`metajax.data.from_config`)."""
+  return data_lib.sources(config,
+                          build_learner(config, num_classes=2).train_on)

@@ -116,16 +116,42 @@ def _batches(source: TaskSource, seed: int, start: int, stop: int,
     yield source.sample_batch(parallel.process_rng(seed, step), tasks)
 
 
-def _compile_ahead(meta_step: Callable, state: TrainState,
+def _check_labels(learner: Learner, meta_params, batch: Episode) -> None:
+  """Raises ValueError if an episode's class labels lie outside 0..N-1 for
+  the learner's N outputs (a task source of one's own: such a label would
+  one-hot to zeros and silently train on nothing)."""
+  if learner.train_on != "episodes" or learner.metric_name != "accuracy":
+    return
+  labels = {"support_y": np.asarray(batch.support_y),
+            "query_y": np.asarray(batch.query_y)}
+  for name, y in labels.items():
+    if not np.issubdtype(y.dtype, np.integer):
+      raise ValueError(f"The task source's {name} has dtype {y.dtype}; "
+                       "classification labels must be integers.")
+  example = jax.tree.map(lambda a: a[0], batch)
+  outputs = jax.eval_shape(lambda p, ep: learner.predict(
+      p, learner.adapt(p, (ep.support_x, ep.support_y), jax.random.key(0)),
+      ep.query_x), meta_params, example)
+  ways = outputs.shape[-1]
+  for name, y in labels.items():
+    if y.size and (y.min() < 0 or y.max() >= ways):
+      raise ValueError(
+          f"The task source's {name} holds labels {y.min()}..{y.max()}, but "
+          f"the learner has {ways} outputs: labels must lie in 0..{ways - 1}.")
+
+
+def _compile_ahead(meta_step: Callable, learner: Learner, state: TrainState,
                    host_batches: Iterator[Episode], key: jax.Array, mesh: Mesh,
                    check_memory: bool):
   """(the meta-step compiled for the first batch, the batches).
 
   Compiled before the loop, so that a step too large for the device's memory
-  raises `StepMemoryError` before anything is trained or written. The first
-  batch is sampled once: the batches returned start with it again.
+  raises `StepMemoryError` (and labels outside the learner's outputs a
+  ValueError) before anything is trained or written. The first batch is
+  sampled once: the batches returned start with it again.
   """
   first_host = next(host_batches)
+  _check_labels(learner, state.meta_params, first_host)
   first = parallel.put_batch(first_host, mesh)
   compiled = meta_step.lower(state, first, key).compile()
   if check_memory:
@@ -272,6 +298,11 @@ def meta_train(learner: Learner, source: TaskSource, *,
   `workdir` the run resumes from its latest checkpoint and ends with the same
   parameters as an uninterrupted run.
 
+  Before the first step the first batch's class labels are checked against
+  the learner's outputs (0..N-1), and the step is compiled and its memory
+  checked, so that nothing is written for a run that cannot work. With
+  `num_steps=0` and a `workdir`, the initial state is saved as step 0.
+
   Args:
     learner: the learner to meta-train.
     source: meta-training task source (`sample_batch(rng, size)`).
@@ -360,8 +391,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
     host_batches = _batches(source, seed, start, num_steps, local_tasks)
     if start < num_steps:
       meta_step, host_batches = _compile_ahead(
-          meta_step, state, host_batches, jax.random.fold_in(train_key, start),
-          mesh, check_memory)
+          meta_step, learner, state, host_batches,
+          jax.random.fold_in(train_key, start), mesh, check_memory)
     if keep_best:
       best = _BestKeeper(workdir, primary)
       stack.callback(best.close)
@@ -369,6 +400,9 @@ def meta_train(learner: Learner, source: TaskSource, *,
       writer = metrics_io.MetricWriter(
           workdir, resume_step=start if restored_step is not None else None)
       stack.callback(writer.close)
+    if checkpointer is not None and restored_step is None and num_steps == 0:
+      # Nothing to train: the initial state is the run (load_run reads it).
+      _save_checkpoint(checkpointer, 0, state, writer)
 
     batches = prefetch_to_device(
         host_batches, put=lambda b: parallel.put_batch(b, mesh))

@@ -157,3 +157,17 @@ def test_too_many_ways_fails_before_writing(tmp_path, omniglot_data_dir):
 def test_unknown_variant_lists_valid_ones():
   with pytest.raises(ValueError, match="valid.*5w5s"):
     maml_omniglot.get_config("5w7s")
+
+
+def test_a_run_of_zero_steps_loads_its_initialization(tmp_path):
+  """num_steps=0 evaluates the initialization; the run is saved as step 0."""
+  config = maml_sinusoid.get_config("smoke")
+  config.num_steps = 0
+  results = runs.train_and_evaluate(config, str(tmp_path))
+  run = runs.load_run(str(tmp_path))
+  learner = from_config.build_learner(config)
+  example = jax.tree.map(lambda a: a[0], from_config.example_episode(config))
+  init = learner.init(jax.random.split(jax.random.key(config.seed))[0],
+                      example)
+  chex.assert_trees_all_equal(run.meta_params, init)
+  assert results["episodes"] == config.eval_episodes

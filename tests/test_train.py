@@ -249,3 +249,42 @@ def test_chunked_evaluation_equals_vmapped():
   for bad in (0, 2.5):
     with pytest.raises(ValueError, match="tasks_per_chunk"):
       step_lib.make_eval_step(learner, tasks_per_chunk=bad)
+
+
+class _ShiftedLabels:
+  """A task source of one's own whose labels run 1..N instead of 0..N-1."""
+
+  def __init__(self, sampler, shift):
+    self.sampler, self.shift = sampler, shift
+
+  def sample_batch(self, rng, size):
+    batch = self.sampler.sample_batch(rng, size)
+    return batch._replace(support_y=batch.support_y + self.shift,
+                          query_y=batch.query_y + self.shift)
+
+
+def test_labels_outside_the_learner_outputs_are_refused(tmp_path):
+  from metajax.data.episodes import EpisodeSampler  # pylint: disable=g-import-not-at-top
+  from metajax.data.sources import ClassImages  # pylint: disable=g-import-not-at-top
+  from metajax.learners.protonet import protonet  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  classes = ClassImages([rng.integers(0, 256, (4, 3, 3, 1), np.uint8)
+                         for _ in range(5)], [f"c{i}" for i in range(5)])
+  sampler = EpisodeSampler(classes, ways=3, shots=1, queries=1)
+  learner = protonet(models.MLP(None, hidden=(4,)), ways=3)
+  args = dict(outer_opt=optax.sgd(0.1), num_steps=2, meta_batch_size=2,
+              check_memory=False)
+  with pytest.raises(ValueError, match=r"support_y holds labels 1..3, but the "
+                     r"learner has 3 outputs: labels must lie in 0..2"):
+    train_lib.meta_train(learner, _ShiftedLabels(sampler, 1),
+                         workdir=str(tmp_path / "w"), **args)
+  assert not (tmp_path / "w" / "metrics.jsonl").exists()
+  # A query label beyond the outputs alone is found too.
+  batch = sampler.sample_batch(rng, 1)
+  params = learner.init(jax.random.key(0), jax.tree.map(lambda a: a[0], batch))
+  with pytest.raises(ValueError, match=r"query_y holds labels 0..3"):
+    train_lib._check_labels(  # pylint: disable=protected-access
+        learner, params, batch._replace(query_y=np.array([[0, 1, 3]])))
+  # The plain source trains.
+  state = train_lib.meta_train(learner, sampler, **args)
+  assert int(state.step) == 2
