@@ -75,14 +75,23 @@ def _config_arg(argv):
   return None
 
 
+def _load_config(spec):
+  """The config of the file `spec` ("path[:variant]").
+
+  Raises:
+    ValueError: the config file's own error, e.g. an unknown variant.
+  """
+  path, _, variant = spec.partition(":")
+  loader = importlib.util.spec_from_file_location("_metajax_config", path)
+  module = importlib.util.module_from_spec(loader)
+  loader.loader.exec_module(module)
+  return module.get_config(variant)
+
+
 def _config_fields(spec):
   """The fields of the config file `spec` ("path[:variant]"), or None."""
-  path, _, variant = spec.partition(":")
   try:
-    loader = importlib.util.spec_from_file_location("_metajax_config", path)
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    return sorted(module.get_config(variant).keys())
+    return sorted(_load_config(spec).keys())
   except Exception:  # pylint: disable=broad-except
     return None
 
@@ -95,6 +104,11 @@ def _parse_flags(argv):
   if spec is not None and not os.path.isfile(spec.partition(":")[0]):
     _fail(f"--config={spec}: no such file. Valid configs (add ':variant'): "
           f"{', '.join(_config_files())}.")
+  if spec is not None:
+    try:
+      _load_config(spec)
+    except ValueError as e:  # e.g. an unknown variant: one line, no traceback
+      _fail(f"--config={spec}: {e}")
   try:
     return app.parse_flags_with_usage(argv)
   except (KeyError, AttributeError):
