@@ -553,8 +553,8 @@ def test_binary_reports_a_nonfinite_loss_in_one_line(tmp_path):
 def test_config_chooses_skip(tmp_path):
   config = maml_sinusoid.get_config("smoke")
   config.on_nonfinite = "ignore"
-  with pytest.raises(ValueError, match="config.on_nonfinite='ignore' is "
-                     "invalid: must be 'raise'"):
+  with pytest.raises(ValueError, match="config.on_nonfinite must be one of "
+                     "'raise', 'skip'; got 'ignore'"):
     runs.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
   config.on_nonfinite = "skip"
@@ -951,7 +951,8 @@ class Flatten(nn.Module):
      "either inner_opt .* or inner_opt_fn"),
     (lambda: maml(models.MLP(1), inner_opt_fn=lambda h: optax.sgd(h)),
      "inner_opt_fn needs inner_hparams"),
-    (lambda: protonet(Flatten(), ways=2, scale=0.0), "scale must be > 0"),
+    (lambda: protonet(Flatten(), ways=2, scale=0.0),
+     "scale must be a finite number > 0"),
     (lambda: baseline(Flatten(), num_classes=3, ways=1), "ways must be"),
     (lambda: baseline(Flatten(), num_classes=3, ways=2, transductive_steps=-1),
      "transductive_steps must be"),

@@ -137,11 +137,11 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
 
 def _lslr(inner_lr: float, inner_steps: int, lslr_steps: Optional[int]):
   """(inner_opt_fn, inner_hparams) of MAML++'s per-layer per-step rates."""
-  rows = checks.integer("lslr_steps", inner_steps if lslr_steps is None
-                        else lslr_steps, minimum=1)
   if inner_steps < 1:
     raise ValueError("lslr learns one inner rate per inner step; it needs "
                      f"inner_steps >= 1, got {inner_steps}.")
+  rows = checks.integer("lslr_steps", inner_steps if lslr_steps is None
+                        else lslr_steps, minimum=1)
   # Step t uses row min(t, rows - 1).
   index = jnp.minimum(jnp.arange(inner_steps), rows - 1)
   opt_fn = lambda rates: learned_sgd(

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metajax import checks
 from metajax import losses
 from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
@@ -68,12 +69,9 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
     Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning",
     NeurIPS 2017.
   """
-  if not isinstance(ways, int) or isinstance(ways, bool) or ways < 2:
-    raise ValueError(f"ways must be an integer >= 2, got {ways!r}.")
-  if distance not in DISTANCES:
-    raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}.")
-  if not scale > 0:
-    raise ValueError(f"scale must be > 0, got {scale!r}.")
+  ways = checks.integer("ways", ways, minimum=2)
+  distance = checks.one_of("distance", distance, DISTANCES)
+  scale = checks.positive("scale", scale)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed(meta_params, x):
