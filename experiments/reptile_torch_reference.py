@@ -2,7 +2,7 @@
 
 Written from the algorithm of the paper's code (openai/supervised-reptile),
 not from metajax, on the same episodes (metajax's samplers and seeded split
-of the small Omniglot zips): the README's Reptile section compares its
+of the small Omniglot zips): docs/results.md's Reptile section compares its
 validation accuracy with metajax's at equal steps. Needs PyTorch, which
 metajax does not depend on (`pip install torch`).
 

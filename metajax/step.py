@@ -147,8 +147,8 @@ def auto_tasks_per_chunk(platform: str) -> Optional[int]:
 
   On a CPU one task's activations stay in cache, so taking the tasks one at a
   time is faster than vmapping them and needs about half the memory; on GPUs
-  and TPUs the vmapped tasks are what fills the device. The numbers: the
-  Benchmark table (README, Benchmark; `python -m experiments.benchmark`).
+  and TPUs the vmapped tasks are what fills the device. The numbers:
+  docs/benchmark.md (`python -m experiments.benchmark`).
   """
   return 1 if platform == "cpu" else None
 

@@ -12,7 +12,7 @@ scaled by 0.1) is meta-trained by truncated unrolled optimization: horizon
 at the horizon on tuning tasks; all are then compared on held-out tasks at
 the horizon and at twice the horizon.
 
-Variants: "" (the README run), smoke (seconds).
+Variants: "" (the run of docs/results.md), smoke (seconds).
 """
 
 import ml_collections

@@ -5,8 +5,8 @@ Run:
       --config=experiments/configs/maml_cifar_fs.py:5w1s \
       --workdir=/tmp/maml_cifar_fs
 
-CIFAR-FS comes from tensorflow-datasets' cifar100 (see the README's Datasets
-section). The recipe is MAML's miniImageNet one at 32x32: Conv4 with 32
+CIFAR-FS comes from tensorflow-datasets' cifar100 (see docs/datasets.md).
+The recipe is MAML's miniImageNet one at 32x32: Conv4 with 32
 filters and 2x2 max-pools, 5 inner SGD steps of 0.01 (10 at test), Adam 1e-3,
 meta-batch 4 (the MAML row of Bertinetto et al.'s Table 1 uses 32 filters).
 

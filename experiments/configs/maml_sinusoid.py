@@ -6,7 +6,7 @@ Run:
 
 Meta-trains with K=10 support and 10 query points, 1 inner SGD step of 0.01,
 Adam 1e-3, meta-batch 25, then reports the MSE after adaptation on 600 new
-tasks with K=test_shots points. Measured (README table; 600 tasks, 2 CPU
+tasks with K=test_shots points. Measured (docs/results.md; 600 tasks, 2 CPU
 cores, about 5 minutes): K=10 test, 1 step 0.318 +- 0.032; K=5 test, 1 / 5 /
 10 steps 0.597 +- 0.062, 0.396 +- 0.076, 0.353 +- 0.075.
 

@@ -16,7 +16,7 @@ the paper's by-instance accuracies of a finished run.
 
 The input: "" / 5w1s / 5w5s read the images through the Conv4 of
 maml_omniglot without batch norm (`norm=False`, every image embedded alone,
-see snail_omniglot). The README's row starts it from a ProtoNet run and
+see snail_omniglot). The results row (docs/results.md) starts it from a ProtoNet run and
 keeps it there (`--config.embedding_init=P --config.freeze_embedding=True`)
 and trains on the paper's loss (`--config.online_loss=True
 --config.queries=9 --config.meta_batch_size=16`: the loss of every step of

@@ -17,7 +17,7 @@ SGD with step 1 decayed linearly to 0. Test time: 5 steps on the whole
 support set for 5-way, 97 steps on mini-batches of 10 for 20-way
 (`test_inner_batch_size`, the paper's eval-batch).
 
-Results on the held-out characters, 600 test episodes (README table; 2k
+Results on the held-out characters, 600 test episodes (docs/results.md; 2k
 steps for 5-way, 1.5k for 20-way, 2 CPU cores): 5w1s 83.50 +- 0.68, 5w5s
 94.23 +- 0.32, 20w1s 58.96 +- 0.50, 20w5s 83.51 +- 0.35 (%). With every
 inner step on the whole support set (a batch of all of it, e.g.
@@ -26,7 +26,7 @@ then with 5 inner steps and 50 test steps, 10 for 5-shot).
 
 Variants as maml_omniglot: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke.
 `num_steps` is the paper's 100k (5-way) / 200k (20-way) outer steps; the
-README's rows ran fewer (`--config.num_steps`).
+The rows of docs/results.md ran fewer (`--config.num_steps`).
 """
 
 from experiments.configs import _base as base

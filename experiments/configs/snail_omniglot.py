@@ -27,7 +27,7 @@ Conv4 score 37 % in 5-way 1-shot (20 % chance; 500 draws of 5 among 40
 training characters, one drawing each as support and query), and 20.5 %
 with per-image batch norm, which is why `norm=False`.
 
-What works (README results table): the embedding initialized from a short
+What works (docs/results.md): the embedding initialized from a short
 ProtoNet run without batch norm (`--config.embedding_init=P`, P from
 `protonet_omniglot.py:5w1s --config.norm=False --config.num_steps=600`):
 SNAIL leaves chance after about 300 steps and tests at 93.75 +- 0.54 %

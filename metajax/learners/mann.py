@@ -23,9 +23,9 @@ and have no key strength (beta_t = 1: `key_strength=False`). Then the slot
 written at step t matches k_t exactly (cosine 1), so every read leans on the
 slot just written, which holds no label yet, and a softmax of cosines (in
 [-1, 1]) over 128 slots is nearly flat. With an add vector of its own and
-the NTM's key strength, MANN learned much faster in our runs (README,
-"MANN": 74.7 % against 45.4 % validation accuracy after 1,500 steps from
-the same frozen embedding), so both are the default.
+the NTM's key strength, each read can find an older slot and weigh it
+sharply, and MANN learns much faster (docs/results.md, "MANN"), so both are
+the default.
 
 In the `Learner` interface, `adapt` reads the support set (in an order drawn
 from its key) from a fresh memory, and `predict` feeds each query as the next
@@ -187,7 +187,7 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     gamma: usage decay in [0, 1].
     add_vectors: each head writes an add vector a_t of its own; False
       writes its key k_t, as the paper's equations read (see the module
-      docstring: that model learned much more slowly in our runs).
+      docstring: that model learns much more slowly).
     key_strength: each head scales its cosines by beta_t = 1 +
       softplus(W_beta h_t) before the softmax, as the NTM's reads do; False:
       no scale, as the paper's equations read.

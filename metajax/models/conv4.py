@@ -53,7 +53,7 @@ class Conv4(nn.Module):
     compute_dtype: "float32" (default) or "bfloat16" (conv_impl="patches"
       only): the convs' matmuls take bfloat16 inputs with float32
       accumulation; params, activations, batch norm and head stay float32.
-      See `layers.conv2d_patches` and the README's Benchmark section.
+      See `layers.conv2d_patches` and docs/benchmark.md.
     norm: use batch-statistics batch norm after each conv. When True the convs
       have no bias (batch norm would cancel it).
     readout: "mean" over space or "flatten"; None picks the MAML reference's

@@ -9,9 +9,8 @@ Two lowerings of the same 2-D convolution (same parameters, same numbers):
   stays a batched matmul, which XLA:CPU runs fast. With one input channel
   (a first layer on grey images) the views are stacked as rows instead,
   [kh*kw, positions], so that the kernel gradient is a plain matmul; XLA:CPU
-  otherwise transposes the whole output gradient for it (second-order MAML
-  on Omniglot, meta-batch 32, 2-core CPU: 1321 instead of 1406 ms per step,
-  medians of 7 interleaved steps).
+  otherwise transposes the whole output gradient for it (measured in
+  docs/benchmark.md).
 - `"xla"`: `jax.lax.conv_general_dilated` (the `flax.linen.Conv` lowering).
   Under `jax.vmap` with per-task weights it becomes a grouped convolution,
   which XLA:CPU runs tens of times slower; fine on accelerators.
@@ -21,8 +20,8 @@ Two lowerings of the same 2-D convolution (same parameters, same numbers):
 `compute_dtype="bfloat16"` (patches only) multiplies in bfloat16 with float32
 accumulation and float32 results (`_matmul_bf16`); activations, parameters
 and the kernel gradient stay float32. On a CPU with AVX512-BF16 it makes
-second-order MAML's step faster at bfloat16 precision (see the README's
-Benchmark section); the default is "float32".
+second-order MAML's step faster at bfloat16 precision (docs/benchmark.md);
+the default is "float32".
 """
 
 from typing import Any, Callable, Sequence, Tuple, Union
@@ -239,8 +238,9 @@ def max_pool(x: Array, window: int = 2, impl: str = "reshape") -> Array:
   Both lowerings give `flax.linen.max_pool(x, (w, w), (w, w), "VALID")`:
 
   - `"reshape"`: crop, reshape to [..., H/w, w, W/w, w, C] and reduce with
-    max. Its first and second derivatives are elementwise ops; measured about
-    30% faster than "reduce_window" for second-order MAML under vmap on CPU.
+    max. Its first and second derivatives are elementwise ops, which XLA:CPU
+    runs faster than those of "reduce_window" for second-order MAML under
+    vmap.
   - `"reduce_window"`: `jax.lax.reduce_window` (what `nn.max_pool` does).
 
   Args:
@@ -308,8 +308,8 @@ class Conv(nn.Module):
                         tuple(self.kernel_size) + (x.shape[-1], self.features))
     # `init` runs the XLA lowering whatever `impl` is: the same params and
     # (to float tolerance) the same output, with one op instead of a dozen to
-    # compile, so an un-jitted Conv4 `init` in a fresh process takes ~3 s
-    # instead of ~6 s on CPU (measured); under jit it makes no difference.
+    # compile, so an un-jitted Conv4 `init` compiles less; under jit it makes
+    # no difference.
     check_compute_dtype(self.compute_dtype)
     if self.impl == "xla" and self.compute_dtype != "float32":
       raise ValueError(f"compute_dtype={self.compute_dtype!r} needs "
