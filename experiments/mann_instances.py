@@ -26,8 +26,8 @@ from metajax import evaluate as eval_lib
 from metajax import from_config
 from metajax.data import from_config as data_config
 from metajax import runs
-from metajax.learners.mann import by_instance as mann_by_instance
 from metajax.learners.mann import online_logits_fn
+from metajax.learners.online_protocol import by_instance as mann_by_instance
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished MANN run.",
                                required=True)

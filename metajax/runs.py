@@ -15,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from metajax import best as best_lib
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
 from metajax import from_config
@@ -200,10 +201,10 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   selected = {}
   meta_params = parallel.local_copy(state.meta_params)
   if config.select_on_validation:
-    best = train_lib.read_best(workdir)
+    best = best_lib.read_best(workdir)
     if best is not None:  # None: no validation step within num_steps
       meta_params = _restore(workdir, state, best["step"],
-                             train_lib.BEST_FOLDER)[1].meta_params
+                             best_lib.BEST_FOLDER)[1].meta_params
       selected = {"selected_step": best["step"],
                   f"selected_val_{best['metric']}": best["mean"]}
   result = eval_lib.evaluate(from_config.build_learner(config, test=True),
@@ -263,7 +264,7 @@ def load_run(workdir: str, step: Optional[int] = None,
   target = jax.eval_shape(
       lambda k, ex: step_lib.init_train_state(learner, outer_opt, k, ex),
       init_key, from_config.example_episode(config))
-  kept = train_lib.read_best(workdir)
+  kept = best_lib.read_best(workdir)
   if best is None:
     best = config.select_on_validation and kept is not None and step is None
   test_learner = from_config.build_learner(config, test=True)
@@ -271,11 +272,11 @@ def load_run(workdir: str, step: Optional[int] = None,
     if step is not None:
       raise ValueError("load_run: give step or best=True, not both.")
     if kept is None:
-      raise ValueError(f"{workdir!r} kept no best state (no {train_lib.BEST_JSON}"
+      raise ValueError(f"{workdir!r} kept no best state (no {best_lib.BEST_JSON}"
                        "; the run did not set select_on_validation, or "
                        "validated no step yet).")
     return Run(config=config, learner=test_learner, meta_params=_restore(
-        workdir, target, kept["step"], train_lib.BEST_FOLDER)[1].meta_params)
+        workdir, target, kept["step"], best_lib.BEST_FOLDER)[1].meta_params)
   restored, state = _restore(workdir, target, step)
   if restored is None:
     raise ValueError(f"{workdir!r} holds no checkpoint (the run stopped "

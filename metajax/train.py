@@ -8,9 +8,7 @@ best state), the checkpoint and the caller's callback.
 
 import contextlib
 import itertools
-import json
 import math
-import os
 from typing import Callable, Dict, Iterator, Optional
 
 import jax
@@ -19,11 +17,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from metajax import best as best_lib
 from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
 from metajax import parallel
 from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
-from metajax.evaluate import EvalResult, evaluate
+from metajax.evaluate import evaluate
 from metajax.memory import check_step_fits
 from metajax.step import TrainState, init_train_state, seed_keys
 from metajax.step import make_eval_step, make_meta_step
@@ -32,32 +31,8 @@ from metajax.types import Episode, Learner
 # `callback(step, metrics)`, called by `meta_train` after each step.
 Callback = Callable[[int, Dict[str, float]], None]
 
-# Validation metrics, and whether a higher value is better.
-HIGHER_IS_BETTER = {"accuracy": True, "mse": False}
-BEST_FOLDER = "best"  # <workdir>/best: checkpoints of the best validation
-BEST_JSON = "best.json"  # <workdir>/best.json: which step, and its value
-
-
 class NonFiniteError(FloatingPointError):
   """Raised when the meta-loss or meta-gradient stops being finite."""
-
-
-def read_best(workdir: str) -> Optional[dict]:
-  """The best validation so far of the run in `workdir` (`keep_best`), or None.
-
-  A dict with "step" (the checkpoint in `<workdir>/best` that holds it),
-  "metric", "mean" and "ci95".
-  """
-  path = os.path.join(workdir, BEST_JSON)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def _improves(metric: str, new: float, old: float) -> bool:
-  """Strictly better (a tie keeps the earlier step)."""
-  return new > old if HIGHER_IS_BETTER[metric] else new < old
 
 
 def _check_arguments(learner: Learner, *, num_steps, meta_batch_size, seed,
@@ -87,9 +62,9 @@ def _check_arguments(learner: Learner, *, num_steps, meta_batch_size, seed,
       raise ValueError("keep_best needs validation and a place to keep the "
                        f"best state: give {' and '.join(missing)}.")
     metric = (val_learner or learner).metric_name
-    if metric not in HIGHER_IS_BETTER:
+    if metric not in best_lib.HIGHER_IS_BETTER:
       raise ValueError(f"keep_best: no order for the validation metric "
-                       f"{metric!r}; known: {sorted(HIGHER_IS_BETTER)}.")
+                       f"{metric!r}; known: {sorted(best_lib.HIGHER_IS_BETTER)}.")
 
 
 def _initial_state(learner: Learner, outer_opt: optax.GradientTransformation,
@@ -159,41 +134,6 @@ def _compile_ahead(meta_step: Callable, learner: Learner, state: TrainState,
   return compiled, itertools.chain([first_host], host_batches)
 
 
-class _BestKeeper:
-  """Keeps the state of the best validation so far (`keep_best`).
-
-  The state goes to `<workdir>/best`, then its step and value to best.json: a
-  crash in between leaves a newer checkpoint best.json does not name, dropped
-  when the run resumes. Two are kept, so the one it names survives a crash
-  during the next save.
-  """
-
-  def __init__(self, workdir: str, primary: bool):
-    self._workdir, self._primary = workdir, primary
-    self._best = read_best(workdir)
-    self._checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=2,
-                                               folder=BEST_FOLDER)
-    for saved in self._checkpointer.all_steps():
-      if self._best is None or saved != self._best["step"]:
-        self._checkpointer.delete(saved)
-
-  def offer(self, step: int, state: TrainState, result: EvalResult) -> None:
-    """Keeps `state` if `result` is strictly better than the best so far."""
-    if self._best is not None and not _improves(
-        result.metric, result.mean, self._best["mean"]):
-      return
-    self._checkpointer.save(step, state)
-    self._checkpointer.wait()
-    self._best = {"step": step, "metric": result.metric,
-                  "mean": result.mean, "ci95": result.ci95}
-    if self._primary:
-      metrics_io.write_json(os.path.join(self._workdir, BEST_JSON),
-                            self._best)
-
-  def close(self) -> None:
-    self._checkpointer.close()
-
-
 def _last_checkpoint(checkpointer) -> str:
   step = checkpointer.latest_step() if checkpointer is not None else None
   if step is None:
@@ -234,7 +174,7 @@ def _take_step(meta_step: Callable, state: TrainState, batch: Episode,
 
 def _validate(learner: Learner, state: TrainState, source: TaskSource, *,
               episodes: int, seed: int, eval_step: Callable, step: int,
-              writer, best: Optional[_BestKeeper]) -> Dict[str, float]:
+              writer, best: Optional[best_lib.BestKeeper]) -> Dict[str, float]:
   """Validates `state`, writes and returns {"val/<metric>", its "_ci95"}.
 
   The episodes come from `seed + 1` (the same at every validation), and the
@@ -355,7 +295,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
       fit.
     keep_best: keep the state of the best validation so far (highest
       accuracy, lowest MSE) in `<workdir>/best`, and its step and value in
-      `<workdir>/best.json` (`read_best`), written after the checkpoint, so
+      `<workdir>/best.json` (`best.read_best`), written after the checkpoint, so
       a crash leaves the two consistent. It is early stopping without the
       stopping: training runs all `num_steps`, and the caller chooses which
       state to use (`runs` evaluates the best one with
@@ -394,7 +334,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
           meta_step, learner, state, host_batches,
           jax.random.fold_in(train_key, start), mesh, check_memory)
     if keep_best:
-      best = _BestKeeper(workdir, primary)
+      best = best_lib.BestKeeper(workdir, primary)
       stack.callback(best.close)
     if workdir is not None and primary:
       writer = metrics_io.MetricWriter(

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from metajax import best as best_lib
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
 from metajax import from_config
@@ -49,9 +50,9 @@ def _train(workdir, num_steps, **kwargs):
 
 
 def _restore_best(workdir, like):
-  best = train_lib.read_best(str(workdir))
+  best = best_lib.read_best(str(workdir))
   checkpointer = ckpt_lib.Checkpointer(str(workdir),
-                                       folder=train_lib.BEST_FOLDER)
+                                       folder=best_lib.BEST_FOLDER)
   try:
     return checkpointer.restore(like, best["step"])[1]
   finally:
@@ -61,7 +62,7 @@ def _restore_best(workdir, like):
 def test_keep_best_keeps_the_best_validation_and_its_parameters(tmp_path):
   final = _train(tmp_path, 8)
   val = _val_mse(tmp_path)
-  best = train_lib.read_best(str(tmp_path))
+  best = best_lib.read_best(str(tmp_path))
   assert sorted(val) == list(range(1, 9))
   assert best["step"] == min(val, key=val.get) and best["step"] < 8
   assert best["mean"] == pytest.approx(val[best["step"]])
@@ -82,8 +83,8 @@ def test_keep_best_across_a_resume_equals_one_run(tmp_path):
   _train(tmp_path / "whole", 8)
   _train(tmp_path / "parts", 5)
   _train(tmp_path / "parts", 8)
-  whole = train_lib.read_best(str(tmp_path / "whole"))
-  parts = train_lib.read_best(str(tmp_path / "parts"))
+  whole = best_lib.read_best(str(tmp_path / "whole"))
+  parts = best_lib.read_best(str(tmp_path / "parts"))
   assert (parts["step"], parts["mean"]) == (whole["step"], whole["mean"])
 
 
@@ -91,14 +92,14 @@ def test_a_best_checkpoint_that_best_json_does_not_name_is_dropped(tmp_path):
   """A crash between the checkpoint and best.json leaves an unnamed
   checkpoint; the next start drops it and keeps the named one."""
   state = _train(tmp_path, 8)
-  best = train_lib.read_best(str(tmp_path))
+  best = best_lib.read_best(str(tmp_path))
   checkpointer = ckpt_lib.Checkpointer(str(tmp_path),
-                                       folder=train_lib.BEST_FOLDER)
+                                       folder=best_lib.BEST_FOLDER)
   checkpointer.save(8, state)  # as if step 8 had been better, then a crash
   checkpointer.close()
   _train(tmp_path, 8)  # nothing left to train: it only opens and closes
   checkpointer = ckpt_lib.Checkpointer(str(tmp_path),
-                                       folder=train_lib.BEST_FOLDER)
+                                       folder=best_lib.BEST_FOLDER)
   try:
     assert checkpointer.all_steps() == [best["step"]]
   finally:
@@ -128,7 +129,7 @@ def test_select_on_validation_evaluates_the_best_state(tmp_path):
                      eval_episodes=10, checkpoint_every=3,
                      select_on_validation=True))
   results = runs.train_and_evaluate(config, str(tmp_path))
-  best = train_lib.read_best(str(tmp_path))
+  best = best_lib.read_best(str(tmp_path))
   val = _val_mse(str(tmp_path))
   assert best["step"] == min(val, key=val.get)
   assert results["selected_step"] == best["step"]

@@ -21,9 +21,9 @@ from metajax import from_config
 from metajax import models, runs
 from metajax import step as step_lib
 from metajax.learners.embedding import embed_each
-from metajax.learners.mann import accuracy_by_instance
 from metajax.learners.mann import least_used, lrua_step, mann
 from metajax.learners.mann import online_logits_fn
+from metajax.learners.online_protocol import accuracy_by_instance
 from metajax.learners.sequence import support_sequence
 from metajax.learners.snail import SNAIL, AttentionBlock, attention_fn
 from metajax.learners.snail import snail, tc_depth

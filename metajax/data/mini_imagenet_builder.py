@@ -40,6 +40,8 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from metajax.data import sources
+
 IMAGE_SIZE = 84
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -139,10 +141,6 @@ def _load_pickle(path: os.PathLike):
     return pickle.load(f, encoding="latin1")
 
 
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def _read_image(path: os.PathLike) -> np.ndarray:
   """uint8 [84, 84, 3] from an image file (resized with LANCZOS if needed)."""
   with Image.open(path) as im:
@@ -186,13 +184,13 @@ class MetajaxMiniImagenet(tfds.core.GeneratorBasedBuilder):
 
   def _from_pickle(self, split, path) -> Iterator[Tuple[str, dict]]:
     data = _load_pickle(path)
-    data = {_text(k): v for k, v in data.items()}
+    data = {sources.text(k): v for k, v in data.items()}
     images = np.asarray(data["image_data"])
     if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE,
                                                          IMAGE_SIZE, 3):
       raise ValueError(f"{os.fspath(path)}: image_data is {images.dtype} "
                        f"{images.shape}; expected uint8 [n, 84, 84, 3].")
-    class_dict = {_text(k): v for k, v in data["class_dict"].items()}
+    class_dict = {sources.text(k): v for k, v in data["class_dict"].items()}
     check_split(split, class_dict, os.fspath(path))
     for wnid in sorted(class_dict):
       rows = np.asarray(class_dict[wnid], np.int64)

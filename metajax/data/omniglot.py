@@ -14,19 +14,15 @@ Where the images come from:
   * with neither, the official zips downloaded by tensorflow-datasets' download
     manager from the Omniglot GitHub repository, checked against their sha256.
 
-Either way the zips go through the TFDS builder
-`metajax.data.omniglot_builder.MetajaxOmniglot` (one config per zip), prepared
-once as array_record files under `cache_dir` and read back with
-`tfds.data_source`; TensorFlow is not needed. Later calls reuse the prepared
-files, so only the resizing, the rotations and the split are redone.
+Either way the zips go through the TFDS builder `omniglot_builder`
+(one config per zip), prepared once as array_record files under `cache_dir`
+and read back with `tfds.data_source` (no TensorFlow); later calls redo only
+the resizing, the rotations and the split.
 
-Which zips a split reads:
-
-  * "vinyals" and "lake" need the full release, `images_background.zip` and
-    `images_evaluation.zip` (964 + 659 = 1623 characters).
-  * "seeded" reads `images_background.zip` and `images_evaluation.zip`, those
-    of the two that are present, when either is; otherwise the small zips
-    present. The two small zips alone hold 242 distinct characters.
+Which zips a split reads: "vinyals" and "lake" the full release,
+`images_background.zip` and `images_evaluation.zip` (964 + 659 = 1623
+characters); "seeded" those two, or those of them present, when either is,
+otherwise the small zips present (242 distinct characters together).
 
 A character is keyed by its (alphabet, character folder) names, e.g.
 ("Greek", "character03"), and a key found in more than one zip is kept once,
@@ -44,6 +40,7 @@ import tensorflow_datasets as tfds
 
 from metajax import checks
 from metajax.data import omniglot_builder
+from metajax.data import sources
 from metajax.data import tfds_prepare
 from metajax.data.sources import DATA_DIR_ENV, ClassImages
 
@@ -164,10 +161,9 @@ def load(
     train = [keys[i] for i in order[:sizes[0]]]
     val = [keys[i] for i in order[sizes[0]:sizes[0] + sizes[1]]]
     test = [keys[i] for i in order[sizes[0] + sizes[1]:]]
-  return {
-      name: _class_images(sorted(part), images, names, rotations, image_size)
-      for name, part in (("train", train), ("val", val), ("test", test))
-  }
+  return {name: _class_images(sorted(part), images, names, rotations,
+                              image_size)
+          for name, part in (("train", train), ("val", val), ("test", test))}
 
 
 def _check_args(split, image_size, rotations, seed, num_train, num_val):
@@ -331,8 +327,8 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
         download=False)
     for i in range(len(source)):
       record = source[i]
-      alphabet = _text(record["alphabet"])
-      character = _text(record["character"])
+      alphabet = sources.text(record["alphabet"])
+      character = sources.text(record["character"])
       key = (alphabet, character)
       if key in origin:
         continue
@@ -340,10 +336,6 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
       origin[key] = archive
       names[key] = f"{alphabet}/{character}"
   return images, origin, names
-
-
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _class_images(keys: List[Key], images: Dict[Key, np.ndarray],

@@ -26,3 +26,8 @@ class ClassImages(NamedTuple):
 
   def min_examples(self) -> int:
     return min(len(c) for c in self.images)
+
+
+def text(value) -> str:
+  """A record's string field (bytes from a TFDS data source) as str."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -34,7 +34,7 @@ from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
 
 __all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",
-           "init_head")
+           "init_head", "transductive_finetune")
 
 CLASSIFIERS = ("linear", "cosine")
 
@@ -78,6 +78,33 @@ def entropy(logits):
   """Mean Shannon entropy (nats) of the rows' softmax."""
   log_p = jax.nn.log_softmax(logits, axis=-1)
   return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+
+
+def transductive_finetune(embed_features, embed, head, support, query_x, *,
+                          classifier: str, opt: optax.GradientTransformation,
+                          steps: int, entropy_weight: float):
+  """(embed, head) fine-tuned on the support cross-entropy plus the mean
+  entropy of the queries' predictions (Dhillon et al. 2020).
+
+  `embed_features(embed, x)` gives the features; the cosine head's scale
+  stays fixed, and no meta-gradient flows into the starting embedding.
+  """
+  support_x, support_y = support
+  fixed = {k: v for k, v in head.items() if k == "scale"}
+  params = {"embed": jax.lax.stop_gradient(embed),
+            "head": {k: v for k, v in head.items() if k != "scale"}}
+
+  def objective(p, _):
+    h = {**p["head"], **fixed}
+    support_logits = head_logits(h, embed_features(p["embed"], support_x),
+                                 classifier)
+    query_logits = head_logits(h, embed_features(p["embed"], query_x),
+                               classifier)
+    return (losses.cross_entropy(support_logits, support_y)
+            + entropy_weight * entropy(query_logits))
+
+  params = optimize(opt, objective, params, steps=steps).params
+  return params["embed"], {**params["head"], **fixed}
 
 
 def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
@@ -179,30 +206,13 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
       return {"head": head, "support": (support_x, support_y)}
     return {"head": head}
 
-  def transductive(embed, head, support, query_x):
-    """Fine-tunes (embed, head) on support CE + query entropy."""
-    support_x, support_y = support
-    fixed = {k: v for k, v in head.items() if k == "scale"}
-    params = {"embed": jax.lax.stop_gradient(embed),
-              "head": {k: v for k, v in head.items() if k != "scale"}}
-
-    def objective(p, _):
-      h = {**p["head"], **fixed}
-      support_logits = head_logits(h, embed_features(p["embed"], support_x),
-                                   classifier)
-      query_logits = head_logits(h, embed_features(p["embed"], query_x),
-                                 classifier)
-      return (losses.cross_entropy(support_logits, support_y)
-              + entropy_weight * entropy(query_logits))
-
-    params = optimize(transductive_opt, objective, params,
-                      steps=transductive_steps).params
-    return params["embed"], {**params["head"], **fixed}
-
   def predict(meta_params, state, query_x):
     embed, head = meta_params["embed"], state["head"]
     if transductive_steps:
-      embed, head = transductive(embed, head, state["support"], query_x)
+      embed, head = transductive_finetune(
+          embed_features, embed, head, state["support"], query_x,
+          classifier=classifier, opt=transductive_opt,
+          steps=transductive_steps, entropy_weight=entropy_weight)
     return head_logits(head, embed_features(embed, query_x), classifier)
 
   return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,

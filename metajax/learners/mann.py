@@ -33,12 +33,11 @@ step after the support, with the last support label as its label input, from
 that same post-support state: queries never see each other.
 """
 
-from typing import Any, Dict, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from metajax import losses
 from metajax import checks
@@ -46,8 +45,8 @@ from metajax.learners.embedding import embed_each, l2_normalize, to_float
 from metajax.learners.sequence import support_sequence
 from metajax.types import Episode, Learner
 
-__all__ = ("MANNState", "accuracy_by_instance", "by_instance",
-           "least_used", "lrua_step", "mann", "online_logits_fn")
+__all__ = ("MANNState", "fresh_state", "least_used", "lrua_step", "mann",
+           "online_logits_fn")
 
 Array = Any
 
@@ -211,12 +210,9 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
                key_strength=key_strength)[0]
 
 
-def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
-          memory_size: int = 40, controller_size: int = 200,
-          read_heads: int = 4, gamma: float = 0.95,
-          online_loss: bool = False, add_vectors: bool = True,
-          key_strength: bool = True):
-  """(`mann` learner, its online function); see `mann`."""
+def _check_options(*, ways, memory_slots, memory_size, controller_size,
+                   read_heads, gamma, online_loss, add_vectors, key_strength):
+  """`mann`'s argument checks."""
   for name, value, low in (("ways", ways, 2), ("memory_slots", memory_slots, 1),
                            ("memory_size", memory_size, 1),
                            ("controller_size", controller_size, 1),
@@ -230,22 +226,41 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
                       ("add_vectors", add_vectors),
                       ("key_strength", key_strength)):
     checks.boolean(name, value)
+
+
+def fresh_state(*, ways: int, memory_slots: int, memory_size: int,
+                controller_size: int, read_heads: int) -> MANNState:
+  """The state before the first step of a sequence: a zero controller, a
+  memory of 1e-6 (cosines stay finite), nothing read or used yet."""
+  zeros = jnp.zeros((controller_size,), jnp.float32)
+  return MANNState(
+      lstm=(zeros, zeros),
+      memory=jnp.full((memory_slots, memory_size), 1e-6, jnp.float32),
+      read_weights=jnp.zeros((read_heads, memory_slots), jnp.float32),
+      usage=jnp.zeros((memory_slots,), jnp.float32),
+      reads=jnp.zeros((read_heads * memory_size,), jnp.float32),
+      label=jnp.zeros((ways,), jnp.float32))
+
+
+def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
+          memory_size: int = 40, controller_size: int = 200,
+          read_heads: int = 4, gamma: float = 0.95,
+          online_loss: bool = False, add_vectors: bool = True,
+          key_strength: bool = True):
+  """(`mann` learner, its online function); see `mann`."""
+  _check_options(ways=ways, memory_slots=memory_slots,
+                 memory_size=memory_size, controller_size=controller_size,
+                 read_heads=read_heads, gamma=gamma, online_loss=online_loss,
+                 add_vectors=add_vectors, key_strength=key_strength)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
   controller = Controller(ways=int(ways), controller_size=int(controller_size),
                           memory_size=int(memory_size),
                           read_heads=int(read_heads), gamma=float(gamma),
                           add_vectors=bool(add_vectors),
                           key_strength=bool(key_strength))
-
-  def initial_state() -> MANNState:
-    zeros = jnp.zeros((controller_size,), jnp.float32)
-    return MANNState(
-        lstm=(zeros, zeros),
-        memory=jnp.full((memory_slots, memory_size), 1e-6, jnp.float32),
-        read_weights=jnp.zeros((read_heads, memory_slots), jnp.float32),
-        usage=jnp.zeros((memory_slots,), jnp.float32),
-        reads=jnp.zeros((read_heads * memory_size,), jnp.float32),
-        label=jnp.zeros((ways,), jnp.float32))
+  initial_state = lambda: fresh_state(
+      ways=ways, memory_slots=memory_slots, memory_size=memory_size,
+      controller_size=controller_size, read_heads=read_heads)
 
   def step(meta_params, state, features, label_input):
     return controller.apply({"params": meta_params["controller"]}, state,
@@ -311,83 +326,3 @@ def online_logits_fn(embedding: nn.Module, **kwargs):
   meta_params; `accuracy_by_instance` scores its outputs.
   """
   return _mann(embedding, **kwargs)[1]
-
-
-def accuracy_by_instance(predictions: Array, labels: Array,
-                         instances: Sequence[int] = (1, 2, 3, 5, 10)
-                         ) -> Dict[int, float]:
-  """Accuracy at the k-th presentation of a class, over online sequences.
-
-  Step t of a sequence is the k-th instance of its class when y_t occurs k
-  times in y_0..y_t. Accuracy at instance k is the fraction of correct
-  predictions among all such steps of all sequences (NaN if none).
-
-  Args:
-    predictions: [T] or [B, T] predicted labels, or [..., T, ways] logits.
-    labels: [T] or [B, T] true labels, same leading shape.
-    instances: the instance numbers k (>= 1) to report.
-
-  Returns:
-    {k: accuracy} for each k of `instances`.
-  """
-  labels = np.asarray(labels)
-  predictions = np.asarray(predictions)
-  if predictions.ndim == labels.ndim + 1:
-    predictions = predictions.argmax(axis=-1)
-  if predictions.shape != labels.shape:
-    raise ValueError(f"predictions of shape {predictions.shape} do not match "
-                     f"labels of shape {labels.shape}.")
-  labels2 = labels.reshape(-1, labels.shape[-1])
-  correct = (predictions.reshape(labels2.shape) == labels2)
-  # count[b, t] = occurrences of labels[b, t] in labels[b, :t+1].
-  same = labels2[:, :, None] == labels2[:, None, :]  # [B, T, T]
-  causal = np.tril(np.ones(same.shape[1:], bool))
-  count = (same & causal).sum(axis=-1)
-  out = {}
-  for k in instances:
-    hit = count == k
-    out[k] = float(correct[hit].mean()) if hit.any() else float("nan")
-  return out
-
-
-def by_instance(online, meta_params, classes, *, ways: int, episodes: int,
-                instances: int, rng: np.random.Generator,
-                batch: int = 50) -> Dict[int, np.ndarray]:
-  """The paper's protocol: per-sequence accuracy at each instance number.
-
-  Each of `episodes` sequences shows `ways` classes drawn from `classes`,
-  `instances` drawings of each, in a random order; `online` labels every
-  step (`online_logits_fn`), and `accuracy_by_instance` scores it.
-
-  Args:
-    online: `online_logits_fn(...)` of the run's MANN.
-    meta_params: its meta-parameters.
-    classes: `ClassImages` of new classes (a test split).
-    ways: classes per sequence.
-    episodes: sequences.
-    instances: drawings of each class in a sequence.
-    rng: numpy Generator for the classes, drawings and orders.
-    batch: sequences labelled at once.
-
-  Returns:
-    {k: float [episodes] accuracies at the k-th instance}, k = 1..instances.
-  """
-  from metajax.data.episodes import EpisodeSampler  # pylint: disable=g-import-not-at-top
-  sampler = EpisodeSampler(classes, ways=ways, shots=instances, queries=1)
-  label_all = jax.jit(jax.vmap(online, in_axes=(None, 0, 0)))
-  values = {k: [] for k in range(1, instances + 1)}
-  for start in range(0, episodes, batch):
-    size = min(batch, episodes - start)
-    ep = sampler.sample_batch(rng, size)
-    order = np.stack([rng.permutation(ep.support_y.shape[1])
-                      for _ in range(size)])
-    x = np.take_along_axis(
-        ep.support_x, order.reshape(order.shape + (1,) * (
-            ep.support_x.ndim - 2)), axis=1)
-    y = np.take_along_axis(ep.support_y, order, axis=1)
-    predictions = np.asarray(label_all(meta_params, x, y)).argmax(-1)
-    for p, labels in zip(predictions, y):
-      for k, acc in accuracy_by_instance(
-          p, labels, instances=range(1, instances + 1)).items():
-        values[k].append(acc)
-  return {k: np.asarray(v) for k, v in values.items()}
