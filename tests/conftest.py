@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the Omniglot test zips are.
+"""Shared test fixtures: where the Omniglot test zips are; a finished run.
 
 The tests, in-process and the experiment binaries they start, use a
 compilation cache of the test suite's own (in the system's temporary folder,
@@ -12,7 +12,10 @@ import tempfile
 
 import pytest
 
+from experiments.configs import maml_sinusoid
 from metajax import compilation_cache
+from metajax import runs
+from tests.helpers import checkpoint_steps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,3 +39,12 @@ def omniglot_data_dir():
   if not (path / "images_background_small1.zip").exists():
     pytest.skip(f"Omniglot test zips not found in {path}")
   return str(path)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A finished smoke run (checkpoints at steps 10 and 20), copied per test."""
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  runs.train_and_evaluate(maml_sinusoid.get_config("smoke"), str(workdir))
+  assert checkpoint_steps(workdir) == [10, 20]
+  return workdir

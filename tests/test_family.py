@@ -361,7 +361,7 @@ def test_family_contract(overrides):
 
 
 # FOMAML's and ANIL's configs differ from MAML's only in the learner, which the
-# contract test covers; every config is validated by test_reliability.
+# contract test covers; every config is validated by test_config_errors.
 @pytest.mark.parametrize("name", ["meta_sgd_omniglot", "reptile_omniglot",
                                   "meta_lstm_omniglot", "meta_sgd_sinusoid"])
 def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
