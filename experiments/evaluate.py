@@ -78,11 +78,11 @@ def main(argv):
                                episodes=_EPISODES.value, seed=seed)
     line = {n: from_config.test_value(config, n)
             for n in ("ways", "shots", "queries")}
-    if inner_loop:
-      line["inner_steps"] = (config.test_inner_steps
-                             or config.test_learner_kwargs.get("inner_steps")
-                             or config.inner_steps
-                             or config.learner_kwargs.get("inner_steps"))
+    if inner_loop:  # the first that is set, as build_learner reads them
+      line["inner_steps"] = next(v for v in (
+          config.test_inner_steps, config.test_learner_kwargs.get("inner_steps"),
+          config.inner_steps, config.learner_kwargs.get("inner_steps"))
+                                 if v is not None)
     print(json.dumps({
         **{"test_" + n: v for n, v in line.items()},
         "metric": result.metric, "mean": result.mean, "ci95": result.ci95,

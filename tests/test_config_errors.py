@@ -179,7 +179,7 @@ def run_binary(*args):
     (["--config=experiments/configs/maml_sinusoid.py:smoke",
       "--config.inner_lrr=0.1"],
      "the config has no field 'inner_lrr' (did you mean 'inner_lr'?); its "
-     "fields: checkpoint_every,"),
+     "fields: augment, augment_pad,"),
     (["--config=experiments/configs/maml_sinusoid.py:k7"],
      "--config=experiments/configs/maml_sinusoid.py:k7: Unknown variant 'k7' "
      "of maml_sinusoid; valid: '', 'smoke'"),

@@ -120,7 +120,7 @@ def test_conv_compute_dtype_errors():
   with pytest.raises(ValueError, match="compute_dtype must be one of"):
     models.Conv4(5, filters=2, compute_dtype="bf16").init(
         jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
-  with pytest.raises(ValueError, match="needs impl='patches'"):
+  with pytest.raises(ValueError, match="needs conv_impl='patches'"):
     models.Conv4(5, filters=2, conv_impl="xla",
                  compute_dtype="bfloat16").init(
                      jax.random.key(0), jnp.zeros((1, 16, 16, 1)))

@@ -50,7 +50,7 @@ KILL_FLAGS = ["--config=experiments/configs/maml_sinusoid.py:smoke",
               f"--config.checkpoint_every={CHECKPOINT_EVERY}",
               "--config.log_every=25", "--config.val_every=500",
               "--config.val_episodes=10", "--config.meta_batch_size=5",
-              "--config.hidden=(8,)", "--config.eval_episodes=20"]
+              "--config.model_kwargs.hidden=(8,)", "--config.eval_episodes=20"]
 
 
 def train_command(workdir):
