@@ -9,7 +9,6 @@ import json
 import os
 from typing import Optional
 
-from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
 from metajax.evaluate import EvalResult
 from metajax.step import TrainState
@@ -50,6 +49,7 @@ class BestKeeper:
   def __init__(self, workdir: str, primary: bool):
     self._workdir, self._primary = workdir, primary
     self._best = read_best(workdir)
+    from metajax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
     self._checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=2,
                                                folder=BEST_FOLDER)
     for saved in self._checkpointer.all_steps():

@@ -18,7 +18,6 @@ import optax
 from jax.sharding import Mesh
 
 from metajax import best as best_lib
-from metajax import checkpoint as ckpt_lib
 from metajax import metrics_io
 from metajax import parallel
 from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
@@ -198,7 +197,7 @@ def _count_nonfinite(leaves) -> jax.Array:
   return sum(jnp.sum(~jnp.isfinite(x)) for x in leaves)
 
 
-def _save_checkpoint(checkpointer: ckpt_lib.Checkpointer, step: int,
+def _save_checkpoint(checkpointer, step: int,
                      state: TrainState, writer) -> None:
   """Saves `state`; non-finite meta-parameters raise `NonFiniteError` instead.
 
@@ -324,6 +323,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
   with contextlib.ExitStack() as stack:  # closes what is opened, come what may
     checkpointer = restored_step = best = writer = None
     if workdir is not None:
+      # orbax is imported for runs kept in a workdir only.
+      from metajax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
       checkpointer = ckpt_lib.Checkpointer(workdir)
       stack.callback(checkpointer.close)
       restored_step, state = checkpointer.restore(state)

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import convert_config
+from experiments import legacy_configs
 from experiments.configs import mann_omniglot, snail_omniglot
 from metajax import evaluate as eval_lib
 from metajax import from_config
@@ -386,7 +386,7 @@ def test_validation_of_blackbox_configs():
     del config.learner_kwargs[field]
     assert from_config.with_option_defaults(config).learner_kwargs[field]
     legacy = {"learner": "mann", "dataset": "omniglot", "model": "conv4"}
-    assert convert_config.convert(legacy)["learner_kwargs"][field] is False
+    assert legacy_configs.convert(legacy)["learner_kwargs"][field] is False
   with pytest.raises(ValueError, match="Unknown variant"):
     mann_omniglot.get_config("20w1s")
 

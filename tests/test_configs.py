@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments import convert_config
+from experiments import legacy_configs
 from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 from experiments.configs import maml_sinusoid
@@ -61,7 +61,7 @@ def test_legacy_configs_convert_to_the_current_configs(path):
   current config of the same name and variant: the two formats build the
   same runs."""
   name, variant = path.stem.split(".")
-  converted = _as_json(convert_config.convert(json.loads(path.read_text())))
+  converted = _as_json(legacy_configs.convert(json.loads(path.read_text())))
   current = _as_json(_config(name, variant))
   if current["num_classes"] is None and converted["num_classes"] is not None:
     current["num_classes"] = converted["num_classes"]  # filled from the data
