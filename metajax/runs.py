@@ -135,8 +135,8 @@ def _with_embedding_from(config, learner, outer_opt, source):
                               opt_state=outer_opt.init(meta_params))
 
 
-def _meta_train(config, learner, sources, outer_opt, initial, workdir,
-                callback):
+def _meta_train(config, learner, test_learner, sources, outer_opt, initial,
+                workdir, callback):
   """`train.meta_train` over the config's settings (and the learner's
   warm-up phase first, if it has one)."""
   train_kwargs = dict(
@@ -144,7 +144,7 @@ def _meta_train(config, learner, sources, outer_opt, initial, workdir,
       seed=config.seed, workdir=workdir,
       checkpoint_every=config.checkpoint_every, log_every=config.log_every,
       val_source=sources["val"],
-      val_learner=from_config.build_learner(config, test=True),
+      val_learner=test_learner,
       val_every=config.val_every, val_episodes=config.val_episodes,
       callback=callback, on_nonfinite=config.on_nonfinite,
       mesh=parallel.task_mesh(config.num_devices),
@@ -186,6 +186,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   sources = from_config.build_sources(config)
   config = _with_num_classes(config, sources)
   learner = from_config.build_learner(config)
+  test_learner = from_config.build_learner(config, test=True)
   outer_opt = from_config.build_outer_opt(config, learner)
   # Before anything is written: a bad embedding_init is refused first.
   initial = _with_embedding_from(config, learner, outer_opt, sources["train"])
@@ -196,8 +197,8 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     if primary:
       metrics_io.write_json(os.path.join(workdir, "config.json"),
                             _config_dict(config))
-  state = _meta_train(config, learner, sources, outer_opt, initial, workdir,
-                      callback)
+  state = _meta_train(config, learner, test_learner, sources, outer_opt,
+                      initial, workdir, callback)
   selected = {}
   meta_params = parallel.local_copy(state.meta_params)
   if config.select_on_validation:
@@ -207,8 +208,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
                              best_lib.BEST_FOLDER)[1].meta_params
       selected = {"selected_step": best["step"],
                   f"selected_val_{best['metric']}": best["mean"]}
-  result = eval_lib.evaluate(from_config.build_learner(config, test=True),
-                             meta_params, sources["test"],
+  result = eval_lib.evaluate(test_learner, meta_params, sources["test"],
                              episodes=config.eval_episodes,
                              seed=from_config.test_seed(config))
   results = {"config": _config_dict(config), "metric": result.metric,
