@@ -121,3 +121,36 @@ def test_prefetch_keeps_order_and_raises():
   next(it)
   with pytest.raises(RuntimeError, match="sampler broke"):
     next(it)
+
+
+def test_within_group_episodes():
+  """groups: every episode's classes come from one group with >= ways classes;
+  every such group is drawn; a group too small never is."""
+  classes = make_classes()
+  # Groups of 5, 4 and 3 classes, named as Omniglot's "<alphabet>/<char>".
+  sizes = {"A": 5, "B": 4, "C": 3}
+  groups = [g for g, n in sizes.items() for _ in range(n)]
+  classes = ClassImages(classes.images,
+                        [f"{g}/c{i}" for i, g in enumerate(groups)])
+  assert classes.name_groups() == groups
+  sampler = EpisodeSampler(classes, ways=4, shots=1, queries=1,
+                           groups=classes.name_groups())
+  seen = set()
+  for step in range(60):
+    ep = sampler.sample(step_rng(0, step))
+    drawn = {groups[c] for c in decode(ep.support_x)[0]}
+    assert len(drawn) == 1  # one group per episode
+    assert len(set(decode(ep.support_x)[0])) == 4  # distinct classes
+    seen |= drawn
+  assert seen == {"A", "B"}  # "C" has 3 < 4 classes
+  # Without groups, the classes are the generator's first draw, as they
+  # always were (runs sample the same episodes as before the option).
+  plain = EpisodeSampler(classes, ways=4, shots=1, queries=1)
+  np.testing.assert_array_equal(
+      decode(plain.sample(step_rng(0, 1)).support_x)[0],
+      step_rng(0, 1).choice(NUM_CLASSES, size=4, replace=False))
+  with pytest.raises(ValueError, match="largest group has only 5 classes"):
+    EpisodeSampler(classes, ways=6, shots=1, queries=1, groups=groups)
+  with pytest.raises(ValueError, match="groups has 3 labels but the source "
+                     "has 12 classes"):
+    EpisodeSampler(classes, ways=2, shots=1, queries=1, groups=["A"] * 3)

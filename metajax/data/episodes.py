@@ -7,7 +7,8 @@ exactly the episodes an uninterrupted run would have.
 
 import threading
 import queue
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Protocol, Sequence)
 
 import jax
 import numpy as np
@@ -71,6 +72,24 @@ def check_classes(classes: ClassImages) -> None:
         raise ValueError(f"Class images hold NaN or infinite values ({where}).")
 
 
+def _eligible_groups(groups: Sequence[Any], num_classes: int,
+                     ways: int) -> List[np.ndarray]:
+  """The class indices of each group with at least `ways` classes."""
+  groups = list(groups)
+  if len(groups) != num_classes:
+    raise ValueError(f"groups has {len(groups)} labels but the source has "
+                     f"{num_classes} classes; give one label per class.")
+  members: Dict[Any, List[int]] = {}
+  for i, g in enumerate(groups):
+    members.setdefault(g, []).append(i)
+  eligible = [np.asarray(m) for m in members.values() if len(m) >= ways]
+  if not eligible:
+    raise ValueError(
+        f"ways={ways} but the largest group has only "
+        f"{max(len(m) for m in members.values())} classes; use ways <= that.")
+  return eligible
+
+
 class EpisodeSampler:
   """Samples N-way K-shot Q-query classification episodes.
 
@@ -80,6 +99,12 @@ class EpisodeSampler:
   rest the query set. Support and query are disjoint. Rows are ordered class by
   class (labels `[0]*shots + [1]*shots + ...`).
 
+  With `groups` (one label per class, e.g. each Omniglot character's
+  alphabet: `classes.name_groups()`), every episode draws its classes from one
+  group: a group chosen uniformly among those with at least `ways` classes,
+  then `ways` of its classes (the Omniglot challenge's within-alphabet
+  episodes, where classes differ in small strokes).
+
   Example:
     sampler = EpisodeSampler(splits["train"], ways=5, shots=1, queries=15)
     batch = sampler.sample_batch(np.random.default_rng(0), meta_batch_size=32)
@@ -87,7 +112,7 @@ class EpisodeSampler:
   """
 
   def __init__(self, classes: ClassImages, *, ways: int, shots: int,
-               queries: int):
+               queries: int, groups: Optional[Sequence[Any]] = None):
     checks.integer("ways", ways, minimum=2)
     checks.integer("shots", shots, minimum=1)
     checks.integer("queries", queries, minimum=1)
@@ -105,11 +130,17 @@ class EpisodeSampler:
     self.ways, self.shots, self.queries = ways, shots, queries
     images = classes.images
     self._dense = images if isinstance(images, np.ndarray) else None
+    self._groups = None if groups is None else _eligible_groups(
+        groups, classes.num_classes, ways)
 
   def sample(self, rng: np.random.Generator) -> Episode:
     """One episode as numpy arrays."""
     ways, shots, queries = self.ways, self.shots, self.queries
-    chosen = rng.choice(self.classes.num_classes, size=ways, replace=False)
+    if self._groups is None:
+      chosen = rng.choice(self.classes.num_classes, size=ways, replace=False)
+    else:
+      members = self._groups[rng.integers(len(self._groups))]
+      chosen = members[rng.choice(len(members), size=ways, replace=False)]
     per_class = shots + queries
     if self._dense is not None:
       n = self._dense.shape[1]

@@ -1,6 +1,6 @@
 """Class-indexed sources: what every classification dataset loader returns."""
 
-from typing import NamedTuple, Sequence
+from typing import List, NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,6 +26,12 @@ class ClassImages(NamedTuple):
 
   def min_examples(self) -> int:
     return min(len(c) for c in self.images)
+
+  def name_groups(self) -> List[str]:
+    """Each class name's part before its first "/": for Omniglot
+    ("<alphabet>/<character>[/rot<degrees>]") the alphabets, which
+    `EpisodeSampler(groups=...)` takes for within-alphabet episodes."""
+    return [str(name).split("/")[0] for name in self.names]
 
 
 def text(value) -> str:
