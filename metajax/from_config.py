@@ -362,15 +362,12 @@ def build_learner(config, *, test: bool = False,
   except TypeError as e:
     if "keyword argument" not in str(e):
       raise
-    options = sorted(p for p, v in params.items()
-                     if p not in ("model", "embedding")
-                     and v.kind == inspect.Parameter.KEYWORD_ONLY)
-    passes_on = any(v.kind == inspect.Parameter.VAR_KEYWORD
-                    for v in params.values())
-    raise ConfigError(
-        f"config.learner_kwargs of {name!r}: {e} (its options: "
-        f"{', '.join(options)}{' and those it passes on' if passes_on else ''}"
-        ").") from None
+    kinds = {p: v.kind for p, v in params.items()}
+    options = sorted(p for p, k in kinds.items() if k == k.KEYWORD_ONLY)
+    more = (" and those it passes on" if inspect.Parameter.VAR_KEYWORD
+            in kinds.values() else "")
+    raise ConfigError(f"config.learner_kwargs of {name!r}: {e} (its options: "
+                      f"{', '.join(options)}{more}).") from None
   except ValueError as e:
     raise ConfigError(f"config.learner={name!r}: {e}") from None
   if config.freeze_embedding:
