@@ -256,7 +256,7 @@ def run_row(row: str) -> dict:
       config.inner_lr = 0.4
   config.learner_kwargs.update(learner_options)
   learner = from_config.build_learner(config)
-  outer_opt = from_config.build_outer_opt(config, learner)  # Adam 1e-3
+  outer_opt = from_config.build_outer_opt(config)  # Adam 1e-3
   init_key, step_key = jax.random.split(jax.random.key(0))
   state = jax.block_until_ready(
       jax.jit(lambda k, b: step_lib.init_train_state(learner, outer_opt, k, b))(
@@ -346,6 +346,8 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
   import optax  # pylint: disable=g-import-not-at-top
 
   from metajax import step as step_lib  # pylint: disable=g-import-not-at-top
+
+  outer_opt = step_lib.outer_optimizer(learner, outer_opt)
 
   tasks = jax.tree.leaves(batch)[0].shape[0]
   task_batches = [jax.tree.map(lambda a, t=t: a[t:t + 1], batch)

@@ -375,19 +375,17 @@ def build_learner(config, *, test: bool = False,
   return learner
 
 
-def build_outer_opt(config, learner: Optional[Learner] = None
-                    ) -> optax.GradientTransformation:
+def build_outer_opt(config) -> optax.GradientTransformation:
   """`config.outer_opt` at `config.outer_lr` (constant, or decayed linearly
   to 0 over num_steps), after clipping the meta-gradient's global norm to
-  `config.outer_grad_clip` if set; wrapped by `learner.wrap_outer_opt`."""
+  `config.outer_grad_clip` if set. The step programs apply the learner's
+  `wrap_outer_opt` (`step.outer_optimizer`)."""
   lr = config.outer_lr
   if config.outer_lr_schedule == "linear_decay":
     lr = optax.linear_schedule(config.outer_lr, 0.0, max(config.num_steps, 1))
   opt = OUTER_OPTS[config.outer_opt](lr)
   if config.outer_grad_clip:
     opt = optax.chain(optax.clip_by_global_norm(config.outer_grad_clip), opt)
-  if learner is not None and learner.wrap_outer_opt is not None:
-    opt = learner.wrap_outer_opt(opt)
   return opt
 
 

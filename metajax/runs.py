@@ -131,8 +131,9 @@ def _with_embedding_from(config, learner, outer_opt, source):
         f"{shapes(state.meta_params['embed'])}); give a run with the same "
         "model, model_kwargs and image size.")
   meta_params = dict(state.meta_params, embed=embed)
-  return step_lib.TrainState(step=state.step, meta_params=meta_params,
-                              opt_state=outer_opt.init(meta_params))
+  return step_lib.TrainState(
+      step=state.step, meta_params=meta_params,
+      opt_state=step_lib.outer_optimizer(learner, outer_opt).init(meta_params))
 
 
 def _meta_train(config, learner, test_learner, sources, outer_opt, initial,
@@ -187,7 +188,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   config = _with_num_classes(config, sources)
   learner = from_config.build_learner(config)
   test_learner = from_config.build_learner(config, test=True)
-  outer_opt = from_config.build_outer_opt(config, learner)
+  outer_opt = from_config.build_outer_opt(config)
   # Before anything is written: a bad embedding_init is refused first.
   initial = _with_embedding_from(config, learner, outer_opt, sources["train"])
   primary = jax.process_index() == 0  # with several processes, one writes
@@ -258,7 +259,7 @@ def load_run(workdir: str, step: Optional[int] = None,
     raise ValueError(f"{workdir!r} holds no run (no config.json).")
   config = from_config.complete(saved)
   learner = from_config.build_learner(config)
-  outer_opt = from_config.build_outer_opt(config, learner)
+  outer_opt = from_config.build_outer_opt(config)
   init_key, _ = step_lib.seed_keys(config.seed)
   # Shapes only (nothing is computed or compiled): the restore's target.
   target = jax.eval_shape(

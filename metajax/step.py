@@ -133,13 +133,24 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
           jax.tree.map(lambda t: t / num_chunks, total))
 
 
+def outer_optimizer(learner: Learner, outer_opt: optax.GradientTransformation
+                    ) -> optax.GradientTransformation:
+  """`outer_opt` as `learner` needs it: wrapped by its `wrap_outer_opt`
+  (Reptile's carried statistics are set, not stepped). `init_train_state`
+  and `make_meta_step` apply it, so callers pass the plain optimizer."""
+  if learner.wrap_outer_opt is None:
+    return outer_opt
+  return learner.wrap_outer_opt(outer_opt)
+
+
 def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
                      key: jax.Array, example_batch: Episode) -> TrainState:
   """Initial meta-parameters (from one task of `example_batch`), opt state."""
   example = jax.tree.map(lambda a: a[0], example_batch)
   meta_params = learner.init(key, example)
+  opt_state = outer_optimizer(learner, outer_opt).init(meta_params)
   return TrainState(step=jnp.zeros([], jnp.int32), meta_params=meta_params,
-                    opt_state=outer_opt.init(meta_params))
+                    opt_state=opt_state)
 
 
 def auto_tasks_per_chunk(platform: str) -> Optional[int]:
@@ -163,7 +174,8 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
 
   Args:
     learner: the learner.
-    outer_opt: the outer optimizer.
+    outer_opt: the outer optimizer (the learner's `wrap_outer_opt` is
+      applied here).
     mesh: a `parallel.task_mesh`: the batch's task axis is sharded over its
       devices and the state replicated (the batch and state must be placed so,
       e.g. by `parallel.put_batch` and `parallel.put_replicated`). None: no
@@ -174,6 +186,7 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
       device (the per-device count itself: all at once). None: automatic,
       `auto_tasks_per_chunk` of the devices' platform.
   """
+  outer_opt = outer_optimizer(learner, outer_opt)
   devices = 1 if mesh is None else mesh.devices.size
   platform = (jax.default_backend() if mesh is None
               else mesh.devices.flat[0].platform)

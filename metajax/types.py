@@ -71,8 +71,8 @@ class Learner(NamedTuple):
       of differentiating the task loss (Reptile's theta - adapted).
     wrap_outer_opt: optional `outer_opt -> outer_opt` for meta-parameters
       that the outer optimizer must treat in the learner's own way (Reptile's
-      carried inner statistics, set rather than stepped); applied by
-      `metajax.from_config.build_outer_opt`.
+      carried inner statistics, set rather than stepped); applied by the
+      step programs (`metajax.step.outer_optimizer`).
     warmup: optional (steps, learner): meta-train that learner, over the
       same meta-parameters, for the first `steps` meta-steps (MAML++'s
       first-order phase); applied by `metajax.runs.train_and_evaluate`.

@@ -48,7 +48,7 @@ def test_snail_starts_from_a_protonet_embedding(tmp_path, omniglot_data_dir,
   learner = from_config.build_learner(config)
   source = from_config.build_sources(config)["train"]
   fresh = step_lib.init_train_state(
-      learner, from_config.build_outer_opt(config, learner),
+      learner, from_config.build_outer_opt(config),
       step_lib.seed_keys(config.seed)[0],
       source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
   for a, b in zip(jax.tree.leaves(fresh["snail"]), jax.tree.leaves(got["snail"])):
@@ -91,7 +91,7 @@ def test_freeze_embedding_keeps_the_given_embedding(tmp_path, omniglot_data_dir,
   learner = from_config.build_learner(config)
   source = from_config.build_sources(config)["train"]
   fresh = step_lib.init_train_state(
-      learner, from_config.build_outer_opt(config, learner),
+      learner, from_config.build_outer_opt(config),
       step_lib.seed_keys(config.seed)[0],
       source.sample_batch(step_rng(config.seed, 0), 1)).meta_params
   moved = [np.abs(a - b).max() for a, b in zip(

@@ -100,7 +100,10 @@ def test_reptile_carried_adam_by_hand():
   lr, b2, epsilon, steps = 0.1, 0.9, 0.5, 2
   learner = reptile(Scalar(), inner_lr=lr, inner_steps=steps, b2=b2,
                     carry_inner_state=True, task="regression")
-  opt = carry_outer_opt(optax.sgd(epsilon))
+  # The plain optimizer: the step programs apply the learner's
+  # wrap_outer_opt (carry_outer_opt), so the statistics are set, not stepped.
+  assert learner.wrap_outer_opt is carry_outer_opt
+  opt = optax.sgd(epsilon)
   curvatures = (A_SMALL, 2.5)  # two tasks with other gradients
   batch = jax.tree.map(lambda *x: jnp.stack(x),
                        *[quadratic_episode(a) for a in curvatures])

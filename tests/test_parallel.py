@@ -89,7 +89,7 @@ def test_two_processes_train_one_run_together(tmp_path):
   config = run.config
   source = from_config.build_sources(config)["train"]
   learner = from_config.build_learner(config)
-  outer = from_config.build_outer_opt(config, learner)
+  outer = from_config.build_outer_opt(config)
   init_key, train_key = step_lib.seed_keys(config.seed)
   state = jax.jit(lambda k, b: step_lib.init_train_state(learner, outer, k, b))(
       init_key, source.sample_batch(step_rng(config.seed, 0), 1))

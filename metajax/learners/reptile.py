@@ -54,8 +54,8 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   instead). Those statistics are state, not meta-parameters: `outer_grad`
   gives them old - new, and the outer optimizer must set them to the new
   value whatever its step size, which `carry_outer_opt(opt)` does: the
-  learner's `wrap_outer_opt` (`metajax.from_config.build_outer_opt` applies
-  it; pass `carry_outer_opt(opt)` to `meta_train` yourself).
+  learner's `wrap_outer_opt`, which the trainer applies to the outer
+  optimizer it is given (`metajax.step.outer_optimizer`).
 
   Args:
     model: a flax module.
