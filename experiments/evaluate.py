@@ -55,8 +55,7 @@ def main(argv):
                      ("test_queries", _QUERIES)):
     if flag.value is not None:
       config[name] = flag.value
-  inner_loop = (config.inner_steps is not None
-                or "inner_steps" in config.learner_kwargs)
+  inner_loop = "inner_steps" in from_config.learner_options(config)
   if _STEPS.value and not inner_loop:
     raise app.UsageError(f"--test_inner_steps: the {config.learner} run has "
                          "no inner loop.")
@@ -78,11 +77,9 @@ def main(argv):
                                episodes=_EPISODES.value, seed=seed)
     line = {n: from_config.test_value(config, n)
             for n in ("ways", "shots", "queries")}
-    if inner_loop:  # the first that is set, as build_learner reads them
-      line["inner_steps"] = next(v for v in (
-          config.test_inner_steps, config.test_learner_kwargs.get("inner_steps"),
-          config.inner_steps, config.learner_kwargs.get("inner_steps"))
-                                 if v is not None)
+    if inner_loop:
+      line["inner_steps"] = from_config.learner_options(
+          config, test=True)["inner_steps"]
     print(json.dumps({
         **{"test_" + n: v for n, v in line.items()},
         "metric": result.metric, "mean": result.mean, "ci95": result.ci95,

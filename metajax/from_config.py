@@ -300,16 +300,18 @@ def _plain(value):
   return value
 
 
-def _options(config, *, test: bool) -> Dict[str, Any]:
-  """learner_kwargs (test: the set test_learner_kwargs) and shortcuts."""
-  if test:
-    options = {k: v for k, v in _plain(config.test_learner_kwargs).items()
-               if v is not None}
-  else:
-    options = _plain(config.learner_kwargs)
-  for name, (test_time, option) in SHORTCUTS.items():
-    if test_time == test and config.get(name) is not None:
-      options[option] = config[name]
+def learner_options(config, *, test: bool = False) -> Dict[str, Any]:
+  """The options the learner's factory gets from `config`: learner_kwargs
+  with the short names (`SHORTCUTS`) set, and with `test=True` those of
+  test time over them (test_learner_kwargs and the test_* short names)."""
+  options = _plain(config.learner_kwargs)
+  for at_test in (False, True) if test else (False,):
+    if at_test:
+      options.update({k: v for k, v in _plain(
+          config.test_learner_kwargs).items() if v is not None})
+    for name, (test_time, option) in SHORTCUTS.items():
+      if test_time == at_test and config.get(name) is not None:
+        options[option] = config[name]
   return options
 
 
@@ -351,9 +353,7 @@ def build_learner(config, *, test: bool = False,
     raise ConfigError(
         f"config.num_classes is unset: {name} pre-trains a head over every "
         "meta-train class; runs.train_and_evaluate fills it in from the data.")
-  kwargs.update(_options(config, test=False))
-  if test:
-    kwargs.update(_options(config, test=True))
+  kwargs.update(learner_options(config, test=test))
   head = None if next(iter(params)) == "embedding" else (
       1 if regression else ways)
   model = build_model(config, head)

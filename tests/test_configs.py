@@ -87,7 +87,7 @@ def test_short_names_set_the_learner_options():
   # Without a link (a config written by hand) the short name still counts.
   plain = from_config.complete({"learner": "maml", "inner_lr": 0.5,
                                 "learner_kwargs": {"inner_lr": 0.1}})
-  assert from_config._options(plain, test=False)["inner_lr"] == 0.5
+  assert from_config.learner_options(plain)["inner_lr"] == 0.5
 
 
 def test_factory_options_and_their_errors():
