@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from metajax.data import omniglot
 from metajax.data import omniglot_builder
+from metajax.data import omniglot_images
 from metajax.data import sources
 
 _SMALL = ("images_background_small1.zip", "images_background_small2.zip")
@@ -209,7 +210,7 @@ def test_resize_is_pils_lanczos():
     names = [n for n in zf.namelist() if n.endswith(".png")][:5]
     raw = np.stack([255 - np.asarray(Image.open(io.BytesIO(zf.read(n)))
                                      .convert("L")) for n in names])
-  ours = omniglot._resize(raw[..., None], omniglot._resize_matrix(28))
+  ours = omniglot_images.resize(raw[..., None], omniglot_images.resize_matrix(28))
   for x, y in zip(raw, ours):
     pil = Image.fromarray(x.astype(np.float32)).resize(
         (28, 28), Image.Resampling.LANCZOS)

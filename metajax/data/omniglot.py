@@ -22,7 +22,8 @@ the resizing, the rotations and the split.
 Which zips a split reads: "vinyals" and "lake" the full release,
 `images_background.zip` and `images_evaluation.zip` (964 + 659 = 1623
 characters); "seeded" those two, or those of them present, when either is,
-otherwise the small zips present (242 distinct characters together).
+otherwise the small zips present (242 distinct characters together);
+"minimal" both small zips.
 
 A character is keyed by its (alphabet, character folder) names, e.g.
 ("Greek", "character03"), and a key found in more than one zip is kept once,
@@ -35,16 +36,17 @@ import pathlib
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
 from metajax import checks
 from metajax.data import omniglot_builder
+from metajax.data import omniglot_images
 from metajax.data import sources
 from metajax.data import tfds_prepare
+from metajax.data.omniglot_images import prepare_images  # pylint: disable=unused-import
 from metajax.data.sources import DATA_DIR_ENV, ClassImages
 
-SPLITS = ("vinyals", "lake", "seeded")
+SPLITS = ("vinyals", "lake", "seeded", "minimal")
 ROTATIONS = (0, 90, 180, 270)  # degrees, counter-clockwise (np.rot90)
 
 _FULL = ("background", "evaluation")
@@ -59,12 +61,8 @@ Key = Tuple[str, str]  # (alphabet, character)
 
 
 def default_cache_dir() -> pathlib.Path:
-  """Where prepared data goes by default: `$XDG_CACHE_HOME/metajax`.
-
-  Returns:
-    `$XDG_CACHE_HOME/metajax`, or `~/.cache/metajax` when that variable is
-    unset.
-  """
+  """Where prepared data goes by default: `$XDG_CACHE_HOME/metajax`, or
+  `~/.cache/metajax` when that variable is unset."""
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
       os.path.expanduser("~"), ".cache")
   return pathlib.Path(base) / "metajax"
@@ -80,6 +78,7 @@ def load(
     num_train: Optional[int] = None,
     num_val: Optional[int] = None,
     cache_dir: Optional[PathLike] = None,
+    background: Optional[str] = None,
 ) -> Dict[str, ClassImages]:
   """Loads Omniglot split by character into meta-train, meta-val, meta-test.
 
@@ -100,6 +99,14 @@ def load(
     * "seeded": whatever characters are available, shuffled with `seed`, split
       into `num_train` / `num_val` / the rest (defaults: 60% / 10% of the
       characters, rounded). Works with the two small zips alone.
+    * "minimal": the Omniglot challenge's minimal setting (Lake et al. 2015,
+      2019): meta-train is ONE small background set, `background` ("small1",
+      the default, or "small2"), all its characters but `num_val` (default
+      10%, rounded) drawn with `seed` for meta-val; meta-test is every
+      character of the other small set whose alphabet the first lacks
+      (small1 -> Japanese_(katakana), Sanskrit, Tagalog; small2 ->
+      Balinese, Early_Aramaic, Korean). Meta-test is never rotated (Lake's
+      test draws the characters as written). Needs both small zips.
 
   Images are resized from 105x105 with PIL's LANCZOS filter (as in the MAML
   code), on the inverted float image, then rounded and clipped to uint8.
@@ -117,6 +124,8 @@ def load(
     num_val: meta-val characters (before rotations); see the splits.
     cache_dir: where the TFDS builder prepares its files (and downloads the
       zips). Default: `default_cache_dir()`.
+    background: the small set split="minimal" trains on; None for the
+      other splits.
 
   Returns:
     {"train": ..., "val": ..., "test": ...}, each a `ClassImages` whose
@@ -132,9 +141,13 @@ def load(
       leaves no test character. All of these are raised before any zip is
       decoded.
   """
-  _check_args(split, image_size, rotations, seed, num_train, num_val)
+  _check_args(split, image_size, rotations, seed, num_train, num_val,
+              background)
   folder = _data_folder(data_dir)
   archives = _choose_archives(split, folder)
+  if split == "minimal":
+    return _minimal(folder, cache_dir, image_size, rotations, seed, num_val,
+                    background or _SMALL[0])
   if folder is not None:  # counts from the zips' listings: cheap
     chars = _dedupe({a: omniglot_builder.character_files(
         folder / omniglot_builder.ARCHIVES[a].filename) for a in archives})
@@ -145,7 +158,7 @@ def load(
   _split_sizes(split, counts, num_train, num_val, folder)
 
   cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
-  images, origin, names = _read(archives, folder, cache, image_size)
+  images, origin, names, _ = _read(archives, folder, cache, image_size)
   counts = {a: sum(o == a for o in origin.values()) for a in archives}
   sizes = _split_sizes(split, counts, num_train, num_val, folder)
   keys = sorted(origin)
@@ -166,7 +179,8 @@ def load(
           for name, part in (("train", train), ("val", val), ("test", test))}
 
 
-def _check_args(split, image_size, rotations, seed, num_train, num_val):
+def _check_args(split, image_size, rotations, seed, num_train, num_val,
+                background):
   """Checks the arguments that need no data."""
   if split not in SPLITS:
     raise ValueError(
@@ -180,6 +194,15 @@ def _check_args(split, image_size, rotations, seed, num_train, num_val):
     raise ValueError(
         "split='lake' takes its meta-train characters from the background "
         "set (less num_val of them); num_train must be None.")
+  if split == "minimal":
+    if num_train is not None:
+      raise ValueError(
+          "split='minimal' trains on all the characters of its background set "
+          "but num_val; num_train must be None.")
+    if background is not None:
+      checks.one_of("background", background, _SMALL)
+  elif background is not None:
+    raise ValueError("background is an option of split='minimal' only.")
 
 
 def _expected_files() -> str:
@@ -211,13 +234,19 @@ def _data_folder(data_dir: Optional[PathLike]) -> Optional[pathlib.Path]:
 def _choose_archives(split: str,
                      folder: Optional[pathlib.Path]) -> Tuple[str, ...]:
   """The configs of `MetajaxOmniglot` (archives) that `split` reads."""
-  if folder is None:
-    return _FULL  # downloaded
+  if folder is None:  # downloaded
+    return _SMALL if split == "minimal" else _FULL
   present = tuple(a for a, info in omniglot_builder.ARCHIVES.items()
                   if (folder / info.filename).is_file())
   full = tuple(a for a in _FULL if a in present)
   if split == "seeded":
     return full or tuple(a for a in _SMALL if a in present)
+  if split == "minimal":
+    if all(a in present for a in _SMALL):
+      return _SMALL
+    need = " and ".join(omniglot_builder.ARCHIVES[a].filename for a in _SMALL)
+    raise ValueError(f"split='minimal' needs both small background sets, "
+                     f"{need}, in {os.fspath(folder)}.")
   if full == _FULL:
     return full
   names = [omniglot_builder.ARCHIVES[a].filename for a in present]
@@ -274,46 +303,24 @@ def _split_sizes(split: str, counts: Dict[str, int], num_train, num_val,
   return num_train, num_val
 
 
-def _resize_matrix(image_size: int) -> np.ndarray:
-  """[image_size, 105] float32: PIL's LANCZOS resize as a matrix.
-
-  PIL resizes float ("F") images separably and linearly, so resizing the rows
-  of the identity gives the filter matrix M, and M @ x @ M.T equals PIL's
-  resize of x (up to float rounding) at a fraction of the cost.
-
-  Args:
-    image_size: the output side.
-  """
-  eye = np.eye(omniglot_builder.IMAGE_SIZE, dtype=np.float32)
-  rows = Image.fromarray(eye).resize(
-      (image_size, omniglot_builder.IMAGE_SIZE), Image.Resampling.LANCZOS)
-  return np.asarray(rows, np.float32).T
-
-
-def _resize(images: np.ndarray, matrix: Optional[np.ndarray]) -> np.ndarray:
-  """uint8 [..., 105, 105, 1] -> uint8 [..., S, S, 1] (None: unchanged)."""
-  if matrix is None:
-    return images
-  out = matrix @ images[..., 0].astype(np.float32) @ matrix.T
-  return np.rint(np.clip(out, 0, 255)).astype(np.uint8)[..., None]
-
-
 def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
           cache: pathlib.Path, image_size: int):
   """Prepares (once) and reads the archives; resizes as it reads.
 
   Returns:
-    ({key: uint8 [n, S, S, 1]}, {key: archive}, {key: "alphabet/character"}),
-    each key once (first archive in `ARCHIVES` order).
+    ({key: uint8 [n, S, S, 1]}, {key: archive}, {key: "alphabet/character"},
+    {archive: its keys}), each key once in the first three (first archive in
+    `ARCHIVES` order).
   """
   matrix = (None if image_size == omniglot_builder.IMAGE_SIZE
-            else _resize_matrix(image_size))
+            else omniglot_images.resize_matrix(image_size))
   download_config = tfds.download.DownloadConfig(
       manual_dir=os.fspath(folder) if folder is not None else None,
       try_download_gcs=False)  # no probe for pre-built files: works offline
   images: Dict[Key, np.ndarray] = {}
   origin: Dict[Key, str] = {}
   names: Dict[Key, str] = {}
+  members: Dict[str, List[Key]] = {}
   for archive in omniglot_builder.ARCHIVES:
     if archive not in archives:
       continue
@@ -330,12 +337,44 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
       alphabet = sources.text(record["alphabet"])
       character = sources.text(record["character"])
       key = (alphabet, character)
+      members.setdefault(archive, []).append(key)
       if key in origin:
         continue
-      images[key] = _resize(record["images"], matrix)
+      images[key] = omniglot_images.resize(record["images"], matrix)
       origin[key] = archive
       names[key] = f"{alphabet}/{character}"
-  return images, origin, names
+  return images, origin, names, members
+
+
+def _minimal(folder, cache_dir, image_size, rotations, seed, num_val,
+             background):
+  """The splits of split="minimal" (see `load`)."""
+  where = os.fspath(folder) if folder is not None else "the downloaded zips"
+
+  def sizes(train_keys):
+    n = len(train_keys)
+    val = int(round(_SEEDED_VAL_FRACTION * n)) if num_val is None else num_val
+    if val >= n:
+      raise ValueError(f"num_val={val} must be less than the {n} characters "
+                       f"of {background} (in {where}).")
+    return val
+
+  if folder is not None:  # from the listing: checked before decoding
+    sizes(omniglot_builder.character_files(
+        folder / omniglot_builder.ARCHIVES[background].filename))
+  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
+  images, _, names, members = _read(_SMALL, folder, cache, image_size)
+  train_keys = sorted(members[background])
+  seen = {alphabet for alphabet, _ in train_keys}
+  other = next(a for a in _SMALL if a != background)
+  test = sorted(k for k in members[other] if k[0] not in seen)
+  order = np.random.default_rng(seed).permutation(len(train_keys))
+  val_size = sizes(train_keys)
+  val = sorted(train_keys[i] for i in order[:val_size])
+  train = sorted(train_keys[i] for i in order[val_size:])
+  return {"train": _class_images(train, images, names, rotations, image_size),
+          "val": _class_images(val, images, names, rotations, image_size),
+          "test": _class_images(test, images, names, False, image_size)}
 
 
 def _class_images(keys: List[Key], images: Dict[Key, np.ndarray],
@@ -357,44 +396,3 @@ def _class_images(keys: List[Key], images: Dict[Key, np.ndarray],
     return ClassImages(images=dense, names=tuple(class_names))
   return ClassImages(images=[np.ascontiguousarray(x) for x in class_images],
                      names=tuple(class_names))
-
-
-def prepare_images(images: Sequence[Union[PathLike, Image.Image, np.ndarray]],
-                   image_size: int = 28) -> np.ndarray:
-  """A user's own drawings -> the arrays a model trained by `load` expects.
-
-  Each drawing is taken as Omniglot draws it, dark ink on a light background
-  (any size, any mode), inverted so ink is bright, and resized with the same
-  antialiasing filter (LANCZOS) as `load`.
-
-  Args:
-    images: file paths, PIL images, or 2-D arrays (uint8, or floats in [0, 1]).
-    image_size: the side the model was trained at (`config.image_size`).
-
-  Returns:
-    uint8 [n, image_size, image_size, 1], ink 255 on background 0.
-  """
-  checks.integer("image_size", image_size, minimum=1)
-  out = []
-  for i, image in enumerate(images):
-    if isinstance(image, (str, os.PathLike)):
-      with Image.open(image) as im:
-        gray = np.asarray(im.convert("L"), np.float32)
-    elif isinstance(image, Image.Image):
-      gray = np.asarray(image.convert("L"), np.float32)
-    else:
-      array = np.asarray(image)
-      if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-      if array.ndim != 2:
-        raise ValueError(f"images[{i}] has shape {array.shape}; expected a "
-                         "2-D drawing [H, W] (or [H, W, 1]).")
-      gray = array.astype(np.float32)
-      if not np.issubdtype(array.dtype, np.integer):
-        gray = gray * 255.0
-    ink = Image.fromarray(255.0 - gray, mode="F").resize(
-        (image_size, image_size), Image.Resampling.LANCZOS)
-    out.append(np.rint(np.clip(np.asarray(ink), 0, 255)).astype(np.uint8))
-  if not out:
-    raise ValueError("prepare_images needs at least one image.")
-  return np.stack(out)[..., None]
