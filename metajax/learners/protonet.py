@@ -19,6 +19,7 @@ from metajax.types import Episode, Learner
 __all__ = ("class_means", "protonet", "squared_distances")
 
 DISTANCES = ("euclidean", "cosine")
+QUERY_NORMS = ("batch", "support")
 
 
 def class_means(embeddings: Any, labels: Any, ways: int) -> jax.Array:
@@ -44,7 +45,7 @@ def squared_distances(x: Any, y: Any) -> jax.Array:
 
 
 def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
-             scale: float = 10.0) -> Learner:
+             scale: float = 10.0, query_norm: str = "batch") -> Learner:
   """Prototypical Networks.
 
   meta_params = {"embed": the embedding's params}. `adapt` embeds the support
@@ -61,9 +62,15 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
     ways: classes per episode (support labels lie in 0..ways-1).
     distance: "euclidean" (the paper's) or "cosine".
     scale: multiplies the cosine similarities (unused for "euclidean").
+    query_norm: how the embedding's batch norm treats the queries. "batch":
+      the query set is one batch, so a query's features depend on the other
+      queries (transductive). "support": the queries are normalized with the
+      support set's statistics (`Conv4(...)(x, stats_rows=n)`), so each
+      query is classified on its own, as in Lake's one-shot protocol.
 
   Returns:
-    A `Learner` whose task state is the prototypes [ways, D].
+    A `Learner` whose task state is the prototypes [ways, D] ("batch"), or
+    {"prototypes", "support_x"} ("support").
 
   References:
     Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning",
@@ -72,6 +79,7 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
   ways = checks.integer("ways", ways, minimum=2)
   distance = checks.one_of("distance", distance, DISTANCES)
   scale = checks.positive("scale", scale)
+  query_norm = checks.one_of("query_norm", query_norm, QUERY_NORMS)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed(meta_params, x):
@@ -83,10 +91,19 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
   def adapt(meta_params, support, key):
     del key  # deterministic.
     support_x, support_y = support
-    return class_means(embed(meta_params, support_x), support_y, ways)
+    prototypes = class_means(embed(meta_params, support_x), support_y, ways)
+    if query_norm == "batch":
+      return prototypes
+    return {"prototypes": prototypes, "support_x": support_x}
 
-  def predict(meta_params, prototypes, query_x):
-    q = embed(meta_params, query_x)
+  def predict(meta_params, state, query_x):
+    if query_norm == "batch":
+      prototypes, q = state, embed(meta_params, query_x)
+    else:
+      prototypes, support_x = state["prototypes"], state["support_x"]
+      both = jnp.concatenate([support_x, query_x])
+      q = embedding.apply({"params": meta_params["embed"]}, to_float(both),
+                          stats_rows=len(support_x))[len(support_x):]
     if distance == "euclidean":
       return -squared_distances(q, prototypes)
     return scale * l2_normalize(q) @ l2_normalize(prototypes).T

@@ -84,11 +84,14 @@ class Conv4(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, stats_rows: Optional[int] = None) -> Array:
     """Applies the net.
 
     Args:
       x: [B, H, W, C] float32 images, already scaled (e.g. to [0, 1]).
+      stats_rows: batch norm takes its statistics from the first
+        `stats_rows` images only (e.g. a support set before its queries);
+        None: from all B.
 
     Returns:
       [B, num_outputs] outputs, or [B, features] when `num_outputs` is None.
@@ -110,7 +113,8 @@ class Conv4(nn.Module):
                       compute_dtype=self.compute_dtype,
                       name=f"conv{i}")(x)
       if self.norm:
-        x = layers.BatchStatNorm(epsilon=self.epsilon, name=f"norm{i}")(x)
+        x = layers.BatchStatNorm(epsilon=self.epsilon, name=f"norm{i}")(
+            x, stats_rows)
       x = nn.relu(x)
       if self.pooling == "max":
         x = layers.max_pool(x, 2, impl=pool_impl)

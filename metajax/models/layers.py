@@ -24,7 +24,7 @@ second-order MAML's step faster at bfloat16 precision (docs/benchmark.md);
 the default is "float32".
 """
 
-from typing import Any, Callable, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -326,7 +326,8 @@ class Conv(nn.Module):
 def batch_stat_norm(x: Array,
                     scale: Array = None,
                     bias: Array = None,
-                    epsilon: float = 1e-5) -> Array:
+                    epsilon: float = 1e-5,
+                    stats_rows: Optional[int] = None) -> Array:
   """Normalizes with the statistics of this batch; a pure function.
 
   Mean and (biased) variance are taken over every axis but the last, so for
@@ -337,14 +338,19 @@ def batch_stat_norm(x: Array,
     scale: optional [C] multiplier applied after normalizing.
     bias: optional [C] offset applied after scaling.
     epsilon: added to the variance.
+    stats_rows: take the statistics of the first `stats_rows` rows only
+      (e.g. a support set put before its queries) and apply them to every
+      row, so each later row's output depends on those rows and itself
+      alone; None: all rows.
 
   Returns:
     Array shaped like `x`.
   """
   axes = tuple(range(x.ndim - 1))
-  mean = jnp.mean(x, axis=axes)
+  ref = x if stats_rows is None else x[:stats_rows]
+  mean = jnp.mean(ref, axis=axes)
+  var = jnp.mean(jnp.square(ref - mean), axis=axes)
   centered = x - mean
-  var = jnp.mean(jnp.square(centered), axis=axes)
   y = centered * jax.lax.rsqrt(var + epsilon)
   if scale is not None:
     y = y * scale
@@ -370,11 +376,12 @@ class BatchStatNorm(nn.Module):
   use_bias: bool = True
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, stats_rows: Optional[int] = None) -> Array:
     """Normalizes `x` over all axes but the last.
 
     Args:
       x: [..., C] input; for images [B, H, W, C].
+      stats_rows: statistics of the first rows only (`batch_stat_norm`).
 
     Returns:
       Array shaped like `x`.
@@ -384,4 +391,4 @@ class BatchStatNorm(nn.Module):
              if self.use_scale else None)
     bias = (self.param("bias", nn.initializers.zeros_init(), (c,))
             if self.use_bias else None)
-    return batch_stat_norm(x, scale, bias, self.epsilon)
+    return batch_stat_norm(x, scale, bias, self.epsilon, stats_rows)
