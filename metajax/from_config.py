@@ -50,7 +50,7 @@ MODELS = {"conv4": models.Conv4, "mlp": models.MLP}
 OUTER_OPTS = {"adam": optax.adam, "sgd": optax.sgd}
 SCHEDULES = ("constant", "linear_decay")
 KWARGS_FIELDS = ("learner_kwargs", "test_learner_kwargs", "model_kwargs",
-                 "data_kwargs")
+                 "data_kwargs", "warp_kwargs")
 placeholder = ml_collections.config_dict.placeholder
 
 
@@ -66,6 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.image_size = placeholder(int)  # None: the dataset's own
   c.augment = False  # random crops and flips of the training images
   c.augment_pad = placeholder(int)  # None: 4 pixels at 32x32, 8 at 84x84
+  c.warp = False  # random affine warps of the training images (warp_kwargs)
+  # Each test episode's classes from one group (Omniglot: one alphabet).
+  c.test_within_groups = False
   # Classes of the training split, for learners that pre-train a head over
   # all of them (None: counted from the data when the run starts).
   c.num_classes = placeholder(int)
@@ -186,7 +189,8 @@ def _check_fields(config) -> None:
   _need(config, "outer_opt", checks.one_of, OUTER_OPTS)
   _need(config, "outer_lr_schedule", checks.one_of, SCHEDULES)
   _need(config, "on_nonfinite", checks.one_of, ("raise", "skip"))
-  for name in ("augment", "freeze_embedding", "select_on_validation"):
+  for name in ("augment", "warp", "test_within_groups", "freeze_embedding",
+               "select_on_validation"):
     _need(config, name, checks.boolean)
   for name in ("embedding_init", "data_dir", "paper_result"):
     if not isinstance(config[name], str):

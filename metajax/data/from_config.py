@@ -2,7 +2,8 @@
 
 The data half of `metajax.from_config` (see there for the config's fields):
 `dataset` ("sinusoid" or an image dataset), `data_dir`, `data_kwargs` (the
-dataset loader's options), `image_size`, `augment`, `augment_pad`,
+dataset loader's options), `image_size`, `augment`, `augment_pad`, `warp`
+and `warp_kwargs` (options of `augment.Warped`), `test_within_groups`,
 `batch_size`, and the episode sizes `ways`, `shots`, `queries` and their
 test_* values.
 """
@@ -79,9 +80,11 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
 
   def sampler(split, ways, shots, queries, prefix=""):
+    groups = (splits[split].name_groups()
+              if split == "test" and config.test_within_groups else None)
     try:
       return episodes_lib.EpisodeSampler(splits[split], ways=ways, shots=shots,
-                                         queries=queries)
+                                         queries=queries, groups=groups)
     except ValueError as e:
       raise ConfigError(f"config.{prefix}ways / {prefix}shots / "
                         f"{prefix}queries on the {split} split: {e}") from None
@@ -103,6 +106,12 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
     if pad is None:  # 4 pixels at 32x32, 8 at 84x84, as in the papers
       pad = min(8, max(1, image_size(config) // 8))
     train = augment.Augmented(train, pad=pad)
+  if config.warp:
+    from metajax.data import augment  # pylint: disable=g-import-not-at-top
+    try:
+      train = augment.Warped(train, **config.warp_kwargs.to_dict())
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"config.warp_kwargs: {e}") from None
   return {"train": train,
           "val": sampler("val", *test_sizes, prefix="test_"),
           "test": sampler("test", *test_sizes, prefix="test_")}
