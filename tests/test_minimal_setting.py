@@ -2,6 +2,7 @@
 test episodes, the affine warps of its training images, and queries
 classified on their own (support-statistics batch norm)."""
 
+import io
 import zipfile
 
 import flax.linen as nn
@@ -9,11 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from experiments.configs import minimal_omniglot
 from metajax import from_config
 from metajax import models
+from metajax import runs
 from metajax.checks import ConfigError
 from metajax.data import augment
 from metajax.data import omniglot
@@ -219,3 +222,34 @@ def test_config_plumbing(monkeypatch, omniglot_data_dir):
   config.warp_kwargs = {"spin": 1.0}
   with pytest.raises(ConfigError, match="config.warp_kwargs: .*spin"):
     from_config.build_sources(config)
+
+
+def test_a_trained_run_on_a_users_drawings(tmp_path, monkeypatch,
+                                           omniglot_data_dir):
+  """load_run + prepare_images (105x105 PNGs, at the run's image size) +
+  predict: a query that is one of the support drawings is nearest its own
+  prototype (distance 0, because queries take the support's statistics),
+  and each query's logits are those it gets alone."""
+  monkeypatch.setenv("METAJAX_DATA_DIR", omniglot_data_dir)
+  config = minimal_omniglot.get_config("smoke")
+  runs.train_and_evaluate(config, str(tmp_path / "run"))
+  run = runs.load_run(str(tmp_path / "run"))
+  with zipfile.ZipFile(DATA_DIR / SMALL["small2"]) as zf:
+    names = sorted(n for n in zf.namelist() if "/Sanskrit/" in n
+                   and n.endswith(".png"))
+    by_character = {}
+    for n in names:
+      by_character.setdefault(n.split("/")[2], []).append(n)
+    drawings = [[Image.open(io.BytesIO(zf.read(n))) for n in files[:2]]
+                for files in list(by_character.values())[:5]]
+  assert drawings[0][0].size == (105, 105)
+  support_x = omniglot.prepare_images([d[0] for d in drawings],
+                                      image_size=run.config.image_size)
+  query_x = omniglot.prepare_images([d[1] for d in drawings] + [
+      drawings[3][0]], image_size=run.config.image_size)
+  logits = runs.predict(run, support_x, np.arange(5), query_x)
+  assert logits.shape == (6, 5)
+  assert np.argmax(logits[5]) == 3 and abs(logits[5, 3]) < 1e-3
+  for i in (0, 5):
+    alone = runs.predict(run, support_x, np.arange(5), query_x[i:i + 1])
+    np.testing.assert_allclose(alone[0], logits[i], atol=1e-4)
