@@ -25,8 +25,8 @@ min, 2 shared CPU cores; still improving; docs/results.md).
 
 Issue 21: with the Conv4 of earlier versions (stride-2 convs, no norm,
 `--config.model_kwargs.pooling=stride --config.model_kwargs.norm=False`)
-MANN stayed at chance end to end (20.03 +- 0.10 % after 2,500 steps), as
-SNAIL did. On a synthetic 5-way 1-shot task from 16x16 pixels (each class a
+trained too, MANN stayed at chance (docs/results.md: 20.03 +- 0.10 % after
+2,500 steps, from a ProtoNet start, the paper's equations), as SNAIL did. On a synthetic 5-way 1-shot task from 16x16 pixels (each class a
 fresh random image of 4x4 blocks + noise; a MANN of 32 units, 16 x 8
 memory, 2 heads, a Conv4 of 8 filters, Adam 3e-3, 16 tasks a step, the
 query loss) the normalized max-pool Conv4 reached 80.2 % test accuracy
