@@ -22,7 +22,8 @@ accuracy over 600 episodes of the held-out characters with its 95%
 interval; 2 shared CPU cores, about 1.8 s a step of 32 sequences):
 500 steps 85.80 +- 0.78 % (15 min), 1,000 steps 92.80 +- 0.57 % (30 min),
 1,500 steps 93.77 +- 0.52 % (49 min), 2,000 steps 94.43 +- 0.50 % (62
-min), 2,500 steps 94.70 +- 0.47 % (70 min); training accuracy 19 / 33 / 73 / 91 / about 96 % at steps 100 / 200
+min), 2,500 steps 94.70 +- 0.47 % (70 min), 3,000 steps 95.18 +- 0.45 %
+(76 min; the later steps ran on a less loaded machine); training accuracy 19 / 33 / 73 / 91 / about 96 % at steps 100 / 200
 / 300 / 500 / 1,000 to 2,000. The other variants are not measured end to
 end yet.
 
