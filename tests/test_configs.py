@@ -53,6 +53,15 @@ def test_every_config_validates_and_builds_its_learners(name, monkeypatch,
     assert learner.metric_name == test_learner.metric_name
 
 
+# What a config changed after its legacy fixture was written (the
+# converter keeps what the old run had). Issue 21: SNAIL and MANN embed
+# through the paper's max-pooling Conv4 with per-image batch norm, which
+# needs images of at least 16x16 (their smoke variants were 14x14).
+_OLD_CONV4 = {"model_kwargs": {"pooling": "stride", "norm": False}}
+CHANGED_SINCE = {"snail_omniglot.smoke": dict(_OLD_CONV4, image_size=14),
+                 "mann_omniglot.smoke": dict(_OLD_CONV4, image_size=14)}
+
+
 @pytest.mark.parametrize("path", sorted(LEGACY.glob("*.json")),
                          ids=lambda p: p.stem)
 def test_legacy_configs_convert_to_the_current_configs(path):
@@ -66,6 +75,9 @@ def test_legacy_configs_convert_to_the_current_configs(path):
   if current["num_classes"] is None and converted["num_classes"] is not None:
     current["num_classes"] = converted["num_classes"]  # filled from the data
   converted.pop("paper_result"), current.pop("paper_result")
+  for field, value in CHANGED_SINCE.get(path.stem, {}).items():
+    current[field] = dict(current[field], **value) if isinstance(
+        value, dict) else value
   assert converted == current
 
 

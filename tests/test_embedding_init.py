@@ -15,11 +15,13 @@ from metajax.data.episodes import step_rng
 
 @pytest.fixture(scope="module", name="protonet_run")
 def fixture_protonet_run(tmp_path_factory, omniglot_data_dir):
-  """A finished ProtoNet smoke run without batch norm (SNAIL's Conv4)."""
+  """A finished ProtoNet smoke run with SNAIL's and MANN's Conv4."""
   config = protonet_omniglot.get_config("smoke")
+  snail = snail_omniglot.get_config("smoke")
   config.update(dict(data_dir=omniglot_data_dir, eval_episodes=2,
-                     val_every=0))
-  config.model_kwargs.norm = False
+                     val_every=0, image_size=snail.image_size))
+  config.model_kwargs.pooling = snail.model_kwargs.pooling
+  config.model_kwargs.norm = snail.model_kwargs.norm
   workdir = str(tmp_path_factory.mktemp("protonet"))
   runs.train_and_evaluate(config, workdir)
   return workdir

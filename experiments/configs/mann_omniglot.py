@@ -14,15 +14,33 @@ paper's equations as written, which learned much more slowly in our runs:
 see metajax.learners.mann). Adam 1e-3. `experiments.mann_instances` gives
 the paper's by-instance accuracies of a finished run.
 
-The input: "" / 5w1s / 5w5s read the images through the Conv4 of
-maml_omniglot without batch norm (`norm=False`, every image embedded alone,
-see snail_omniglot). The results row (docs/results.md) starts it from a ProtoNet run and
-keeps it there (`--config.embedding_init=P --config.freeze_embedding=True`)
-and trains on the paper's loss (`--config.online_loss=True
---config.queries=9 --config.meta_batch_size=16`: the loss of every step of
-sequences of 5 classes x 10 drawings). "pixels" is the paper's own setup,
-trained end to end: flattened 20x20 pixels (`model="mlp"`, `hidden=()`: no
-embedding network) and the same online loss and sequences.
+The input: "" / 5w1s / 5w5s read the images through the embedding of
+snail_omniglot, trained end to end: the paper's SNAIL Conv4 (2x2
+max-pooling, batch norm), each image embedded alone, so normalized by its
+own statistics. "pixels" is the MANN paper's own setup: flattened 20x20
+pixels (`model="mlp"`, `hidden=()`: no embedding network) and the paper's
+loss (`online_loss=True`, sequences of 5 classes x 10 drawings, 16 a
+step); end to end it reached 60.09 +- 0.96 % at 5w1s after 4,000 steps (47
+min, 2 shared CPU cores; still improving; docs/results.md).
+
+Issue 21: with the Conv4 of earlier versions (stride-2 convs, no norm,
+`--config.model_kwargs.pooling=stride --config.model_kwargs.norm=False`)
+trained too, MANN stayed at chance (docs/results.md: 20.03 +- 0.10 % after
+2,500 steps, from a ProtoNet start, the paper's equations), as SNAIL did. On a synthetic 5-way 1-shot task from 16x16 pixels (each class a
+fresh random image of 4x4 blocks + noise; a MANN of 32 units, 16 x 8
+memory, 2 heads, a Conv4 of 8 filters, Adam 3e-3, 16 tasks a step, the
+query loss) the normalized max-pool Conv4 reached 80.2 % test accuracy
+after 2,000 steps (training accuracy 39 / 70 / 81 % at steps 800 / 1,200
+/ 2,000) where the un-normalized one stayed at chance (22.5 %, the
+gradient norm 0.002). MANN needs about ten times SNAIL's steps there
+(SNAIL: 98 % after 150 steps), and also from class vectors (no
+embedding: 89.7 % after 2,000 steps, at chance after 300), so no bug but a
+slow learner: the Omniglot budget for this default is not measured yet.
+The results row (docs/results.md) starts from a ProtoNet run and keeps it
+there (`--config.embedding_init=P --config.freeze_embedding=True` with the
+earlier embedding's two flags above) and trains on the paper's loss
+(`--config.online_loss=True --config.queries=9
+--config.meta_batch_size=16`).
 
 Variants: "" (5w1s), 5w5s, pixels, smoke (seconds).
 """
@@ -39,7 +57,9 @@ def get_config(variant: str = ""):
   maml_omniglot.check_variant(variant, "mann_omniglot", VARIANTS)
   c = maml_omniglot.omniglot_config("5w1s" if variant == "pixels" else variant)
   c.learner = "mann"
-  c.model_kwargs.norm = False
+  # snail_omniglot's embedding: 2x2 max-pooling, each image's own batch norm.
+  c.model_kwargs.pooling = "max"
+  c.model_kwargs.norm = True
   c.learner_kwargs.memory_slots = 128
   c.learner_kwargs.memory_size = 40
   c.learner_kwargs.controller_size = 200
@@ -69,6 +89,7 @@ def get_config(variant: str = ""):
     c.meta_batch_size = 16
   if variant == "smoke":
     base.smoke(c)
+    c.image_size = 16  # four 2x2 max-pools
     c.learner_kwargs.memory_slots = 8
     c.learner_kwargs.memory_size = 4
     c.learner_kwargs.controller_size = 8
