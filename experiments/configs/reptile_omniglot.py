@@ -26,7 +26,7 @@ then with 5 inner steps and 50 test steps, 10 for 5-shot).
 
 Variants as maml_omniglot: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke.
 `num_steps` is the paper's 100k (5-way) / 200k (20-way) outer steps; the
-The rows of docs/results.md ran fewer (`--config.num_steps`).
+rows of docs/results.md ran fewer (`--config.num_steps`).
 """
 
 from experiments.configs import _base as base
