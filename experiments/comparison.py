@@ -12,8 +12,9 @@ and schedule. Only these fields are then set, the same in every cell:
   `image_size` 28.
 - The backbone: Conv4 with `model_kwargs` of `maml_omniglot.omniglot_config`
   (64 filters, stride-2 convolutions, batch statistics, float32). One
-  exception: `norm` stays the learner's, because SNAIL and MANN embed each
-  image alone (`norm=False`, see snail_omniglot.py). The Meta-Learner
+  exception: `norm` and `pooling` stay the learner's (`OWN_MODEL_KWARGS`),
+  because SNAIL and MANN embed each image alone through their paper's
+  max-pool Conv4 with per-image batch norm (see snail_omniglot.py). The Meta-Learner
   LSTM's config has 32 filters (its paper); here it gets 64 like the rest.
 - The budget, in training tasks: `num_steps x meta_batch_size` is the
   budget's `tasks` for every episodic learner (each keeps its own
@@ -76,6 +77,11 @@ SHARED = {("protonet", "20w1s"): "5w1s", ("protonet", "20w5s"): "5w5s",
 VALIDATIONS = 5  # validations per run, at the same fractions of the budget
 IMAGE_SIZE = 28
 TEST_QUERIES = {5: 15, 20: 5}  # queries per class of a test episode, by ways
+# Backbone options each cell keeps from its learner's config: SNAIL and MANN
+# embed each image alone through the paper's max-pool Conv4 with per-image
+# batch norm, which the stride-2 net of the others cannot replace (its mean
+# readout of per-image-normalized features leaves them at chance).
+OWN_MODEL_KWARGS = ("norm", "pooling")
 
 
 class Budget(NamedTuple):
@@ -185,10 +191,12 @@ def cell_config(learner: str, cell: str, budget: Budget
   c = learner_config(learner, cell)
   ways, shots = cell_sizes(cell)
   shared = _shared_fields(budget)
-  norm = c.model_kwargs.get("norm", True)
+  own = {k: c.model_kwargs.get(k) for k in OWN_MODEL_KWARGS}
   for name, value in shared.items():
     c[name] = value
-  c.model_kwargs.norm = norm  # SNAIL and MANN embed each image alone
+  for k, value in own.items():  # SNAIL and MANN embed each image alone
+    if value is not None:
+      c.model_kwargs[k] = value
   c.test_ways, c.test_shots = ways, shots
   c.test_queries = TEST_QUERIES[ways]
   c.num_steps = num_steps(c, budget)
@@ -205,7 +213,7 @@ def cell_config(learner: str, cell: str, budget: Budget
 # The fields a cell's saved config must hold with the same value in every
 # cell of a table (tests/test_compare.py reads them back).
 SHARED_FIELDS = ("dataset", "data_kwargs", "model", "image_size", "seed",
-                 "model_kwargs.filters", "model_kwargs.pooling",
+                 "model_kwargs.filters",
                  "model_kwargs.conv_impl", "model_kwargs.compute_dtype",
                  "val_episodes", "select_on_validation", "eval_episodes")
 

@@ -68,8 +68,13 @@ def test_every_cell_shares_the_fields_and_the_number_of_tasks(budget):
       assert c.num_steps == math.ceil(budget.tasks / c.meta_batch_size)
       if budget.name != "smoke":  # exact: tasks divide by every meta-batch
         assert c.num_steps * c.meta_batch_size == budget.tasks, (learner, cell)
-    # The norm stays the learner's: off only where images are embedded alone.
-    assert c.model_kwargs.norm == (learner not in ("snail", "mann"))
+    # norm and pooling stay the learner's; the stride-2 net for all but the
+    # sequence learners, which embed each image alone (max-pool Conv4).
+    own = comparison.learner_config(learner, cell).model_kwargs
+    assert (c.model_kwargs.norm, c.model_kwargs.pooling) == (own.norm,
+                                                             own.pooling)
+    assert (c.model_kwargs.pooling == "stride") == (
+        learner not in ("snail", "mann"))
 
 
 def test_each_cell_keeps_its_learners_recipe():
