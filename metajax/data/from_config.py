@@ -13,6 +13,7 @@ from typing import Any, Dict
 import numpy as np
 
 from metajax.checks import ConfigError
+from metajax.data import augment
 from metajax.data import episodes as episodes_lib
 from metajax.data.sinusoid import SinusoidSampler
 from metajax.types import TRAIN_ON, Episode
@@ -101,13 +102,11 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
   else:
     train = sampler("train", config.ways, config.shots, config.queries)
   if config.augment:
-    from metajax.data import augment  # pylint: disable=g-import-not-at-top
     pad = config.augment_pad
     if pad is None:  # 4 pixels at 32x32, 8 at 84x84, as in the papers
       pad = min(8, max(1, image_size(config) // 8))
     train = augment.Augmented(train, pad=pad)
   if config.warp:
-    from metajax.data import augment  # pylint: disable=g-import-not-at-top
     try:
       train = augment.Warped(train, **config.warp_kwargs.to_dict())
     except (TypeError, ValueError) as e:

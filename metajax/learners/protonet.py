@@ -82,8 +82,9 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
   query_norm = checks.one_of("query_norm", query_norm, QUERY_NORMS)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
-  def embed(meta_params, x):
-    return embedding.apply({"params": meta_params["embed"]}, to_float(x))
+  def embed(meta_params, x, **kwargs):
+    return embedding.apply({"params": meta_params["embed"]}, to_float(x),
+                           **kwargs)
 
   def init(key, episode: Episode):
     return {"embed": embedding.init(key, to_float(episode.support_x)).get("params", {})}
@@ -102,8 +103,7 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
     else:
       prototypes, support_x = state["prototypes"], state["support_x"]
       both = jnp.concatenate([support_x, query_x])
-      q = embedding.apply({"params": meta_params["embed"]}, to_float(both),
-                          stats_rows=len(support_x))[len(support_x):]
+      q = embed(meta_params, both, stats_rows=len(support_x))[len(support_x):]
     if distance == "euclidean":
       return -squared_distances(q, prototypes)
     return scale * l2_normalize(q) @ l2_normalize(prototypes).T
