@@ -145,8 +145,9 @@ def load(
               background)
   folder = _data_folder(data_dir)
   archives = _choose_archives(split, folder)
+  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
   if split == "minimal":
-    return _minimal(folder, cache_dir, image_size, rotations, seed, num_val,
+    return _minimal(folder, cache, image_size, rotations, seed, num_val,
                     background or _SMALL[0])
   if folder is not None:  # counts from the zips' listings: cheap
     chars = _dedupe({a: omniglot_builder.character_files(
@@ -157,7 +158,6 @@ def load(
               for a in archives}
   _split_sizes(split, counts, num_train, num_val, folder)
 
-  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
   images, origin, names, _ = _read(archives, folder, cache, image_size)
   counts = {a: sum(o == a for o in origin.values()) for a in archives}
   sizes = _split_sizes(split, counts, num_train, num_val, folder)
@@ -346,7 +346,7 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
   return images, origin, names, members
 
 
-def _minimal(folder, cache_dir, image_size, rotations, seed, num_val,
+def _minimal(folder, cache, image_size, rotations, seed, num_val,
              background):
   """The splits of split="minimal" (see `load`)."""
   where = os.fspath(folder) if folder is not None else "the downloaded zips"
@@ -362,7 +362,6 @@ def _minimal(folder, cache_dir, image_size, rotations, seed, num_val,
   if folder is not None:  # from the listing: checked before decoding
     sizes(omniglot_builder.character_files(
         folder / omniglot_builder.ARCHIVES[background].filename))
-  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
   images, _, names, members = _read(_SMALL, folder, cache, image_size)
   train_keys = sorted(members[background])
   seen = {alphabet for alphabet, _ in train_keys}

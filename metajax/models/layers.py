@@ -347,10 +347,10 @@ def batch_stat_norm(x: Array,
     Array shaped like `x`.
   """
   axes = tuple(range(x.ndim - 1))
-  ref = x if stats_rows is None else x[:stats_rows]
-  mean = jnp.mean(ref, axis=axes)
-  var = jnp.mean(jnp.square(ref - mean), axis=axes)
+  mean = jnp.mean(x if stats_rows is None else x[:stats_rows], axis=axes)
   centered = x - mean
+  var = jnp.mean(jnp.square(
+      centered if stats_rows is None else centered[:stats_rows]), axis=axes)
   y = centered * jax.lax.rsqrt(var + epsilon)
   if scale is not None:
     y = y * scale
