@@ -88,18 +88,31 @@ def _load_config(spec):
   return module.get_config(variant)
 
 
-def _config_fields(spec):
-  """The fields of the config file `spec` ("path[:variant]"), or None."""
+def _unknown_field(spec, argv):
+  """(where, name, fields) of the first --config.A.B=... whose path the
+  config file `spec` lacks: `where` is "the config" or "config.A", `fields`
+  what it has; None when the config cannot be loaded or has every path."""
   try:
-    return sorted(_load_config(spec).keys())
+    config = _load_config(spec)
   except Exception:  # pylint: disable=broad-except
     return None
+  paths = [a[len("--config."):].split("=")[0].split(".") for a in argv
+           if a.startswith("--config.")]
+  for path in paths:
+    node, where = config, "the config"
+    for depth, name in enumerate(path):
+      if not hasattr(node, "keys"):
+        break
+      if name not in node:
+        return where, name, sorted(node.keys())
+      node, where = node[name], "config." + ".".join(path[:depth + 1])
+  return None
 
 
 def _parse_flags(argv):
   """absl's flag parsing, with errors that list what is valid: an unknown
-  --config file lists the config files, an unknown --config.FIELD the fields
-  of the config."""
+  --config file lists the config files, an unknown --config.FIELD (or
+  --config.A.FIELD) the fields beside it."""
   spec = _config_arg(argv)
   if spec is not None and not os.path.isfile(spec.partition(":")[0]):
     _fail(f"--config={spec}: no such file. Valid configs (add ':variant'): "
@@ -112,14 +125,12 @@ def _parse_flags(argv):
   try:
     return app.parse_flags_with_usage(argv)
   except (KeyError, AttributeError):
-    fields = _config_fields(spec or _DEFAULT_CONFIG)
-    if fields is None:
+    unknown = _unknown_field(spec or _DEFAULT_CONFIG, argv)
+    if unknown is None:
       raise
-    names = [a[len("--config."):].split("=")[0].split(".")[0] for a in argv
-             if a.startswith("--config.")]
-    unknown = [n for n in names if n not in fields] or names
-    close = difflib.get_close_matches(unknown[0], fields, n=1)
-    _fail(f"the config has no field {unknown[0]!r}"
+    where, name, fields = unknown
+    close = difflib.get_close_matches(name, fields, n=1)
+    _fail(f"{where} has no field {name!r}"
           + (f" (did you mean {close[0]!r}?)" if close else "")
           + f"; its fields: {', '.join(fields)}.")
 

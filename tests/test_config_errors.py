@@ -180,11 +180,15 @@ def run_binary(*args):
       "--config.inner_lrr=0.1"],
      "the config has no field 'inner_lrr' (did you mean 'inner_lr'?); its "
      "fields: augment, augment_pad,"),
+    (["--config=experiments/configs/maml_sinusoid.py:smoke",
+      "--config.learner_kwargs.inner_lrr=0.1"],
+     "config.learner_kwargs has no field 'inner_lrr' (did you mean "
+     "'inner_lr'?); its fields: "),
     (["--config=experiments/configs/maml_sinusoid.py:k7"],
      "--config=experiments/configs/maml_sinusoid.py:k7: Unknown variant 'k7' "
      "of maml_sinusoid; valid: '', 'smoke'"),
 ], ids=["invalid_value", "unknown_config_file", "unknown_field",
-        "unknown_variant"])
+        "unknown_nested_field", "unknown_variant"])
 def test_binary_bad_input_is_one_line_without_writing(tmp_path, args, expected):
   proc = run_binary(*args, f"--workdir={tmp_path / 'w'}")
   assert proc.returncode == 1
