@@ -99,6 +99,55 @@ def test_head_fit_separates_linearly_separable_features(classifier):
     assert float(fitted["scale"]) == 10.0
 
 
+def test_head_fit_from_zeros_stays_in_the_support_span():
+  """A head fit moves the kernel only within the span of the support
+  features: from zeros nothing lies outside it; from a random start the
+  part outside it stays (only weight decay shrinks it)."""
+  from metajax.learners.baseline import support_head  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  feats = np.zeros((3, 6), np.float32)
+  feats[:, :3] = 2.0 * np.eye(3) + 0.1 * rng.standard_normal((3, 3))
+  labels = np.arange(3, dtype=np.int32)
+  outside = slice(3, 6)  # directions no support feature has
+  opt = optax.adam(5e-2)
+  for init in ("zeros", "random"):
+    head = support_head(jax.random.key(0), feats, labels, 3, "linear", init)
+    fitted = fit_head(head, feats, labels, classifier="linear", opt=opt,
+                      steps=50)
+    np.testing.assert_array_equal(fitted["kernel"][outside],
+                                  head["kernel"][outside])
+  assert np.abs(head["kernel"][outside]).max() > 0.1  # the random start's
+
+
+def test_prototype_head_starts_at_the_nearest_class_mean():
+  from metajax.learners.baseline import head_logits, support_head  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  feats = rng.standard_normal((6, 5)).astype(np.float32)
+  labels = np.array([0, 0, 1, 1, 2, 2], np.int32)
+  queries = rng.standard_normal((9, 5)).astype(np.float32)
+  head = support_head(None, feats, labels, 3, "cosine", "prototypes", 7.0)
+  means = np.stack([feats[labels == c].mean(0) for c in range(3)])
+  unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
+  np.testing.assert_allclose(head_logits(head, queries, "cosine"),
+                             7.0 * unit(queries) @ unit(means).T, rtol=1e-5,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("classifier", ["linear", "cosine"])
+def test_baseline_head_default_start_needs_no_key(classifier):
+  ep = float_episode()
+  learner = baseline(nn.Dense(6), num_classes=4, ways=3, finetune_steps=5,
+                     classifier=classifier)
+  params = learner.init(jax.random.key(0), ep)
+  a, b = (learner.adapt(params, ep.support, jax.random.key(k))
+          for k in (1, 2))
+  chex.assert_trees_all_equal(a, b)
+  noisy = baseline(nn.Dense(6), num_classes=4, ways=3, finetune_steps=5,
+                   classifier=classifier, head_init="random")
+  a, b = (noisy.adapt(params, ep.support, jax.random.key(k)) for k in (1, 2))
+  assert not np.allclose(a["head"]["kernel"], b["head"]["kernel"])
+
+
 def test_baseline_adapt_freezes_the_embedding():
   learner = baseline(nn.Dense(6), num_classes=4, ways=3, finetune_steps=5)
   ep = float_episode()
@@ -187,6 +236,10 @@ def test_bad_arguments():
     baseline_pp(Flatten(), num_classes=3, ways=2, scale=float("inf"))
   with pytest.raises(ValueError, match="entropy_weight must be a finite"):
     baseline(Flatten(), num_classes=3, ways=2, entropy_weight=float("nan"))
+  with pytest.raises(ValueError, match="head_init"):
+    baseline(Flatten(), num_classes=3, ways=2, head_init="ones")
+  with pytest.raises(ValueError, match="no direction for the cosine head"):
+    baseline_pp(Flatten(), num_classes=3, ways=2, head_init="zeros")
 
 
 # (learner, its options): each learner with the tiny options below, and

@@ -34,9 +34,10 @@ from metajax.learners.embedding import l2_normalize, to_float
 from metajax.types import Episode, Learner
 
 __all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",
-           "init_head", "transductive_finetune")
+           "init_head", "support_head", "transductive_finetune")
 
 CLASSIFIERS = ("linear", "cosine")
+HEAD_INITS = ("zeros", "prototypes", "random")
 
 
 def init_head(key, features: int, classes: int, classifier: str,
@@ -45,6 +46,33 @@ def init_head(key, features: int, classes: int, classifier: str,
   kernel = nn.initializers.lecun_normal()(key, (features, classes), jnp.float32)
   if classifier == "linear":
     return {"kernel": kernel, "bias": jnp.zeros((classes,), jnp.float32)}
+  return {"kernel": kernel, "scale": jnp.asarray(scale, jnp.float32)}
+
+
+def support_head(key, features, labels, ways: int, classifier: str,
+                 init: str, scale: Any = 10.0):
+  """The starting point of the test-time head fit on the support set.
+
+  `features` [n, D] and `labels` [n] are the support set's. "zeros": a zero
+  linear head. "prototypes": the kernel's columns are the classes' mean
+  support features (weight imprinting; for the cosine head this starts at
+  the nearest-class-mean classifier). "random": `init_head`'s Lecun-normal
+  kernel. A fit moves the kernel only within the span of the support
+  features (the gradient of a head's loss lies there), so what a random
+  start puts outside that span stays (up to weight decay) and adds noise to
+  every query's logits; "zeros" and "prototypes" put nothing there.
+  """
+  if init == "random":
+    return init_head(key, features.shape[-1], ways, classifier, scale)
+  if init == "zeros":
+    kernel = jnp.zeros((features.shape[-1], ways), jnp.float32)
+  else:
+    sums = jax.ops.segment_sum(features, labels, ways)
+    counts = jax.ops.segment_sum(jnp.ones_like(labels, jnp.float32), labels,
+                                 ways)
+    kernel = (sums / jnp.maximum(counts, 1.0)[:, None]).T.astype(jnp.float32)
+  if classifier == "linear":
+    return {"kernel": kernel, "bias": jnp.zeros((ways,), jnp.float32)}
   return {"kernel": kernel, "scale": jnp.asarray(scale, jnp.float32)}
 
 
@@ -112,6 +140,7 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
              finetune_lr: float = 1e-2, finetune_weight_decay: float = 1e-3,
              finetune_opt: Optional[optax.GradientTransformation] = None,
              normalize_features: bool = False, scale: float = 10.0,
+             head_init: Optional[str] = None,
              transductive_steps: int = 0, transductive_lr: float = 5e-5,
              transductive_opt: Optional[optax.GradientTransformation] = None,
              entropy_weight: float = 1.0) -> Learner:
@@ -120,8 +149,8 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
   meta_params = {"embed": embedding params, "head": the pre-training head
   over `num_classes` classes}. `task_loss` (pre-training) is the
   cross-entropy of the head on the episode's query field, a mini-batch with
-  global labels; `adapt` fits a fresh `ways`-way head (initialized from the
-  key) on the frozen support features; `predict` applies it to the query
+  global labels; `adapt` fits a fresh `ways`-way head (started as
+  `head_init` says) on the frozen support features; `predict` applies it to the query
   features. The task state is {"head": ...} (and "support", the support set,
   when transductive). The learner trains on class batches
   (`train_on="class_batches"`: `ClassBatchSampler`'s mini-batches).
@@ -138,6 +167,11 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     normalize_features: L2-normalize the features before a linear head (RFS
       logistic regression); the cosine head normalizes anyway.
     scale: initial value of Baseline++'s learned scale.
+    head_init: the test-time head's start (`support_head`): "zeros" (the
+      default of the linear head), "prototypes" (the cosine head's default)
+      or "random" (Lecun-normal; the default before issue 21, which cost the
+      linear head 6 points at Omniglot 5-way 1-shot: docs/results.md). The
+      paper starts from PyTorch's random initialization.
     transductive_steps: full-batch steps of transductive fine-tuning of the
       whole network in `predict` (0: off).
     transductive_lr: its Adam step (the paper's 5e-5).
@@ -161,6 +195,12 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
   finetune_steps = checks.integer("finetune_steps", finetune_steps, minimum=1)
   normalize_features = checks.boolean("normalize_features", normalize_features)
   scale = checks.positive("scale", scale)
+  if head_init is None:
+    head_init = "zeros" if classifier == "linear" else "prototypes"
+  head_init = checks.one_of("head_init", head_init, HEAD_INITS)
+  if head_init == "zeros" and classifier == "cosine":
+    raise ValueError("head_init='zeros' has no direction for the cosine "
+                     "head; use 'prototypes' or 'random'.")
   transductive_steps = checks.integer("transductive_steps", transductive_steps,
                                       minimum=0)
   entropy_weight = checks.number("entropy_weight", entropy_weight, low=0)
@@ -198,8 +238,9 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
   def adapt(meta_params, support, key):
     support_x, support_y = support
     feats = jax.lax.stop_gradient(features(meta_params, support_x))
-    head = init_head(key, feats.shape[-1], ways, classifier,
-                     jax.lax.stop_gradient(meta_params["head"].get("scale", scale)))
+    head = support_head(
+        key, feats, support_y, ways, classifier, head_init,
+        jax.lax.stop_gradient(meta_params["head"].get("scale", scale)))
     head = fit_head(head, feats, support_y, classifier=classifier,
                     opt=finetune_opt, steps=finetune_steps)
     if transductive_steps:
