@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments import comparison
 from experiments import legacy_configs
 from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
@@ -233,3 +234,14 @@ def test_base_link_keeps_one_value():
   c.learner_kwargs.inner_lr = 0.2
   assert c.inner_lr == 0.2
   assert json.loads(c.to_json())["test_learner_kwargs"] == {"inner_steps": 3}
+
+
+@pytest.mark.parametrize("learner", sorted(comparison.PAPER))
+def test_each_config_quotes_its_own_papers_figures(learner):
+  """A config's paper_result gives its learner's paper figure (the one
+  experiments.comparison quotes), not another learner's (FOMAML and
+  Meta-SGD printed MAML's before issue 21)."""
+  for cell in comparison.CELLS:
+    figure = comparison.PAPER[learner][1][comparison.CELLS.index(cell)]
+    assert figure in comparison.learner_config(learner, cell).paper_result, (
+        learner, cell)
