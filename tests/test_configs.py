@@ -67,7 +67,12 @@ CHANGED_SINCE = {"snail_omniglot.smoke": dict(_OLD_CONV4, image_size=14),
                  "baseline_omniglot.smoke": {
                      "learner_kwargs": {"head_init": ADDED}},
                  "baseline_pp_omniglot.smoke": {
-                     "learner_kwargs": {"head_init": ADDED}}}
+                     "learner_kwargs": {"head_init": ADDED}},
+                 # Issue 21: Matching Nets' scale 10 -> 30.
+                 "matching_net_omniglot.smoke": {
+                     "learner_kwargs": {"scale": 10.0}},
+                 "matching_net_omniglot.fce_smoke": {
+                     "learner_kwargs": {"scale": 10.0}}}
 
 
 @pytest.mark.parametrize("path", sorted(LEGACY.glob("*.json")),
