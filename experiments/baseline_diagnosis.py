@@ -28,15 +28,6 @@ from metajax import runs
 from metajax.learners.baseline import fit_head, head_logits, support_head
 from metajax.learners.embedding import l2_normalize, to_float
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished Baseline run.",
-                               required=True)
-_EPISODES = flags.DEFINE_integer("episodes", 600, "Test episodes.")
-_WAYS = flags.DEFINE_integer("test_ways", None, "Default: the run's.")
-_SHOTS = flags.DEFINE_integer("test_shots", None, "Default: the run's.")
-_QUERIES = flags.DEFINE_integer("test_queries", None, "Default: the run's.")
-_REF = flags.DEFINE_integer(
-    "reference_images", 512, "Meta-train images whose batch-norm statistics "
-    "stand in for running averages (the 'reference' statistics).")
 
 # Where the embedding's batch norm takes its statistics.
 STATS = {
@@ -154,15 +145,31 @@ def diagnose(workdir, episodes, reference_images=512,
   return results
 
 
+def define_flags():
+  """The command line's flags (defined by the binary only, so that tests
+  can import this module beside other binaries)."""
+  flags.DEFINE_string("workdir", None, "A finished Baseline run.",
+                      required=True)
+  flags.DEFINE_integer("episodes", 600, "Test episodes.")
+  flags.DEFINE_integer("test_ways", None, "Default: the run's.")
+  flags.DEFINE_integer("test_shots", None, "Default: the run's.")
+  flags.DEFINE_integer("test_queries", None, "Default: the run's.")
+  flags.DEFINE_integer(
+      "reference_images", 512, "Meta-train images whose batch-norm statistics "
+      "stand in for running averages (the 'reference' statistics).")
+
+
 def main(argv):
   del argv
-  sizes = {"test_ways": _WAYS.value, "test_shots": _SHOTS.value,
-           "test_queries": _QUERIES.value}
-  results = diagnose(_WORKDIR.value, _EPISODES.value, _REF.value, sizes)
+  f = flags.FLAGS
+  sizes = {"test_ways": f.test_ways, "test_shots": f.test_shots,
+           "test_queries": f.test_queries}
+  results = diagnose(f.workdir, f.episodes, f.reference_images, sizes)
   print("| test-time variant | accuracy (%) |\n| --- | --- |")
   for name, r in results.items():
     print(f"| {name} | {100 * r.mean:.2f} +- {100 * r.ci95:.2f} |")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -28,16 +28,6 @@ from metajax import runs
 from metajax.data import augment
 from metajax.data.episodes import step_rng
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished run.",
-                               required=True)
-_EPISODES = flags.DEFINE_integer("episodes", 400, "Test episodes.")
-_COPIES = flags.DEFINE_list("copies", ["1", "8", "16"],
-                            "Numbers of copies K to report.")
-_STRENGTH = flags.DEFINE_float(
-    "strength", 1.0, "Scales the warps' ranges (rotation, shear, the "
-    "scale's distance from 1, translation).")
-_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"],
-                           "The classes to evaluate on.")
 
 BATCH = 50  # episodes per sampled batch, as metajax.evaluate
 
@@ -107,17 +97,32 @@ def tta_accuracies(workdir: str, episodes: int, copies: Sequence[int],
       values=np.asarray(v)) for k, v in values.items()}
 
 
+def define_flags():
+  """The command line's flags (defined by the binary only, so that tests
+  can import this module beside other binaries)."""
+  flags.DEFINE_string("workdir", None, "A finished run.", required=True)
+  flags.DEFINE_integer("episodes", 400, "Test episodes.")
+  flags.DEFINE_list("copies", ["1", "8", "16"],
+                    "Numbers of copies K to report.")
+  flags.DEFINE_float(
+      "strength", 1.0, "Scales the warps' ranges (rotation, shear, the "
+      "scale's distance from 1, translation).")
+  flags.DEFINE_enum("split", "test", ["test", "val"],
+                    "The classes to evaluate on.")
+
+
 def main(argv):
   del argv
-  results = tta_accuracies(_WORKDIR.value, _EPISODES.value,
-                           [int(k) for k in _COPIES.value], _STRENGTH.value,
-                           _SPLIT.value)
+  f = flags.FLAGS
+  results = tta_accuracies(f.workdir, f.episodes,
+                           [int(k) for k in f.copies], f.strength, f.split)
   for k, r in results.items():
-    print(json.dumps({"copies": k, "strength": _STRENGTH.value,
-                      "split": _SPLIT.value, "accuracy": r.mean,
+    print(json.dumps({"copies": k, "strength": f.strength,
+                      "split": f.split, "accuracy": r.mean,
                       "error": 1 - r.mean, "ci95": r.ci95,
                       "episodes": r.episodes}))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

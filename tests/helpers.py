@@ -1,13 +1,16 @@
 """Helpers shared by several test files: bitwise comparison of trees,
-the checkpoints of a workdir, a small sinusoid MAML, hypothesis settings."""
+the checkpoints of a workdir, a small sinusoid MAML, hypothesis settings,
+a trained Omniglot run."""
 
 import pathlib
 
 import jax
 import numpy as np
 from hypothesis import settings
+import pytest
 
 from metajax import models
+from metajax import runs
 from metajax.learners import maml
 
 PROPERTY = settings(max_examples=25, deadline=None)
@@ -40,3 +43,13 @@ def checkpoint_steps(workdir):
 def sinusoid_learner(hidden):
   return maml(models.MLP(1, hidden=hidden), inner_lr=0.01, inner_steps=1,
               task="regression")
+
+
+def trained_omniglot_run(tmp_path_factory, data_dir, config, name):
+  """The workdir of `config` trained (and tested) in a fresh folder, with
+  METAJAX_DATA_DIR=data_dir for the run only."""
+  workdir = str(tmp_path_factory.mktemp(name) / "run")
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("METAJAX_DATA_DIR", data_dir)
+    runs.train_and_evaluate(config, workdir)
+  return workdir

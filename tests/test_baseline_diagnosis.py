@@ -9,18 +9,16 @@ from experiments.configs import protonet_omniglot
 from metajax import evaluate as eval_lib
 from metajax import from_config
 from metajax import runs
+from tests import helpers
 
 EPISODES = 4
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, omniglot_data_dir):
-  workdir = str(tmp_path_factory.mktemp("baseline") / "run")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("METAJAX_DATA_DIR", omniglot_data_dir)
-    runs.train_and_evaluate(baseline_omniglot.get_config("smoke"), workdir)
-    yield workdir, baseline_diagnosis.diagnose(workdir, EPISODES,
-                                               reference_images=16)
+  return helpers.trained_omniglot_run(
+      tmp_path_factory, omniglot_data_dir,
+      baseline_omniglot.get_config("smoke"), "baseline")
 
 
 def _library(workdir, **learner_kwargs):
@@ -43,7 +41,9 @@ def test_the_library_rows_are_the_librarys_fit(smoke_run, monkeypatch,
   start, own statistics" row what it did before (head_init="random"), episode
   for episode; the other variants are variations of these."""
   monkeypatch.setenv("METAJAX_DATA_DIR", omniglot_data_dir)
-  workdir, results = smoke_run
+  workdir = smoke_run
+  results = baseline_diagnosis.diagnose(workdir, EPISODES,
+                                        reference_images=16)
   np.testing.assert_array_equal(results["zeros start"].values,
                                 _library(workdir))
   np.testing.assert_array_equal(

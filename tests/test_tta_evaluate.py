@@ -8,17 +8,16 @@ from experiments.configs import minimal_omniglot
 from metajax import evaluate as eval_lib
 from metajax import from_config
 from metajax import runs
+from tests import helpers
 
 EPISODES = 3
 
 
 @pytest.fixture(scope="module")
 def minimal_run(tmp_path_factory, omniglot_data_dir):
-  workdir = str(tmp_path_factory.mktemp("tta") / "run")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("METAJAX_DATA_DIR", omniglot_data_dir)
-    runs.train_and_evaluate(minimal_omniglot.get_config("smoke"), workdir)
-    yield workdir
+  return helpers.trained_omniglot_run(
+      tmp_path_factory, omniglot_data_dir,
+      minimal_omniglot.get_config("smoke"), "tta")
 
 
 def test_one_copy_is_the_plain_evaluation(minimal_run, monkeypatch,
