@@ -27,6 +27,7 @@ from metajax import from_config
 from metajax import runs
 from metajax.learners.baseline import fit_head, head_logits, support_head
 from metajax.learners.embedding import l2_normalize, to_float
+from metajax.learners.protonet import class_means
 
 
 # Where the embedding's batch norm takes its statistics.
@@ -103,7 +104,7 @@ def variant_learner(learner, model, config, stats, start, opt, steps, fit,
     sx, sy = state["support"]
     fs, fq = features(params, sx, qx)
     if not fit:
-      means = jax.ops.segment_sum(l2_normalize(fs), sy, ways)
+      means = class_means(l2_normalize(fs), sy, ways)
       return l2_normalize(fq) @ l2_normalize(means).T
     scale = params["head"].get("scale", 10.0)
     if callable(start):

@@ -31,6 +31,7 @@ from metajax import checks
 from metajax import losses
 from metajax.inner.loop import optimize
 from metajax.learners.embedding import l2_normalize, to_float
+from metajax.learners.protonet import class_means
 from metajax.types import Episode, Learner
 
 __all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",
@@ -67,10 +68,7 @@ def support_head(key, features, labels, ways: int, classifier: str,
   if init == "zeros":
     kernel = jnp.zeros((features.shape[-1], ways), jnp.float32)
   else:
-    sums = jax.ops.segment_sum(features, labels, ways)
-    counts = jax.ops.segment_sum(jnp.ones_like(labels, jnp.float32), labels,
-                                 ways)
-    kernel = (sums / jnp.maximum(counts, 1.0)[:, None]).T.astype(jnp.float32)
+    kernel = class_means(features, labels, ways).T.astype(jnp.float32)
   if classifier == "linear":
     return {"kernel": kernel, "bias": jnp.zeros((ways,), jnp.float32)}
   return {"kernel": kernel, "scale": jnp.asarray(scale, jnp.float32)}
