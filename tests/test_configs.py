@@ -63,7 +63,10 @@ _OLD_CONV4 = {"model_kwargs": {"pooling": "stride", "norm": False}}
 # learner's default of its time). Issue 21: the Baselines' head_init.
 ADDED = object()
 CHANGED_SINCE = {"snail_omniglot.smoke": dict(_OLD_CONV4, image_size=14),
-                 "mann_omniglot.smoke": dict(_OLD_CONV4, image_size=14),
+                 # Issue 21: MANN trains on the paper's online loss.
+                 "mann_omniglot.smoke": dict(
+                     _OLD_CONV4, image_size=14,
+                     learner_kwargs={"online_loss": False}),
                  "baseline_omniglot.smoke": {
                      "learner_kwargs": {"head_init": ADDED}},
                  "baseline_pp_omniglot.smoke": {
