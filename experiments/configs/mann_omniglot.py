@@ -20,9 +20,10 @@ Training: the paper's loss (`online_loss=True`: every step of sequences of
 the default before), training accuracy stayed at chance (about 20 %, the
 gradient norm falling from 0.08 to 0.015 by step 900; validation 19.8 % at
 step 500); with the paper's loss, validation accuracy rose to 36.8 / 47.7
-/ 51.5 / 54.9 % at steps 500 / 1,000 / 1,500 / 2,000, and the step-2,000
-state scored 56.10 +- 1.05 % on the test classes (2 shared CPU cores,
-about 80 min; still rising, the 80 % of issue 21 not reached: docs/results.md).
+/ 51.5 / 54.9 % at steps 500 / 1,000 / 1,500 / 2,000 and stayed there to
+step 3,000 (54.0 / 53.9 %), and the step-2,000 state scored 56.10 +- 1.05 %
+on the test classes (2 shared CPU cores, about 80 min to step 2,000; the
+80 % of issue 21 not reached: docs/results.md).
 
 The input: "" / 5w1s / 5w5s read the images through the embedding of
 snail_omniglot, trained end to end: the paper's SNAIL Conv4 (2x2
