@@ -86,6 +86,14 @@ def _check_same_config(workdir, config) -> None:
         f"{workdir!r} holds a run with a different config (fields "
         f"{', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
         "use a new --workdir or the same config to resume.")
+  if (new.get("outer_lr_schedule") == "linear_decay"
+      and old.get("num_steps") != new.get("num_steps")):
+    raise from_config.ConfigError(
+        f"{workdir!r} holds a run of num_steps={old.get('num_steps')} with "
+        "outer_lr_schedule='linear_decay', whose learning rate reaches 0 at "
+        "num_steps: resuming it with num_steps="
+        f"{new.get('num_steps')} would make the rate jump. Resume with "
+        f"num_steps={old.get('num_steps')} or use a new --workdir.")
 
 
 def _with_num_classes(config, sources):

@@ -118,6 +118,19 @@ def test_resume_continues_a_finished_run(tmp_path):
         for t in (first, runs.load_run(str(tmp_path)).meta_params))))
 
 
+def test_a_decayed_run_refuses_another_num_steps(tmp_path):
+  config = maml_sinusoid.get_config("smoke")
+  config.outer_lr_schedule = "linear_decay"
+  config.num_steps = 4
+  runs.train_and_evaluate(config, str(tmp_path))
+  config.num_steps = 8
+  with pytest.raises(ValueError, match="num_steps=4 with outer_lr_schedule="
+                     "'linear_decay'.*num_steps=8 would make the rate jump"):
+    runs.train_and_evaluate(config, str(tmp_path))
+  config.num_steps = 4  # the same num_steps resumes (nothing left to train)
+  runs.train_and_evaluate(config, str(tmp_path))
+
+
 def test_other_config_in_workdir_is_refused(tmp_path):
   config = maml_sinusoid.get_config("smoke")
   runs.train_and_evaluate(config, str(tmp_path))
