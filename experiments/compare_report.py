@@ -82,8 +82,21 @@ def _row(learner: str, lines: List[Optional[Dict[str, Any]]]) -> str:
   source = comparison.PAPER.get(learner, ("",))[0]
   paper = " / ".join(papers) + (f" ({source})" if source else "")
   cells = [_percent(l) for l in lines]
-  return (f"| {NAMES[learner]} | {' | '.join(cells)} | {time} | "
-          f"{', '.join(devices) or '-'} | {paper} |")
+  return (f"| {NAMES[learner]} | {' | '.join(cells)} | {_updates(lines)} | "
+          f"{time} | {', '.join(devices) or '-'} | {paper} |")
+
+
+def _updates(lines: List[Optional[Dict[str, Any]]]) -> str:
+  """Each cell's meta-steps x tasks a step ("-": not run; "=5w1s": tests
+  that cell's run): at one budget of tasks, a learner with a larger
+  meta-batch makes fewer updates."""
+  def one(line):
+    if line is None:
+      return "-"
+    if line["trained_in"]:
+      return f"={line['trained_in']}"
+    return f"{line['num_steps']}x{line['meta_batch_size']}"
+  return " / ".join(map(one, lines))
 
 
 def _header(lines, budget: comparison.Budget, command: str) -> List[str]:
@@ -129,9 +142,12 @@ NOTES = [
     "- MANN's paper scores accuracy by instance, another protocol "
     "(`experiments.mann_instances`); its row here is the N-way K-shot query "
     "accuracy of every other row.",
-    "- SNAIL and MANN train from a random Conv4 here, as every learner "
-    "does; docs/results.md's rows of them start from a ProtoNet embedding, "
-    "without which they stayed at chance on 2 CPU cores.",
+    "- Steps x tasks a step: a budget of tasks gives a learner with a "
+    "larger meta-batch fewer updates (the Baselines: mini-batches of 128 "
+    "images, one a step).",
+    "- SNAIL and MANN train from a random Conv4 here, end to end from "
+    "pixels as in their papers, as every learner does (no "
+    "`embedding_init`).",
 ]
 
 
@@ -144,9 +160,9 @@ def write(root: str, learners: List[str], budget: comparison.Budget,
   every = [line for row in lines.values() for line in row]
   table = _header(every, budget, command) + [
       "| learner | " + " | ".join(comparison.CELLS)
-      + " | training time | device | paper (" + " / ".join(comparison.CELLS)
+      + " | steps x tasks a step | training time | device | paper (" + " / ".join(comparison.CELLS)
       + ", full Omniglot) |",
-      "| --- " * (len(comparison.CELLS) + 4) + "|"]
+      "| --- " * (len(comparison.CELLS) + 5) + "|"]
   table += [_row(l, lines[l]) for l in learners] + NOTES
   os.makedirs(output, exist_ok=True)
   write_text(os.path.join(output, "comparison.md"),

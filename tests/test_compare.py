@@ -165,11 +165,14 @@ def test_table_resumes_trains_nothing_twice_and_reports_each_cell(
   assert lines[2]["train_seconds"] == lines[1]["train_seconds"]
   _check_saved_configs(root, lines)
   table = (out / "comparison.md").read_text()
-  rows = {r.split(" | ")[0]: r.split(" | ")[1:5] for r in table.splitlines()
+  rows = {r.split(" | ")[0]: r.split(" | ")[1:6] for r in table.splitlines()
           if r.startswith(("| MAML |", "| ProtoNets |"))}
   percent = lambda l: f"{100 * l['mean']:.2f} +- {100 * l['ci95']:.2f}"
-  assert rows["| MAML"] == [percent(lines[0]), "-", "-", "-"]
-  assert rows["| ProtoNets"] == [percent(lines[1]), "-", percent(lines[2]), "-"]
+  steps = lambda l: f"{l['num_steps']}x{l['meta_batch_size']}"
+  assert rows["| MAML"] == [percent(lines[0]), "-", "-", "-",
+                            f"{steps(lines[0])} / - / - / -"]
+  assert rows["| ProtoNets"] == [percent(lines[1]), "-", percent(lines[2]), "-",
+                                 f"{steps(lines[1])} / - / =5w1s / -"]
   # Again: nothing is trained, the same table is written.
   done = _mtimes(root)
   proc = compare(*args, "--learners=protonet,maml", "--cells=5w1s")
