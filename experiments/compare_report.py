@@ -144,7 +144,9 @@ NOTES = [
     "accuracy of every other row.",
     "- Steps x tasks a step: a budget of tasks gives a learner with a "
     "larger meta-batch fewer updates (the Baselines: mini-batches of 128 "
-    "images, one a step).",
+    "images, one a step). A small budget ranks what each learner learns "
+    "from that many tasks, not what it reaches: docs/results.md has the "
+    "learners' longer runs, and what each gap comes from.",
     "- SNAIL and MANN train from a random Conv4 here, end to end from "
     "pixels as in their papers, as every learner does (no "
     "`embedding_init`).",
