@@ -34,7 +34,7 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 def check_classes(classes: ClassImages) -> None:
   """Raises ValueError unless `classes` is a well-formed source.
 
-  Every class must hold an array [n_i, *shape] with one example shape and
+  Every class must hold an array `[n_i, *shape]` with one example shape and
   one dtype (uint8, or float without NaN or infinite values) across classes.
   """
   images = classes.images

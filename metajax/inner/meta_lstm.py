@@ -45,8 +45,8 @@ Theta = Any  # the meta-learner's weights, a dict (see init_meta_lstm)
 def preprocess(x: chex.Array, p: float = 10.0) -> chex.Array:
   """Andrychowicz et al.'s scaling of gradients and losses: [..., 2].
 
-  (log|x| / p, sign(x)) where |x| >= e^-p, else (-1, e^p x); both halves are
-  of order one whatever the magnitude of x.
+  `(log|x| / p, sign(x))` where `|x| >= e^-p`, else `(-1, e^p x)`; both
+  halves are of order one whatever the magnitude of x.
   """
   x = jnp.asarray(x)
   threshold = jnp.exp(-p).astype(x.dtype)
