@@ -229,7 +229,13 @@ def train_and_evaluate(config, workdir: Optional[str], *,
 
 
 class Run(NamedTuple):
-  """A finished run: its config, test-time learner and meta-parameters."""
+  """A finished run: its config, test-time learner and meta-parameters.
+
+  Attributes:
+    config: the run's config.
+    learner: the test-time learner.
+    meta_params: the meta-parameters the run kept.
+  """
   config: ml_collections.ConfigDict
   learner: Learner
   meta_params: Params

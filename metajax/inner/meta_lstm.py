@@ -124,8 +124,11 @@ class MetaLstmState(NamedTuple):
   """Per-coordinate recurrent state over the flattened parameters (all leaves
   concatenated in `jax.tree.leaves` order, n coordinates in all).
 
-  hidden and cell (of the first LSTM layer) are [n, hidden]; forget and input
-  are the previous gate values, [n].
+  Attributes:
+    hidden: [n, hidden], the first LSTM layer's hidden state.
+    cell: [n, hidden], the first LSTM layer's cell state.
+    forget: [n], the previous forget gate values.
+    input: [n], the previous input gate values.
   """
   hidden: Any
   cell: Any
