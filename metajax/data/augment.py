@@ -139,8 +139,10 @@ class Augmented(_Transformed):
   """A task source whose episodes are randomly cropped and flipped.
 
   Example:
-    train = Augmented(EpisodeSampler(splits["train"], ways=5, shots=1,
-                                     queries=15), pad=8)
+    Training episodes, cropped and flipped::
+
+      train = Augmented(EpisodeSampler(splits["train"], ways=5, shots=1,
+                                       queries=15), pad=8)
 
   Attributes:
     source: the wrapped source (`sample_batch(rng, size) -> Episode`).
@@ -163,8 +165,10 @@ class Warped(_Transformed):
   """A task source whose episodes are randomly warped (`affine_warp`).
 
   Example:
-    train = Warped(EpisodeSampler(splits["train"], ways=60, shots=1,
-                                  queries=5))
+    Training episodes, warped::
+
+      train = Warped(EpisodeSampler(splits["train"], ways=60, shots=1,
+                                    queries=5))
 
   Attributes:
     source: the wrapped source (`sample_batch(rng, size) -> Episode`).
