@@ -53,6 +53,8 @@ class QuadraticTasks(NamedTuple):
 
   @staticmethod
   def loss(params, data):
+    """`||W x - y||^2` of one task: x is `params`, W is `data["w"]` and y is
+    `data["y"]`."""
     return jnp.sum(jnp.square(data["w"] @ params - data["y"]))
 
 

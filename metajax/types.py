@@ -43,6 +43,7 @@ class Episode(NamedTuple):
 
   @property
   def support(self) -> Support:
+    """`(support_x, support_y)`, what `Learner.adapt` takes."""
     return (self.support_x, self.support_y)
 
 

@@ -158,6 +158,7 @@ class Augmented(_Transformed):
     self.source, self.pad, self.flip = source, int(pad), bool(flip)
 
   def transform(self, x, rng):
+    """`x` randomly cropped and flipped (`crop_and_flip`)."""
     return crop_and_flip(x, rng, pad=self.pad, flip=self.flip)
 
 
@@ -192,5 +193,6 @@ class Warped(_Transformed):
     self.scale, self.translate = scale, translate
 
   def transform(self, x, rng):
+    """`x` randomly warped (`affine_warp`)."""
     return affine_warp(x, rng, rotation=self.rotation, shear=self.shear,
                        scale=self.scale, translate=self.translate)

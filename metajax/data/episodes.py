@@ -23,6 +23,7 @@ class TaskSource(Protocol):
 
   def sample_batch(self, rng: np.random.Generator,
                    meta_batch_size: int) -> Episode:
+    """`meta_batch_size` tasks stacked on a leading task axis."""
     ...
 
 
