@@ -38,5 +38,7 @@ setuptools.setup(
             "matplotlib",
             "psutil",
         ],
+        # The API reference and guides: see docs/index.md.
+        "docs": ["sphinx", "myst-parser"],
     },
 )

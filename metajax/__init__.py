@@ -4,13 +4,17 @@ A learner is a `Learner` of pure functions (init, adapt, predict, loss); one
 trainer (`meta_train`) and one evaluation (`meta_test`) serve every learner.
 
 Example:
-  import metajax, optax
-  learner = metajax.maml(metajax.models.MLP(1), inner_lr=0.01, task="regression")
-  tasks = metajax.SinusoidSampler(shots=10, queries=10)
-  state = metajax.meta_train(learner, tasks, outer_opt=optax.adam(1e-3),
-                             num_steps=1000, meta_batch_size=25)
-  result = metajax.meta_test(learner, state.meta_params, tasks, episodes=600)
-  print(result.mean, result.ci95)
+  MAML on sinusoid regression, meta-trained and meta-tested::
+
+    import metajax, optax
+    learner = metajax.maml(metajax.models.MLP(1), inner_lr=0.01,
+                           task="regression")
+    tasks = metajax.SinusoidSampler(shots=10, queries=10)
+    state = metajax.meta_train(learner, tasks, outer_opt=optax.adam(1e-3),
+                               num_steps=1000, meta_batch_size=25)
+    result = metajax.meta_test(learner, state.meta_params, tasks,
+                               episodes=600)
+    print(result.mean, result.ci95)
 
 The finished runs of the experiment binaries (`load_run`, `predict`, `Run`)
 and `CheckpointError` are imported on first use, so that `import metajax`

@@ -70,4 +70,5 @@ class BestKeeper:
                             self._best)
 
   def close(self) -> None:
+    """Closes the checkpointer of `<workdir>/best`."""
     self._checkpointer.close()

@@ -109,15 +109,19 @@ class Checkpointer:
     self._mngr = _manager(self.directory, max_to_keep)
 
   def latest_step(self) -> Optional[int]:
+    """The latest saved step, or None when there is none."""
     return self._mngr.latest_step()
 
   def all_steps(self) -> List[int]:
+    """The saved steps, in increasing order."""
     return sorted(self._mngr.all_steps())
 
   def delete(self, step: int) -> None:
+    """Deletes the checkpoint of `step`."""
     self._mngr.delete(int(step))
 
   def save(self, step: int, state: Any) -> None:
+    """Saves `state` as the checkpoint of `step` (`wait` waits for the save)."""
     self._mngr.save(int(step), args=ocp.args.StandardSave(state))
 
   def restore(self, target: Any, step: Optional[int] = None
@@ -213,8 +217,10 @@ class Checkpointer:
     return None, None, state
 
   def wait(self) -> None:
+    """Waits until the saves started so far are finished."""
     self._mngr.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for the saves started so far, then closes the manager."""
     self._mngr.wait_until_finished()
     self._mngr.close()

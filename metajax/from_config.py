@@ -1,7 +1,7 @@
 """From a declarative config to a model, learner, task sources and optimizer.
 
 A config (an `ml_collections.ConfigDict`, see `default_config` and
-experiments/configs/) says what to build:
+experiments/configs/) says what to build::
 
   learner, learner_kwargs       a factory of `metajax.learners.FACTORIES` and
                                 its keyword options (unset: its defaults)

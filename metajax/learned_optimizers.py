@@ -38,6 +38,9 @@ class QuadraticTasks(NamedTuple):
   """f(x) = ||W x - y||^2 with W [dim, dim], y [dim] and x_0 all N(0, 1).
 
   The task family of Andrychowicz et al.'s first experiment (dim 10).
+
+  Attributes:
+    dim: the dimension of x and y.
   """
   dim: int = 10
 
@@ -50,6 +53,8 @@ class QuadraticTasks(NamedTuple):
 
   @staticmethod
   def loss(params, data):
+    """`||W x - y||^2` of one task: x is `params`, W is `data["w"]` and y is
+    `data["y"]`."""
     return jnp.sum(jnp.square(data["w"] @ params - data["y"]))
 
 

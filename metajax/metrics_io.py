@@ -37,6 +37,8 @@ class MetricWriter:
                                purge_step=resume_step)
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    """Appends a line `{"step": step, **metrics}` to metrics.jsonl, and the
+    scalar metrics to TensorBoard."""
     row = {"step": int(step)}
     row.update({k: _to_python(v) for k, v in metrics.items()})
     self._file.write(json.dumps(row) + "\n")
@@ -47,6 +49,7 @@ class MetricWriter:
           self._tb.add_scalar(k, float(v), int(step))
 
   def close(self) -> None:
+    """Closes metrics.jsonl and the TensorBoard writer."""
     self._file.close()
     if self._tb is not None:
       self._tb.close()

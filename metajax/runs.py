@@ -229,7 +229,13 @@ def train_and_evaluate(config, workdir: Optional[str], *,
 
 
 class Run(NamedTuple):
-  """A finished run: its config, test-time learner and meta-parameters."""
+  """A finished run: its config, test-time learner and meta-parameters.
+
+  Attributes:
+    config: the run's config.
+    learner: the test-time learner.
+    meta_params: the meta-parameters the run kept.
+  """
   config: ml_collections.ConfigDict
   learner: Learner
   meta_params: Params
@@ -334,10 +340,10 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
 
   Args:
     run: from `load_run`.
-    support_x: [n, *input_shape]: uint8 images (scaled by 1/255 like the
+    support_x: `[n, *input_shape]`: uint8 images (scaled by 1/255 like the
       training data) or floats already in the training range.
     support_y: [n] int labels in 0..ways-1 (classification) or [n, 1] floats.
-    query_x: [m, *input_shape].
+    query_x: `[m, *input_shape]`.
     seed: key for stochastic learners.
 
   Returns:

@@ -20,6 +20,13 @@ from metajax.types import Episode, Learner, Params
 
 
 class TrainState(NamedTuple):
+  """The trainer's state between meta-steps.
+
+  Attributes:
+    step: [] int32, the meta-steps done (skipped ones too).
+    meta_params: the learner's meta-parameters.
+    opt_state: the outer optimizer's state.
+  """
   step: jax.Array            # [] int32, meta-steps done (skipped ones too)
   meta_params: Params        # the learner's meta-parameters
   opt_state: optax.OptState  # the outer optimizer's state

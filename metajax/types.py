@@ -29,6 +29,12 @@ class Episode(NamedTuple):
   `support_y` is [N*K] int32 in 0..N-1; queries likewise with N*Q rows.
   Regression: `*_x` is [K, d_in] float32, `*_y` is [K, d_out] float32.
   A meta-batch adds a leading task axis T to every field.
+
+  Attributes:
+    support_x: the support inputs.
+    support_y: the support labels or targets.
+    query_x: the query inputs.
+    query_y: the query labels or targets.
   """
   support_x: Array
   support_y: Array
@@ -37,6 +43,7 @@ class Episode(NamedTuple):
 
   @property
   def support(self) -> Support:
+    """`(support_x, support_y)`, what `Learner.adapt` takes."""
     return (self.support_x, self.support_y)
 
 

@@ -1,5 +1,8 @@
-"""docs/reliability.md: every row of its tables names tests that exist."""
+"""The docs: every row of docs/reliability.md's tables names tests that exist;
+every public module of metajax has an API page (an `automodule` under docs/).
+"""
 
+import pkgutil
 import re
 import subprocess
 import sys
@@ -40,3 +43,49 @@ def test_every_row_of_the_reliability_table_names_existing_tests():
     assert matching, f"{prefix} is not a test"
     if case and "*" not in case and "..." not in case:
       assert f"{prefix}{case}" in ids, f"{prefix}{case} is not a test"
+
+
+# ------------------------------------------------------------ API pages
+
+
+def public_modules(path=REPO / "metajax", prefix="metajax"):
+  """The package and its modules whose names start with no underscore, found
+  with pkgutil without importing them."""
+  names = [prefix]
+  for info in pkgutil.iter_modules([str(path)]):
+    if info.name.startswith("_"):
+      continue
+    if info.ispkg:
+      names += public_modules(path / info.name, f"{prefix}.{info.name}")
+    else:
+      names.append(f"{prefix}.{info.name}")
+  return names
+
+
+def documented_modules():
+  """Module names of the `automodule` directives under docs/ (reST, and
+  MyST's ```{automodule}``` fences), each with the page naming it."""
+  pattern = re.compile(
+      r"^\s*(?:\.\. automodule::|```\{automodule\})\s+(\S+)", re.MULTILINE)
+  found = {}
+  for page in sorted((REPO / "docs").rglob("*")):
+    if page.suffix not in (".rst", ".md") or "_build" in page.parts:
+      continue
+    for name in pattern.findall(page.read_text()):
+      found.setdefault(name, []).append(page.relative_to(REPO))
+  return found
+
+
+def test_every_public_module_has_an_api_page():
+  modules = public_modules()
+  assert "metajax.learners.maml" in modules and "metajax.data" in modules
+  documented = documented_modules()
+  missing = sorted(set(modules) - set(documented))
+  assert not missing, (
+      f"modules without an API page (add an automodule directive to a page "
+      f"under docs/api/): {missing}")
+  stale = sorted(set(documented) - set(modules))
+  assert not stale, f"automodule directives of no public module: {stale}"
+  twice = {name: pages for name, pages in documented.items()
+           if len(pages) > 1}
+  assert not twice, f"modules documented on more than one page: {twice}"

@@ -139,8 +139,10 @@ class Augmented(_Transformed):
   """A task source whose episodes are randomly cropped and flipped.
 
   Example:
-    train = Augmented(EpisodeSampler(splits["train"], ways=5, shots=1,
-                                     queries=15), pad=8)
+    Training episodes, cropped and flipped::
+
+      train = Augmented(EpisodeSampler(splits["train"], ways=5, shots=1,
+                                       queries=15), pad=8)
 
   Attributes:
     source: the wrapped source (`sample_batch(rng, size) -> Episode`).
@@ -156,6 +158,7 @@ class Augmented(_Transformed):
     self.source, self.pad, self.flip = source, int(pad), bool(flip)
 
   def transform(self, x, rng):
+    """`x` randomly cropped and flipped (`crop_and_flip`)."""
     return crop_and_flip(x, rng, pad=self.pad, flip=self.flip)
 
 
@@ -163,8 +166,10 @@ class Warped(_Transformed):
   """A task source whose episodes are randomly warped (`affine_warp`).
 
   Example:
-    train = Warped(EpisodeSampler(splits["train"], ways=60, shots=1,
-                                  queries=5))
+    Training episodes, warped::
+
+      train = Warped(EpisodeSampler(splits["train"], ways=60, shots=1,
+                                    queries=5))
 
   Attributes:
     source: the wrapped source (`sample_batch(rng, size) -> Episode`).
@@ -188,5 +193,6 @@ class Warped(_Transformed):
     self.scale, self.translate = scale, translate
 
   def transform(self, x, rng):
+    """`x` randomly warped (`affine_warp`)."""
     return affine_warp(x, rng, rotation=self.rotation, shear=self.shear,
                        scale=self.scale, translate=self.translate)

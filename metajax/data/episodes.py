@@ -23,6 +23,7 @@ class TaskSource(Protocol):
 
   def sample_batch(self, rng: np.random.Generator,
                    meta_batch_size: int) -> Episode:
+    """`meta_batch_size` tasks stacked on a leading task axis."""
     ...
 
 
@@ -34,7 +35,7 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 def check_classes(classes: ClassImages) -> None:
   """Raises ValueError unless `classes` is a well-formed source.
 
-  Every class must hold an array [n_i, *shape] with one example shape and
+  Every class must hold an array `[n_i, *shape]` with one example shape and
   one dtype (uint8, or float without NaN or infinite values) across classes.
   """
   images = classes.images
@@ -106,9 +107,12 @@ class EpisodeSampler:
   episodes, where classes differ in small strokes).
 
   Example:
-    sampler = EpisodeSampler(splits["train"], ways=5, shots=1, queries=15)
-    batch = sampler.sample_batch(np.random.default_rng(0), meta_batch_size=32)
-    batch.support_x.shape  # (32, 5, 28, 28, 1)
+    A meta-batch of 32 episodes::
+
+      sampler = EpisodeSampler(splits["train"], ways=5, shots=1, queries=15)
+      batch = sampler.sample_batch(np.random.default_rng(0),
+                                   meta_batch_size=32)
+      batch.support_x.shape  # (32, 5, 28, 28, 1)
   """
 
   def __init__(self, classes: ClassImages, *, ways: int, shots: int,
@@ -176,9 +180,11 @@ class ClassBatchSampler:
   Baseline learners' `task_loss` trains on it through the same trainer.
 
   Example:
-    sampler = ClassBatchSampler(splits["train"], batch_size=128)
-    batch = sampler.sample_batch(np.random.default_rng(0), 1)
-    batch.query_x.shape  # (1, 128, 28, 28, 1)
+    One mini-batch of 128 images, with a leading axis of 1::
+
+      sampler = ClassBatchSampler(splits["train"], batch_size=128)
+      batch = sampler.sample_batch(np.random.default_rng(0), 1)
+      batch.query_x.shape  # (1, 128, 28, 28, 1)
   """
 
   def __init__(self, classes: ClassImages, *, batch_size: int):

@@ -65,6 +65,7 @@ class Archive(NamedTuple):
 
   @property
   def url(self) -> str:
+    """The zip's download address."""
     return _BASE_URL + self.filename
 
 

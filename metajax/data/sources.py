@@ -22,9 +22,11 @@ class ClassImages(NamedTuple):
 
   @property
   def num_classes(self) -> int:
+    """The number of classes."""
     return len(self.images)
 
   def min_examples(self) -> int:
+    """The fewest examples any class has."""
     return min(len(c) for c in self.images)
 
   def name_groups(self) -> List[str]:

@@ -18,6 +18,12 @@ import optax
 
 
 class CarriedAdamState(NamedTuple):
+  """The state of `carried_adam`.
+
+  Attributes:
+    nu: like the params: the decayed average of squared gradients.
+    debias: [] float32: `1 - b2^t` after t steps (0 when fresh).
+  """
   nu: optax.Updates  # like the params: decayed average of squared gradients
   debias: chex.Array  # [] float32: 1 - b2^t after t steps (0 when fresh)
 

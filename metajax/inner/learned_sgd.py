@@ -9,6 +9,11 @@ import optax
 
 
 class LearnedSgdState(NamedTuple):
+  """The state of `learned_sgd`.
+
+  Attributes:
+    count: [] int32, the inner steps taken.
+  """
   count: chex.Array  # [] int32, inner steps taken
 
 

@@ -17,7 +17,13 @@ LossFn = Callable[[Params, Any], jax.Array]
 
 
 class InnerResult(NamedTuple):
-  """What `optimize` returns."""
+  """What `optimize` returns.
+
+  Attributes:
+    params: the parameters after the last step.
+    opt_state: the transformation's state after the last step.
+    per_step: `observe(params after step t)`, stacked over t; or None.
+  """
   params: Params     # the parameters after the last step
   opt_state: Any     # the transformation's state after the last step
   per_step: Any      # observe(params after step t), stacked over t; or None

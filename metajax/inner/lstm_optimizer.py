@@ -48,7 +48,12 @@ def init_lstm_optimizer(key: chex.PRNGKey, hidden: int = 20,
 
 class LstmOptimizerState(NamedTuple):
   """(hidden, cell) per LSTM layer: lists of [n, hidden] arrays over the n
-  flattened parameter coordinates."""
+  flattened parameter coordinates.
+
+  Attributes:
+    hidden: the hidden states, one [n, hidden] array per layer.
+    cell: the cell states, one [n, hidden] array per layer.
+  """
   hidden: Any
   cell: Any
 

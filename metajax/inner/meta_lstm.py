@@ -45,8 +45,8 @@ Theta = Any  # the meta-learner's weights, a dict (see init_meta_lstm)
 def preprocess(x: chex.Array, p: float = 10.0) -> chex.Array:
   """Andrychowicz et al.'s scaling of gradients and losses: [..., 2].
 
-  (log|x| / p, sign(x)) where |x| >= e^-p, else (-1, e^p x); both halves are
-  of order one whatever the magnitude of x.
+  `(log|x| / p, sign(x))` where `|x| >= e^-p`, else `(-1, e^p x)`; both
+  halves are of order one whatever the magnitude of x.
   """
   x = jnp.asarray(x)
   threshold = jnp.exp(-p).astype(x.dtype)
@@ -124,8 +124,11 @@ class MetaLstmState(NamedTuple):
   """Per-coordinate recurrent state over the flattened parameters (all leaves
   concatenated in `jax.tree.leaves` order, n coordinates in all).
 
-  hidden and cell (of the first LSTM layer) are [n, hidden]; forget and input
-  are the previous gate values, [n].
+  Attributes:
+    hidden: [n, hidden], the first LSTM layer's hidden state.
+    cell: [n, hidden], the first LSTM layer's cell state.
+    forget: [n], the previous forget gate values.
+    input: [n], the previous input gate values.
   """
   hidden: Any
   cell: Any

@@ -97,10 +97,12 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
     A `Learner` whose task state is the adapted weights.
 
   Example:
-    learner = maml(Conv4(5), inner_lr=0.4, inner_steps=1)
-    params = learner.init(key, episode)
-    adapted = learner.adapt(params, episode.support, key)
-    logits = learner.predict(params, adapted, episode.query_x)
+    Adapting to one task and predicting its queries::
+
+      learner = maml(Conv4(5), inner_lr=0.4, inner_steps=1)
+      params = learner.init(key, episode)
+      adapted = learner.adapt(params, episode.support, key)
+      logits = learner.predict(params, adapted, episode.query_x)
 
   References:
     Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation

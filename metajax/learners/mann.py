@@ -103,7 +103,16 @@ def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
 
 
 class MANNState(NamedTuple):
-  """The recurrent state of MANN after some steps of one sequence."""
+  """The recurrent state of MANN after some steps of one sequence.
+
+  Attributes:
+    lstm: `(c [C], h [C])`, the controller's carry.
+    memory: [S, M].
+    read_weights: [H, S].
+    usage: [S].
+    reads: [H * M], `r_{t-1}` flattened.
+    label: [ways], the last support label (set by adapt).
+  """
   lstm: Any                # (c [C], h [C]), the controller's carry
   memory: jax.Array        # [S, M]
   read_weights: jax.Array  # [H, S]

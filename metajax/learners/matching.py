@@ -143,10 +143,12 @@ def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
     A classification `Learner` whose outputs are [M, ways] log-probabilities.
 
   Example:
-    learner = matching_net(Conv4(None), ways=5, fce=True)
-    params = learner.init(key, episode)
-    state = learner.adapt(params, episode.support, key)
-    log_probs = learner.predict(params, state, episode.query_x)
+    Adapting to one task and predicting its queries::
+
+      learner = matching_net(Conv4(None), ways=5, fce=True)
+      params = learner.init(key, episode)
+      state = learner.adapt(params, episode.support, key)
+      log_probs = learner.predict(params, state, episode.query_x)
 
   References:
     Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, "Matching Networks

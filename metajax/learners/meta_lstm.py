@@ -1,7 +1,10 @@
 """The Meta-Learner LSTM (Ravi & Larochelle 2017) as a MAML-family learner.
 
-meta_params = {"params": the learner's initial weights c_0,
-               "inner": the LSTM meta-learner's weights theta}.
+Its meta-parameters::
+
+  meta_params = {"params": the learner's initial weights c_0,
+                 "inner": the LSTM meta-learner's weights theta}
+
 `adapt` runs `inner_steps` updates of `metajax.inner.meta_lstm(theta)` on the
 support loss (the cell state is the weights); the query loss after the last
 one is the meta-objective, differentiated with respect to both c_0 and theta.

@@ -35,7 +35,7 @@ def class_means(embeddings: Any, labels: Any, ways: int) -> jax.Array:
 def squared_distances(x: Any, y: Any) -> jax.Array:
   """[n, m] squared Euclidean distances between rows of x [n, D] and y [m, D].
 
-  Written as |x|^2 - 2 x.y + |y|^2 (one matmul), clipped at 0.
+  Written as `|x|^2 - 2 x.y + |y|^2` (one matmul), clipped at 0.
   """
   d = (jnp.sum(x * x, axis=-1)[:, None] - 2.0 * x @ y.T
        + jnp.sum(y * y, axis=-1)[None, :])
@@ -50,7 +50,7 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
 
   meta_params = {"embed": the embedding's params}. `adapt` embeds the support
   set and averages each class (`class_means`); `predict` embeds the queries
-  and returns logits -|f(x) - c_k|^2 ("euclidean") or scale * cos(f(x), c_k)
+  and returns logits `-|f(x) - c_k|^2` ("euclidean") or scale * cos(f(x), c_k)
   ("cosine"). Training is the query cross-entropy of these logits; training
   with more ways than testing (the paper's 60-way Omniglot episodes) only
   needs a learner built with the training `ways` and one with the test ways

@@ -33,10 +33,11 @@ class Conv4(nn.Module):
   bias} (when num_outputs is not None). It is the same for both `conv_impl`.
 
   Example:
+    Logits of a batch of images::
 
-    model = Conv4(5)
-    params = model.init(key, jnp.zeros((1, 28, 28, 1)))
-    logits = model.apply(params, images)   # [B, 5]
+      model = Conv4(5)
+      params = model.init(key, jnp.zeros((1, 28, 28, 1)))
+      logits = model.apply(params, images)   # [B, 5]
 
   Attributes:
     num_outputs: size of the Dense head; None returns the features (an
