@@ -166,10 +166,10 @@ def load(
   keys = sorted(origin)
   rng = np.random.default_rng(seed)
   if split == "lake":
-    background = [k for k in keys if origin[k] == "background"]
-    order = rng.permutation(len(background))
-    val = [background[i] for i in order[:sizes[1]]]
-    train = [background[i] for i in order[sizes[1]:]]
+    background_keys = [k for k in keys if origin[k] == "background"]
+    order = rng.permutation(len(background_keys))
+    val = [background_keys[i] for i in order[:sizes[1]]]
+    train = [background_keys[i] for i in order[sizes[1]:]]
     test = [k for k in keys if origin[k] == "evaluation"]
   else:
     order = rng.permutation(len(keys))
