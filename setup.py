@@ -38,5 +38,7 @@ setuptools.setup(
             "matplotlib",
             "psutil",
         ],
+        # The linter and the type checker (configured in pyproject.toml).
+        "lint": ["ruff>=0.13", "mypy>=2.0"],
     },
 )
