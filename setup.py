@@ -40,5 +40,7 @@ setuptools.setup(
         ],
         # The API reference and guides: see docs/index.md.
         "docs": ["sphinx", "myst-parser"],
+        # The linter and the type checker (configured in pyproject.toml).
+        "lint": ["ruff>=0.13", "mypy>=2.0"],
     },
 )

@@ -146,7 +146,7 @@ def main(argv):
     try:  # before anything touches a device
       parallel.initialize_distributed(*given)
     except ValueError as e:
-      raise app.UsageError(str(e))
+      raise app.UsageError(str(e)) from e
   try:
     config = from_config.validate(config)
   except from_config.ConfigError as e:

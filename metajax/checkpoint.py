@@ -54,13 +54,14 @@ def _drop_closed_loop_reports() -> None:
       return
     previous(unraisable)
 
-  hook.drops_closed_loop_reports = True
+  # A function attribute marks our hook (mypy allows none on functions).
+  hook.drops_closed_loop_reports = True  # type: ignore[attr-defined]
   sys.unraisablehook = hook
 
 
 def _first_line(e: BaseException, limit: int = 200) -> str:
-  text = str(e).strip().splitlines()
-  text = text[0] if text else type(e).__name__
+  lines = str(e).strip().splitlines()
+  text = lines[0] if lines else type(e).__name__
   return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -12,7 +12,7 @@ steps, minimum=1)`.
 
 import math
 import numbers
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Literal, Optional, overload
 
 import numpy as np
 
@@ -35,6 +35,20 @@ def is_number(value: Any) -> bool:
           and math.isfinite(value))
 
 
+# The overloads tell a type checker that a check without `optional=True`
+# never returns None.
+@overload
+def integer(name: str, value: Any, *, minimum: Optional[int] = None,
+            optional: Literal[False] = False) -> int:
+  ...
+
+
+@overload
+def integer(name: str, value: Any, *, minimum: Optional[int] = None,
+            optional: bool = False) -> Optional[int]:
+  ...
+
+
 def integer(name: str, value: Any, *, minimum: Optional[int] = None,
             optional: bool = False) -> Optional[int]:
   """`value` as an int, if it is an integer >= `minimum` (None if `optional`).
@@ -51,6 +65,18 @@ def integer(name: str, value: Any, *, minimum: Optional[int] = None,
   return int(value)
 
 
+@overload
+def positive(name: str, value: Any, *, optional: Literal[False] = False
+             ) -> float:
+  ...
+
+
+@overload
+def positive(name: str, value: Any, *, optional: bool = False
+             ) -> Optional[float]:
+  ...
+
+
 def positive(name: str, value: Any, *, optional: bool = False
              ) -> Optional[float]:
   """`value` as a float, if it is a finite number > 0 (None if `optional`).
@@ -64,6 +90,20 @@ def positive(name: str, value: Any, *, optional: bool = False
     raise ValueError(f"{name} must be {'None or ' if optional else ''}a finite "
                      f"number > 0, got {value!r}.")
   return float(value)
+
+
+@overload
+def number(name: str, value: Any, *, low: Optional[float] = None,
+           high: Optional[float] = None, optional: Literal[False] = False
+           ) -> float:
+  ...
+
+
+@overload
+def number(name: str, value: Any, *, low: Optional[float] = None,
+           high: Optional[float] = None, optional: bool = False
+           ) -> Optional[float]:
+  ...
 
 
 def number(name: str, value: Any, *, low: Optional[float] = None,

@@ -62,13 +62,13 @@ def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,
   eval_step = eval_step or step_lib.make_eval_step(learner)
   batch_size = min(batch_size, episodes)
   key = jax.random.key(seed)
-  values = []
+  batches = []
   num_batches = -(-episodes // batch_size)
   for i in range(num_batches):
     batch = source.sample_batch(step_rng(seed, i), batch_size)
-    values.append(np.asarray(eval_step(meta_params, batch,
-                                       jax.random.fold_in(key, i))))
-  values = np.concatenate(values)[:episodes].astype(np.float64)
+    batches.append(np.asarray(eval_step(meta_params, batch,
+                                        jax.random.fold_in(key, i))))
+  values = np.concatenate(batches)[:episodes].astype(np.float64)
   return EvalResult(metric=learner.metric_name, mean=float(values.mean()),
                     ci95=confidence_interval(values), episodes=int(values.size),
                     values=values)

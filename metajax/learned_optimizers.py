@@ -171,4 +171,4 @@ def tune_learning_rate(make: Callable[[float], optax.GradientTransformation],
     final = evaluate_optimizer(make(lr), tasks, steps=steps,
                                num_tasks=num_tasks, seed=seed)[:, -1]
     finals[float(lr)] = float(np.mean(final)) if np.isfinite(final).all() else np.inf
-  return min(finals, key=finals.get), finals
+  return min(finals, key=finals.__getitem__), finals

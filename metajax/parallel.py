@@ -48,7 +48,8 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
         "none of them (to read them from the environment); got "
         f"coordinator_address={coordinator_address!r}, "
         f"num_processes={num_processes!r}, process_id={process_id!r}.")
-  if num_processes is not None and not 0 <= process_id < num_processes:
+  if (num_processes is not None and process_id is not None
+      and not 0 <= process_id < num_processes):
     raise ValueError(f"process_id must be in [0, {num_processes}), got "
                      f"{process_id}.")
   jax.distributed.initialize(coordinator_address=coordinator_address,

@@ -211,6 +211,7 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   selected = {}
   meta_params = parallel.local_copy(state.meta_params)
   if config.select_on_validation:
+    assert workdir is not None  # refused above
     best = best_lib.read_best(workdir)
     if best is not None:  # None: no validation step within num_steps
       meta_params = _restore(workdir, state, best["step"],

@@ -82,12 +82,13 @@ def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
   `task_loss` where it has one. `key` is split into one key per task
   (`split=False`: it already is, [T] keys).
   """
-  if learner.task_loss is None:
+  task_loss = learner.task_loss
+  if task_loss is None:
     task_losses, task_metric = task_metrics(learner, meta_params, batch, key,
                                             split=split)
   else:
     task_losses, task_metric = vmap_tasks(
-        lambda ep, k: learner.task_loss(meta_params, ep, k), batch, key,
+        lambda ep, k: task_loss(meta_params, ep, k), batch, key,
         split=split)
   return task_losses.mean(), task_metric.mean()
 
@@ -109,13 +110,15 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
                      f"{tasks} tasks of the meta-batch, got {num_chunks!r}.")
   keys = jax.random.split(key, tasks)
 
+  outer_grad = learner.outer_grad
+
   def grads_of(chunk, chunk_keys):
-    if learner.outer_grad is None:
+    if outer_grad is None:
       return jax.value_and_grad(
           lambda p: meta_loss(learner, p, chunk, chunk_keys, split=False),
           has_aux=True)(meta_params)
     grads, (task_losses, task_metric) = vmap_tasks(
-        lambda ep, k: learner.outer_grad(meta_params, ep, k), chunk,
+        lambda ep, k: outer_grad(meta_params, ep, k), chunk,
         chunk_keys, split=False)
     grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
     return (task_losses.mean(), task_metric.mean()), grads
@@ -173,7 +176,8 @@ def auto_tasks_per_chunk(platform: str) -> Optional[int]:
 
 def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
                    *, mesh: Optional[Mesh] = None,
-                   tasks_per_chunk: Optional[int] = None) -> Callable:
+                   tasks_per_chunk: Optional[int] = None
+                   ) -> jax.stages.Wrapped:
   """A jitted `step(state, batch, key) -> (state, metrics)`.
 
   `metrics` holds the meta-batch's mean query "loss", the learner's metric

@@ -114,9 +114,9 @@ def _check_labels(learner: Learner, meta_params, batch: Episode) -> None:
           f"the learner has {ways} outputs: labels must lie in 0..{ways - 1}.")
 
 
-def _compile_ahead(meta_step: Callable, learner: Learner, state: TrainState,
-                   host_batches: Iterator[Episode], key: jax.Array, mesh: Mesh,
-                   check_memory: bool):
+def _compile_ahead(meta_step: jax.stages.Wrapped, learner: Learner,
+                   state: TrainState, host_batches: Iterator[Episode],
+                   key: jax.Array, mesh: Mesh, check_memory: bool):
   """(the meta-step compiled for the first batch, the batches).
 
   Compiled before the loop, so that a step too large for the device's memory
@@ -168,6 +168,7 @@ def _take_step(meta_step: Callable, state: TrainState, batch: Episode,
         f"{_last_checkpoint(checkpointer)} Pass on_nonfinite='skip' "
         "(config.on_nonfinite) to drop such steps instead.")
   # The step counts as done (a resume goes on after it), with no update.
+  assert previous is not None  # on_nonfinite == "skip"
   return previous._replace(step=previous.step + 1), {**shown, "nonfinite": 1.0}
 
 
@@ -194,7 +195,7 @@ def _validate(learner: Learner, state: TrainState, source: TaskSource, *,
 def _count_nonfinite(leaves) -> jax.Array:
   """The number of NaN or infinite entries of a list of arrays (one program,
   not three small ones per leaf shape)."""
-  return sum(jnp.sum(~jnp.isfinite(x)) for x in leaves)
+  return jnp.asarray(sum(jnp.sum(~jnp.isfinite(x)) for x in leaves))
 
 
 def _save_checkpoint(checkpointer, step: int,
@@ -335,6 +336,7 @@ def meta_train(learner: Learner, source: TaskSource, *,
           meta_step, learner, state, host_batches,
           jax.random.fold_in(train_key, start), mesh, check_memory)
     if keep_best:
+      assert workdir is not None  # _check_arguments: keep_best needs one
       best = best_lib.BestKeeper(workdir, primary)
       stack.callback(best.close)
     if workdir is not None and primary:
@@ -354,7 +356,8 @@ def meta_train(learner: Learner, source: TaskSource, *,
           step=done, on_nonfinite=on_nonfinite, writer=writer,
           checkpointer=checkpointer,
           log=done % log_every == 0 or done == num_steps)
-      if val_step is not None and val_every and done % val_every == 0:
+      if (val_step is not None and val_source is not None and val_every
+          and done % val_every == 0):
         metrics.update(_validate(
             val_learner, state, val_source, episodes=val_episodes, seed=seed,
             eval_step=val_step, step=done, writer=writer, best=best))

@@ -65,7 +65,7 @@ def main():
       results[(devices, chunk)] = (parallel.local_copy(new_state.meta_params),
                                    float(metrics["loss"]))
     reference = results[(1, None)]
-    for (devices, chunk), (params, loss) in results.items():
+    for params, loss in results.values():
       close(params, reference[0])
       assert abs(loss - reference[1]) < 1e-5 * max(1.0, abs(reference[1]))
     moved = max(float(jnp.abs(a - b).max()) for a, b in zip(

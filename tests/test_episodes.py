@@ -102,7 +102,7 @@ def test_sinusoid_family():
   # on all points is exact.
   for i in range(5):
     design = np.stack([np.sin(x[i]), np.cos(x[i])], 1)
-    coef, res, *_ = np.linalg.lstsq(design, y[i], rcond=None)
+    coef, *_ = np.linalg.lstsq(design, y[i], rcond=None)
     amp, phase = np.hypot(*coef), np.arctan2(coef[1], coef[0])
     assert 0.1 <= amp <= 5.0 and -1e-4 <= phase <= np.pi + 1e-4
     np.testing.assert_allclose(design @ coef, y[i], atol=1e-4)

@@ -108,7 +108,7 @@ def test_remat_gives_the_same_gradients():
     learner = maml(models.Conv4(ways, filters=4), inner_lr=0.1, inner_steps=3,
                    remat=remat)
     params = learner.init(jax.random.key(0), ep)
-    grads.append(jax.grad(lambda p: learner.loss(
+    grads.append(jax.grad(lambda p, learner=learner: learner.loss(
         learner.predict(p, learner.adapt(p, ep.support, None), ep.query_x),
         ep.query_y))(params))
   chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)

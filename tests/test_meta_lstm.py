@@ -273,7 +273,7 @@ def test_learned_optimizer_binary_smoke(tmp_path):
   assert len(results["meta_training_loss"]) == config.num_steps
   curves = results["mean_loss_curves"]
   assert len(curves) == 4 and set(results["tuned"]) == {"sgd", "momentum", "adam"}
-  for name, tuned in results["tuned"].items():
+  for tuned in results["tuned"].values():
     assert tuned["lr"] in config.lr_grid
   # Every optimizer starts from the same held-out tasks.
   starts = {round(c[0], 4) for c in curves.values()}

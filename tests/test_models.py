@@ -85,7 +85,7 @@ def test_conv2d_patches_one_input_channel_matches_xla(lead, strides):
 
 def test_conv2d_bfloat16_close_to_float32_to_second_order():
   """bfloat16 matmuls: bfloat16 in the program, float32 out, close values."""
-  kx, kk, kg = jax.random.split(jax.random.key(8), 3)
+  kx, kk, _ = jax.random.split(jax.random.key(8), 3)
   x = jax.random.normal(kx, (2, 3, 9, 9, 8))  # [tasks, batch, H, W, C]
   kernel = jax.random.normal(kk, (2, 3, 3, 8, 4)) / 8.0
 
@@ -151,9 +151,9 @@ def test_max_pool_matches_flax(impl):
   def outputs(x):
     out = {}
     for name, f in (("pool", pool), ("ref", ref)):
-      g = jax.grad(lambda x: jnp.sum(jnp.sin(f(x)) * w))
+      g = jax.grad(lambda x, f=f: jnp.sum(jnp.sin(f(x)) * w))
       # Second order, as in MAML: d/dx of a function of the gradient.
-      gg = jax.grad(lambda x: jnp.sum(jnp.sin(g(x))))
+      gg = jax.grad(lambda x, g=g: jnp.sum(jnp.sin(g(x))))
       out[name] = (f(x), g(x), gg(x))
     return out
 
@@ -241,7 +241,7 @@ def test_conv4_impls_agree(pooling, size):
 
   outs = {impl: jax.jit(functools.partial(logits_loss_grads, net))(
       variables, x) for impl, net in nets.items()}
-  logits, loss, grads = outs["patches"]
+  logits, _, grads = outs["patches"]
   chex.assert_shape(logits, (6, 5))
   chex.assert_tree_all_finite(grads)
   # logits, loss, (d/dparams, d/dx)
@@ -278,7 +278,7 @@ def test_conv4_impls_agree_under_vmap_with_per_task_params(pooling):
   # vmap over tasks equals a loop over tasks.
   apply = jax.jit(nets["patches"].apply)
   for t in range(tasks):
-    task_variables = jax.tree.map(lambda v: v[t], per_task)
+    task_variables = jax.tree.map(lambda v, t=t: v[t], per_task)
     _close(apply(task_variables, x[t]), outs["patches"][0][t], atol=1e-4)
 
 

@@ -177,7 +177,7 @@ def test_concurrent_first_loads_prepare_once(tmp_path):
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
            for _ in range(3)]
   results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
-  for out, err, code in results:
+  for _, err, code in results:
     assert code == 0, err[-2000:]
   assert len({out.split()[-1] for out, _, _ in results}) == 1  # the hash
   assert len(sorted(tmp_path.rglob("*.array_record*"))) == 2  # one copy each

@@ -8,7 +8,7 @@ exactly the episodes an uninterrupted run would have.
 import threading
 import queue
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
-                    Protocol, Sequence)
+                    Protocol, Sequence, Tuple)
 
 import jax
 import numpy as np
@@ -41,6 +41,8 @@ def check_classes(classes: ClassImages) -> None:
   images = classes.images
   names = list(classes.names) if classes.names is not None else []
   name = lambda i: f"class {i}" + (f" ({names[i]!r})" if i < len(names) else "")
+  shape: Tuple[int, ...]  # of one example (a list's: set by class 0)
+  dtype: np.dtype
   if isinstance(images, np.ndarray):
     if images.ndim < 3:
       raise ValueError(f"Dense class images must be [num_classes, n, *shape]; "
@@ -249,7 +251,7 @@ def prefetch_to_device(iterator: Iterator, size: int = 2,
   if put is None:
     device = device or jax.local_devices()[0]
     put = lambda item: jax.device_put(item, device)
-  q = queue.Queue(maxsize=size)
+  q: queue.Queue = queue.Queue(maxsize=size)
   done = object()
   stop = threading.Event()
 

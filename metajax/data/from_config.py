@@ -45,12 +45,14 @@ def load_splits(config):
   num_train, num_val, rotations).
   """
   # pylint: disable=g-import-not-at-top
+  # `loader` is one of three modules with the same `load`: mypy takes the
+  # second and third imports for redefinitions.
   if config.dataset in ("cifar_fs", "fc100"):
     from metajax.data import cifar as loader
   elif config.dataset in ("mini_imagenet", "tiered_imagenet"):
-    from metajax.data import imagenet_subsets as loader
+    from metajax.data import imagenet_subsets as loader  # type: ignore[no-redef]
   else:
-    from metajax.data import omniglot as loader
+    from metajax.data import omniglot as loader  # type: ignore[no-redef]
   # pylint: enable=g-import-not-at-top
   kwargs = dict(data_dir=config.data_dir or None, image_size=image_size(config),
                 **config.data_kwargs.to_dict())
@@ -73,14 +75,15 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
   (more ways than classes, more shots + queries than examples).
   """
   if config.dataset == "sinusoid":
-    train = SinusoidSampler(shots=config.shots, queries=config.queries)
+    train: episodes_lib.TaskSource = SinusoidSampler(shots=config.shots,
+                                                     queries=config.queries)
     test = SinusoidSampler(shots=test_value(config, "shots"),
                            queries=test_value(config, "queries"))
     return {"train": train, "val": test, "test": test}
   splits = load_splits(config)
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
 
-  def sampler(split, ways, shots, queries, prefix=""):
+  def sampler(split, ways, shots, queries, *, prefix=""):
     groups = (splits[split].name_groups()
               if split == "test" and config.test_within_groups else None)
     try:

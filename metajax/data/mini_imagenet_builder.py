@@ -143,8 +143,8 @@ def _load_pickle(path: os.PathLike):
 
 def _read_image(path: os.PathLike) -> np.ndarray:
   """uint8 [84, 84, 3] from an image file (resized with LANCZOS if needed)."""
-  with Image.open(path) as im:
-    im = im.convert("RGB")
+  with Image.open(path) as f:
+    im = f.convert("RGB")
     if im.size != (IMAGE_SIZE, IMAGE_SIZE):
       im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
     return np.asarray(im, np.uint8)

@@ -31,6 +31,7 @@ from the first zip in the order background, evaluation, small1, small2. Greek
 and Latin are in both small zips, byte for byte the same images.
 """
 
+import functools
 import os
 import pathlib
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -43,7 +44,8 @@ from metajax.data import omniglot_builder
 from metajax.data import omniglot_images
 from metajax.data import sources
 from metajax.data import tfds_prepare
-from metajax.data.omniglot_images import prepare_images  # pylint: disable=unused-import
+# Re-exported: `omniglot.prepare_images` (the `as` form marks it public).
+from metajax.data.omniglot_images import prepare_images as prepare_images
 from metajax.data.sources import DATA_DIR_ENV, ClassImages
 
 SPLITS = ("vinyals", "lake", "seeded", "minimal")
@@ -164,10 +166,10 @@ def load(
   keys = sorted(origin)
   rng = np.random.default_rng(seed)
   if split == "lake":
-    background = [k for k in keys if origin[k] == "background"]
-    order = rng.permutation(len(background))
-    val = [background[i] for i in order[:sizes[1]]]
-    train = [background[i] for i in order[sizes[1]:]]
+    background_keys = [k for k in keys if origin[k] == "background"]
+    order = rng.permutation(len(background_keys))
+    val = [background_keys[i] for i in order[:sizes[1]]]
+    train = [background_keys[i] for i in order[sizes[1]:]]
     test = [k for k in keys if origin[k] == "evaluation"]
   else:
     order = rng.permutation(len(keys))
@@ -325,9 +327,9 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
     if archive not in archives:
       continue
     builder = tfds_prepare.prepare(
-        lambda: omniglot_builder.MetajaxOmniglot(  # pylint: disable=cell-var-from-loop
-            config=archive, data_dir=os.fspath(cache),
-            file_format="array_record"),
+        functools.partial(
+            omniglot_builder.MetajaxOmniglot, config=archive,
+            data_dir=os.fspath(cache), file_format="array_record"),
         download_config)
     source = tfds.data_source(
         f"{builder.name}/{archive}", split="train", data_dir=os.fspath(cache),

@@ -4,6 +4,8 @@ Each task is y = A sin(x + phi) with A ~ U[0.1, 5], phi ~ U[0, pi], and inputs
 x ~ U[-5, 5]; K support and Q query points per task.
 """
 
+from typing import Tuple
+
 import numpy as np
 
 from metajax.types import Episode
@@ -20,8 +22,9 @@ class SinusoidSampler:
   """
 
   def __init__(self, *, shots: int, queries: int,
-               amplitude_range=(0.1, 5.0), phase_range=(0.0, np.pi),
-               input_range=(-5.0, 5.0)):
+               amplitude_range: Tuple[float, float] = (0.1, 5.0),
+               phase_range: Tuple[float, float] = (0.0, np.pi),
+               input_range: Tuple[float, float] = (-5.0, 5.0)):
     for name, v in (("shots", shots), ("queries", queries)):
       if not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")

@@ -1,6 +1,6 @@
 """Class-indexed sources: what every classification dataset loader returns."""
 
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -17,7 +17,7 @@ class ClassImages(NamedTuple):
       [num_classes, n, H, W, C] when every class has n examples.
     names: one human-readable name per class (e.g. "Greek/character03/rot090").
   """
-  images: Sequence[np.ndarray]
+  images: Union[np.ndarray, Sequence[np.ndarray]]
   names: Sequence[str]
 
   @property

@@ -11,7 +11,7 @@ attends to it with an LSTM for `read_steps` steps (the paper's appendix).
 There is no inner loop: `adapt` only encodes the support set.
 """
 
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -161,7 +161,10 @@ def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed(meta_params, x):
-    z = embedding.apply({"params": meta_params["embed"]}, to_float(x))
+    # Without `mutable`, apply returns the output alone (flax's annotation
+    # also allows an (output, variables) pair).
+    z = cast(jax.Array, embedding.apply({"params": meta_params["embed"]},
+                                        to_float(x)))
     if z.ndim != 2:
       raise ValueError(f"The embedding must map [B, ...] to [B, D]; it "
                        f"returned shape {z.shape}.")

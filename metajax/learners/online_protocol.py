@@ -5,7 +5,7 @@ A sequence of shuffled drawings of `ways` new classes is labelled online
 prediction is scored by how many times its class was seen before.
 """
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, List, Sequence
 
 import jax
 import numpy as np
@@ -77,7 +77,7 @@ def by_instance(online, meta_params, classes, *, ways: int, episodes: int,
   from metajax.data.episodes import EpisodeSampler  # pylint: disable=g-import-not-at-top
   sampler = EpisodeSampler(classes, ways=ways, shots=instances, queries=1)
   label_all = jax.jit(jax.vmap(online, in_axes=(None, 0, 0)))
-  values = {k: [] for k in range(1, instances + 1)}
+  values: Dict[int, List[float]] = {k: [] for k in range(1, instances + 1)}
   for start in range(0, episodes, batch):
     size = min(batch, episodes - start)
     ep = sampler.sample_batch(rng, size)

@@ -255,7 +255,7 @@ def _snail(embedding: nn.Module, *, ways: int, shots: int,
     return model.apply({"params": meta_params["snail"]},
                        *sequence(meta_params, task_state, query_x))[1]
 
-  def attention(meta_params, task_state, query_x):
+  def query_attention(meta_params, task_state, query_x):
     _, found = model.apply({"params": meta_params["snail"]},
                            *sequence(meta_params, task_state, query_x),
                            mutable=["intermediates"])
@@ -265,7 +265,7 @@ def _snail(embedding: nn.Module, *, ways: int, shots: int,
 
   learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
                     metric=metric_fn, metric_name=metric_name)
-  return learner, attention
+  return learner, query_attention
 
 
 def attention_fn(embedding: nn.Module, *, ways: int, shots: int, **kwargs):

@@ -24,7 +24,7 @@ second-order MAML's step faster at bfloat16 precision (docs/benchmark.md);
 the default is "float32".
 """
 
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union, cast
 
 import flax.linen as nn
 import jax
@@ -315,7 +315,9 @@ class Conv(nn.Module):
       raise ValueError(f"compute_dtype={self.compute_dtype!r} needs "
                        "impl='patches'; impl='xla' computes in float32")
     initializing = self.is_initializing() and self.impl in CONV_IMPLS
-    y = conv2d(x, kernel, tuple(self.strides), self.padding,
+    # tuple(): a config may give a list; the field is declared (sh, sw).
+    strides = cast(Tuple[int, int], tuple(self.strides))
+    y = conv2d(x, kernel, strides, self.padding,
                "xla" if initializing else self.impl,
                "float32" if initializing else self.compute_dtype)
     if self.use_bias:
