@@ -89,3 +89,38 @@ def test_every_public_module_has_an_api_page():
   twice = {name: pages for name, pages in documented.items()
            if len(pages) > 1}
   assert not twice, f"modules documented on more than one page: {twice}"
+
+
+# ------------------------------------------------------------ docstrings
+
+
+def _undocumented(module):
+  """Public functions and classes defined in `module`, and their public
+  methods, that have no docstring (a dataclass field holding a function,
+  such as a flax module's initializer, is described by its class)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
+  out = []
+  for name, obj in vars(module).items():
+    if name.startswith("_") or not (inspect.isfunction(obj)
+                                    or inspect.isclass(obj)):
+      continue
+    if obj.__module__ != module.__name__:
+      continue  # imported, documented where it is defined
+    if not inspect.getdoc(obj):
+      out.append(f"{module.__name__}.{name}")
+    if inspect.isclass(obj):
+      fields = ({f.name for f in dataclasses.fields(obj)}
+                if dataclasses.is_dataclass(obj) else set())
+      out += [f"{module.__name__}.{name}.{attr}"
+              for attr, value in vars(obj).items()
+              if not attr.startswith("_") and attr not in fields
+              and inspect.isfunction(value) and not inspect.getdoc(value)]
+  return out
+
+
+def test_every_public_function_and_class_has_a_docstring():
+  import importlib  # pylint: disable=g-import-not-at-top
+  missing = [name for module in public_modules()
+             for name in _undocumented(importlib.import_module(module))]
+  assert not missing, f"public names without a docstring: {missing}"
