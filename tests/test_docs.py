@@ -2,6 +2,9 @@
 every public module of metajax has an API page (an `automodule` under docs/).
 """
 
+import dataclasses
+import importlib
+import inspect
 import pkgutil
 import re
 import subprocess
@@ -98,8 +101,6 @@ def _undocumented(module):
   """Public functions and classes defined in `module`, and their public
   methods, that have no docstring (a dataclass field holding a function,
   such as a flax module's initializer, is described by its class)."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  import inspect  # pylint: disable=g-import-not-at-top
   out = []
   for name, obj in vars(module).items():
     if name.startswith("_") or not (inspect.isfunction(obj)
@@ -120,7 +121,6 @@ def _undocumented(module):
 
 
 def test_every_public_function_and_class_has_a_docstring():
-  import importlib  # pylint: disable=g-import-not-at-top
   missing = [name for module in public_modules()
              for name in _undocumented(importlib.import_module(module))]
   assert not missing, f"public names without a docstring: {missing}"
