@@ -162,8 +162,8 @@ def write(root: str, learners: List[str], budget: comparison.Budget,
   every = [line for row in lines.values() for line in row]
   table = _header(every, budget, command) + [
       "| learner | " + " | ".join(comparison.CELLS)
-      + " | steps x tasks a step | training time | device | paper (" + " / ".join(comparison.CELLS)
-      + ", full Omniglot) |",
+      + " | steps x tasks a step | training time | device | paper ("
+      + " / ".join(comparison.CELLS) + ", full Omniglot) |",
       "| --- " * (len(comparison.CELLS) + 5) + "|"]
   table += [_row(l, lines[l]) for l in learners] + NOTES
   os.makedirs(output, exist_ok=True)

@@ -1,5 +1,6 @@
 """The docs: every row of docs/reliability.md's tables names tests that exist;
-every public module of metajax has an API page (an `automodule` under docs/).
+every public module of metajax has an API page (an `automodule` under docs/),
+and every public function and class a docstring.
 """
 
 import dataclasses
