@@ -40,7 +40,8 @@ setuptools.setup(
         ],
         # The API reference and guides: see docs/index.md.
         "docs": ["sphinx", "myst-parser"],
-        # The linter and the type checker (configured in pyproject.toml).
-        "lint": ["ruff>=0.13", "mypy>=2.0"],
+        # The formatter and linter (ruff, pinned: its layout may change between
+        # releases) and the type checker, configured in pyproject.toml.
+        "lint": ["ruff==0.17.6", "mypy>=2.0"],
     },
 )

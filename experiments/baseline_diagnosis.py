@@ -32,11 +32,10 @@ from metajax.learners.protonet import class_means
 
 # Where the embedding's batch norm takes its statistics.
 STATS = {
-    "own": "support and queries each their own (the library's)",
-    "joint": "support and queries together (transductive)",
-    "support": "the queries with the support set's",
-    "reference": "those of meta-train images (a stand-in for running "
-                 "averages)",
+  "own": "support and queries each their own (the library's)",
+  "joint": "support and queries together (transductive)",
+  "support": "the queries with the support set's",
+  "reference": "those of meta-train images (a stand-in for running averages)",
 }
 
 
@@ -45,44 +44,59 @@ def torch_start(key, features, labels, ways, classifier, scale):
   del labels, classifier, scale
   bound = 1.0 / math.sqrt(features.shape[-1])
   k1, k2 = jax.random.split(key)
-  return {"kernel": jax.random.uniform(k1, (features.shape[-1], ways),
-                                       minval=-bound, maxval=bound),
-          "bias": jax.random.uniform(k2, (ways,), minval=-bound,
-                                     maxval=bound)}
+  return {
+    "kernel": jax.random.uniform(
+      k1, (features.shape[-1], ways), minval=-bound, maxval=bound
+    ),
+    "bias": jax.random.uniform(k2, (ways,), minval=-bound, maxval=bound),
+  }
 
 
 def variants(config) -> Dict[str, tuple]:
   """name -> (statistics, head start, optimizer, steps, fit?)."""
   kw = config.learner_kwargs
   classifier = "cosine" if config.learner == "baseline_pp" else "linear"
-  adam = optax.chain(optax.add_decayed_weights(kw.finetune_weight_decay),
-                     optax.adam(kw.finetune_lr))
+  adam = optax.chain(
+    optax.add_decayed_weights(kw.finetune_weight_decay),
+    optax.adam(kw.finetune_lr),
+  )
   steps = kw.finetune_steps
   mean_start = "zeros" if classifier == "linear" else "prototypes"
   out = {}
   for stats in STATS:
-    out[f"random start, batch norm: {stats}"] = (stats, "random", adam,
-                                                 steps, True)
+    out[f"random start, batch norm: {stats}"] = (
+      stats,
+      "random",
+      adam,
+      steps,
+      True,
+    )
   out[f"{mean_start} start"] = ("own", mean_start, adam, steps, True)
   if classifier == "linear":
-    sgd = optax.chain(optax.add_decayed_weights(kw.finetune_weight_decay),
-                      optax.sgd(kw.finetune_lr, momentum=0.9))
+    sgd = optax.chain(
+      optax.add_decayed_weights(kw.finetune_weight_decay),
+      optax.sgd(kw.finetune_lr, momentum=0.9),
+    )
     out["PyTorch's start"] = ("own", torch_start, adam, steps, True)
-    out["PyTorch's start, SGD 0.9 momentum, 2x steps (the paper's fit, "
-        "full batch)"] = ("own", torch_start, sgd, 2 * steps, True)
+    out[
+      "PyTorch's start, SGD 0.9 momentum, 2x steps (the paper's fit, "
+      "full batch)"
+    ] = ("own", torch_start, sgd, 2 * steps, True)
   out["nearest class mean (cosine), no fit"] = ("own", None, None, 0, False)
   return out
 
 
-def variant_learner(learner, model, config, stats, start, opt, steps, fit,
-                    reference):
+def variant_learner(
+  learner, model, config, stats, start, opt, steps, fit, reference
+):
   """`learner` with adapt/predict doing the variant's test-time fit."""
   classifier = "cosine" if config.learner == "baseline_pp" else "linear"
   ways = config.test_ways or config.ways
 
   def embed(params, x, rows=None):
-    return model.apply({"params": params["embed"]}, to_float(x),
-                       stats_rows=rows)
+    return model.apply(
+      {"params": params["embed"]}, to_float(x), stats_rows=rows
+    )
 
   def features(params, sx, qx):
     n = len(sx)
@@ -93,8 +107,9 @@ def variant_learner(learner, model, config, stats, start, opt, steps, fit,
     elif stats == "support":
       both = embed(params, jnp.concatenate([sx, qx]), n)
     else:
-      both = embed(params, jnp.concatenate([reference, sx, qx]),
-                   len(reference))[len(reference):]
+      both = embed(
+        params, jnp.concatenate([reference, sx, qx]), len(reference)
+      )[len(reference) :]
     return both[:n], both[n:]
 
   def adapt(params, support, key):
@@ -110,61 +125,75 @@ def variant_learner(learner, model, config, stats, start, opt, steps, fit,
     if callable(start):
       head = start(state["key"], fs, sy, ways, classifier, scale)
     else:
-      head = support_head(state["key"], fs, sy, ways,
-                                       classifier, start, scale)
-    head = fit_head(head, fs, sy, classifier=classifier, opt=opt,
-                                 steps=steps)
+      head = support_head(state["key"], fs, sy, ways, classifier, start, scale)
+    head = fit_head(head, fs, sy, classifier=classifier, opt=opt, steps=steps)
     return head_logits(head, fq, classifier)
 
   return learner._replace(adapt=adapt, predict=predict)
 
 
-def diagnose(workdir, episodes, reference_images=512,
-             sizes=None) -> Dict[str, eval_lib.EvalResult]:
+def diagnose(
+  workdir, episodes, reference_images=512, sizes=None
+) -> Dict[str, eval_lib.EvalResult]:
   """variant name -> its result on the run's test episodes (`sizes`:
   test_ways / test_shots / test_queries to override)."""
   run = runs.load_run(workdir)
   config = run.config
   if config.learner not in ("baseline", "baseline_pp"):
-    raise ValueError(f"{workdir} is a {config.learner} run; this diagnosis "
-                     "is for baseline and baseline_pp runs.")
+    raise ValueError(
+      f"{workdir} is a {config.learner} run; this diagnosis "
+      "is for baseline and baseline_pp runs."
+    )
   config.unlock()
   config.update({k: v for k, v in (sizes or {}).items() if v is not None})
   sources = from_config.build_sources(config)
   rng = np.random.default_rng(0)
-  reference = np.concatenate([sources["train"].sample(rng).query_x for _ in
-                              range(-(-reference_images // config.batch_size))
-                              ])[:reference_images]
+  reference = np.concatenate(
+    [
+      sources["train"].sample(rng).query_x
+      for _ in range(-(-reference_images // config.batch_size))
+    ]
+  )[:reference_images]
   model = from_config.build_model(config, None)
   learner = from_config.build_learner(config, test=True)
   results = {}
   for name, spec in variants(config).items():
     results[name] = eval_lib.evaluate(
-        variant_learner(learner, model, config, *spec, reference),
-        run.meta_params, sources["test"], episodes=episodes,
-        seed=from_config.test_seed(config))
+      variant_learner(learner, model, config, *spec, reference),
+      run.meta_params,
+      sources["test"],
+      episodes=episodes,
+      seed=from_config.test_seed(config),
+    )
   return results
 
 
 def define_flags():
   """The command line's flags (defined by the binary only, so that tests
   can import this module beside other binaries)."""
-  flags.DEFINE_string("workdir", None, "A finished Baseline run.",
-                      required=True)
+  flags.DEFINE_string(
+    "workdir", None, "A finished Baseline run.", required=True
+  )
   flags.DEFINE_integer("episodes", 600, "Test episodes.")
   flags.DEFINE_integer("test_ways", None, "Default: the run's.")
   flags.DEFINE_integer("test_shots", None, "Default: the run's.")
   flags.DEFINE_integer("test_queries", None, "Default: the run's.")
   flags.DEFINE_integer(
-      "reference_images", 512, "Meta-train images whose batch-norm statistics "
-      "stand in for running averages (the 'reference' statistics).")
+    "reference_images",
+    512,
+    "Meta-train images whose batch-norm statistics "
+    "stand in for running averages (the 'reference' statistics).",
+  )
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  sizes = {"test_ways": f.test_ways, "test_shots": f.test_shots,
-           "test_queries": f.test_queries}
+  sizes = {
+    "test_ways": f.test_ways,
+    "test_shots": f.test_shots,
+    "test_queries": f.test_queries,
+  }
   results = diagnose(f.workdir, f.episodes, f.reference_images, sizes)
   print("| test-time variant | accuracy (%) |\n| --- | --- |")
   for name, r in results.items():

@@ -91,29 +91,29 @@ from absl import flags
 from absl import logging
 
 ROWS = {
-    # name: (learner, conv_impl, options); options go to the learner, except
-    # MODEL_OPTIONS (Conv4's) and BENCH_OPTIONS (the benchmark's own).
-    "maml_patches": ("maml", "patches", {}),
-    "maml_xla": ("maml", "xla", {}),
-    "maml_remat": ("maml", "patches", {"remat": True}),
-    "fomaml_patches": ("fomaml", "patches", {}),
-    "meta_sgd": ("meta_sgd", "patches", {}),
-    "anil": ("anil", "patches", {}),
-    "reptile": ("reptile", "patches", {}),
-    "reptile_carried": ("reptile", "patches", {"carry_inner_state": True}),
-    "protonet": ("protonet", "patches", {}),
-    "matching_net": ("matching_net", "patches", {}),
-    "matching_fce": ("matching_net", "patches", {"fce": True}),
-    "baseline_pp": ("baseline_pp", "patches", {}),
-    "meta_lstm": ("meta_learner_lstm", "patches", {}),
-    "mann": ("mann", "patches", {"norm": False}),
-    "snail": ("snail", "patches", {"norm": False}),
-    "maml_loop": ("maml", "patches", {"loop": True}),
-    "protonet_loop": ("protonet", "patches", {"loop": True}),
-    "maml_bf16": ("maml", "patches", {"compute_dtype": "bfloat16"}),
-    "protonet_bf16": ("protonet", "patches", {"compute_dtype": "bfloat16"}),
-    "maml_vmapped": ("maml", "patches", {"vmapped": True}),
-    "protonet_vmapped": ("protonet", "patches", {"vmapped": True}),
+  # name: (learner, conv_impl, options); options go to the learner, except
+  # MODEL_OPTIONS (Conv4's) and BENCH_OPTIONS (the benchmark's own).
+  "maml_patches": ("maml", "patches", {}),
+  "maml_xla": ("maml", "xla", {}),
+  "maml_remat": ("maml", "patches", {"remat": True}),
+  "fomaml_patches": ("fomaml", "patches", {}),
+  "meta_sgd": ("meta_sgd", "patches", {}),
+  "anil": ("anil", "patches", {}),
+  "reptile": ("reptile", "patches", {}),
+  "reptile_carried": ("reptile", "patches", {"carry_inner_state": True}),
+  "protonet": ("protonet", "patches", {}),
+  "matching_net": ("matching_net", "patches", {}),
+  "matching_fce": ("matching_net", "patches", {"fce": True}),
+  "baseline_pp": ("baseline_pp", "patches", {}),
+  "meta_lstm": ("meta_learner_lstm", "patches", {}),
+  "mann": ("mann", "patches", {"norm": False}),
+  "snail": ("snail", "patches", {"norm": False}),
+  "maml_loop": ("maml", "patches", {"loop": True}),
+  "protonet_loop": ("protonet", "patches", {"loop": True}),
+  "maml_bf16": ("maml", "patches", {"compute_dtype": "bfloat16"}),
+  "protonet_bf16": ("protonet", "patches", {"compute_dtype": "bfloat16"}),
+  "maml_vmapped": ("maml", "patches", {"vmapped": True}),
+  "protonet_vmapped": ("protonet", "patches", {"vmapped": True}),
 }
 # loop: time the per-task Python loop baseline; vmapped: all tasks of the
 # meta-batch adapted at once (tasks_per_chunk = the meta-batch size).
@@ -121,46 +121,71 @@ BENCH_OPTIONS = ("loop", "vmapped")
 MODEL_OPTIONS = ("norm", "compute_dtype")
 # Learners with an inner loop: 1 step of SGD 0.4 (or Adam, Reptile's), the
 # MAML Omniglot setting; the Meta-Learner LSTM learns its steps.
-INNER_LOOP = ("maml", "fomaml", "meta_sgd", "anil", "reptile",
-              "meta_learner_lstm")
+INNER_LOOP = (
+  "maml",
+  "fomaml",
+  "meta_sgd",
+  "anil",
+  "reptile",
+  "meta_learner_lstm",
+)
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed meta-steps before timing "
-                               "(after compilation).")
+_WARMUP = flags.DEFINE_integer(
+  "warmup", 2, "Untimed meta-steps before timing (after compilation)."
+)
 _XLA_STEPS = flags.DEFINE_integer(
-    "xla_steps", 2, "Timed steps for conv_impl=xla rows (slow on CPU); at "
-    "most --steps.")
+  "xla_steps",
+  2,
+  "Timed steps for conv_impl=xla rows (slow on CPU); at most --steps.",
+)
 _XLA_WARMUP = flags.DEFINE_integer(
-    "xla_warmup", 1, "Warm-up steps for conv_impl=xla rows; at most --warmup.")
-_META_BATCH_SIZE = flags.DEFINE_integer("meta_batch_size", 32,
-                                        "Tasks per meta-step.")
-_ROWS = flags.DEFINE_list("rows", list(ROWS),
-                          f"Rows to run, a subset of {list(ROWS)}.")
-_JSON_OUT = flags.DEFINE_string("json_out", None,
-                                "Also append the JSON lines to this file.")
+  "xla_warmup", 1, "Warm-up steps for conv_impl=xla rows; at most --warmup."
+)
+_META_BATCH_SIZE = flags.DEFINE_integer(
+  "meta_batch_size", 32, "Tasks per meta-step."
+)
+_ROWS = flags.DEFINE_list(
+  "rows", list(ROWS), f"Rows to run, a subset of {list(ROWS)}."
+)
+_JSON_OUT = flags.DEFINE_string(
+  "json_out", None, "Also append the JSON lines to this file."
+)
 _WAYS = flags.DEFINE_integer("ways", 5, "Classes per task (N).")
 _SHOTS = flags.DEFINE_integer("shots", 1, "Support examples per class (K).")
 _QUERIES = flags.DEFINE_integer("queries", 15, "Query examples per class.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
 _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
-_INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "Inner steps of the gradient-based rows.")
-_MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
-                                    "n of the reference float32 n x n matmul.")
+_INNER_STEPS = flags.DEFINE_integer(
+  "inner_steps", 1, "Inner steps of the gradient-based rows."
+)
+_MATMUL_SIZE = flags.DEFINE_integer(
+  "matmul_size", 2048, "n of the reference float32 n x n matmul."
+)
 _TASKS_PER_CHUNK = flags.DEFINE_integer(
-    "tasks_per_chunk", None, "Tasks adapted at once inside the meta-step "
-    "(step.make_meta_step's tasks_per_chunk) for rows that do not set their "
-    "own; must divide --meta_batch_size. Default: the trainer's automatic "
-    "choice (1 on CPU, all on accelerators).")
+  "tasks_per_chunk",
+  None,
+  "Tasks adapted at once inside the meta-step "
+  "(step.make_meta_step's tasks_per_chunk) for rows that do not set their "
+  "own; must divide --meta_batch_size. Default: the trainer's automatic "
+  "choice (1 on CPU, all on accelerators).",
+)
 _SAMPLE_REPEATS = flags.DEFINE_integer(
-    "sample_repeats", 5, "Host-side meta-batches sampled and copied to the "
-    "device to time the input pipeline.")
+  "sample_repeats",
+  5,
+  "Host-side meta-batches sampled and copied to the "
+  "device to time the input pipeline.",
+)
 _COMPUTE_DTYPE = flags.DEFINE_enum(
-    "compute_dtype", "float32", ["float32", "bfloat16"],
-    "Conv4's compute_dtype for rows that do not set their own: the convs' "
-    "matmul inputs (float32 accumulation either way).")
-_WORKER = flags.DEFINE_string("worker", None,
-                              "Internal: run this one row in this process.")
-
+  "compute_dtype",
+  "float32",
+  ["float32", "bfloat16"],
+  "Conv4's compute_dtype for rows that do not set their own: the convs' "
+  "matmul inputs (float32 accumulation either way).",
+)
+_WORKER = flags.DEFINE_string(
+  "worker", None, "Internal: run this one row in this process."
+)
 
 
 def _median(xs):
@@ -183,12 +208,13 @@ def matmul_gflops(n: int, repeats: int = 5) -> float:
   """XLA float32 [n, n] @ [n, n] rate, GFLOP/s (median of `repeats`)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   dot = jax.jit(jnp.dot)
   dot(a, b).block_until_ready()
   seconds = _median(_time(lambda: dot(a, b).block_until_ready(), repeats))
-  return 2.0 * n ** 3 / seconds / 1e9
+  return 2.0 * n**3 / seconds / 1e9
 
 
 def _flops(compiled) -> float:
@@ -211,19 +237,25 @@ def run_row(row: str) -> dict:
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
 
   learner_name, conv_impl, options = ROWS[row]
-  learner_options = {k: v for k, v in options.items()
-                     if k not in BENCH_OPTIONS + MODEL_OPTIONS}
+  learner_options = {
+    k: v for k, v in options.items() if k not in BENCH_OPTIONS + MODEL_OPTIONS
+  }
   model_options = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
   loop = bool(options.get("loop", False))
   model_options.setdefault(
-      "compute_dtype",
-      _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32")
+    "compute_dtype",
+    _COMPUTE_DTYPE.value if conv_impl == "patches" else "float32",
+  )
   compute_dtype = model_options["compute_dtype"]
   steps, warmup = _STEPS.value, _WARMUP.value
   if conv_impl == "xla":
     steps, warmup = min(steps, _XLA_STEPS.value), min(warmup, _XLA_WARMUP.value)
-  tasks, ways, shots, queries = (_META_BATCH_SIZE.value, _WAYS.value,
-                                 _SHOTS.value, _QUERIES.value)
+  tasks, ways, shots, queries = (
+    _META_BATCH_SIZE.value,
+    _WAYS.value,
+    _SHOTS.value,
+    _QUERIES.value,
+  )
   size = _IMAGE_SIZE.value
 
   rng = np.random.default_rng(0)
@@ -232,24 +264,38 @@ def run_row(row: str) -> dict:
     return rng.integers(0, 256, (tasks, n, size, size, 1), dtype=np.uint8)
 
   def labels(per_class):
-    return np.tile(np.repeat(np.arange(ways, dtype=np.int32), per_class),
-                   (tasks, 1))
+    return np.tile(
+      np.repeat(np.arange(ways, dtype=np.int32), per_class), (tasks, 1)
+    )
 
   if learner_name == "baseline_pp":  # mini-batches of the same image count
     n = ways * (shots + queries)
-    batch = Episode(support_x=images(0), support_y=labels(0),
-                    query_x=images(n),
-                    query_y=rng.integers(0, 100, (tasks, n), dtype=np.int32))
+    batch = Episode(
+      support_x=images(0),
+      support_y=labels(0),
+      query_x=images(n),
+      query_y=rng.integers(0, 100, (tasks, n), dtype=np.int32),
+    )
   else:
     batch = Episode(
-        support_x=images(ways * shots), support_y=labels(shots),
-        query_x=images(ways * queries), query_y=labels(queries))
+      support_x=images(ways * shots),
+      support_y=labels(shots),
+      query_x=images(ways * queries),
+      query_y=labels(queries),
+    )
   batch = jax.device_put(batch)
   config = from_config.default_config()
-  config.update(dict(learner=learner_name, ways=ways, shots=shots,
-                     num_classes=100))
-  config.model_kwargs.update(dict(filters=_FILTERS.value, pooling="stride",
-                                  conv_impl=conv_impl, **model_options))
+  config.update(
+    dict(learner=learner_name, ways=ways, shots=shots, num_classes=100)
+  )
+  config.model_kwargs.update(
+    dict(
+      filters=_FILTERS.value,
+      pooling="stride",
+      conv_impl=conv_impl,
+      **model_options,
+    )
+  )
   if learner_name in INNER_LOOP:
     config.inner_steps = _INNER_STEPS.value
     if learner_name != "meta_learner_lstm":
@@ -259,28 +305,38 @@ def run_row(row: str) -> dict:
   outer_opt = from_config.build_outer_opt(config)  # Adam 1e-3
   init_key, step_key = jax.random.split(jax.random.key(0))
   state = jax.block_until_ready(
-      jax.jit(lambda k, b: step_lib.init_train_state(learner, outer_opt, k, b))(
-          init_key, batch))
+    jax.jit(lambda k, b: step_lib.init_train_state(learner, outer_opt, k, b))(
+      init_key, batch
+    )
+  )
 
   rss_before_compile_mb = (
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  )
   # XLA's cost analysis counts a loop body once, so the FLOPs of every row
   # come from the meta-step with all tasks at once (no loop over chunks),
   # lowered but not compiled: the unoptimized program's count.
-  gflop = _flops(step_lib.make_meta_step(
-      learner, outer_opt, tasks_per_chunk=tasks).lower(
-          state, batch, step_key)) / 1e9
+  gflop = (
+    _flops(
+      step_lib.make_meta_step(learner, outer_opt, tasks_per_chunk=tasks).lower(
+        state, batch, step_key
+      )
+    )
+    / 1e9
+  )
   step_memory_mb = None
   if loop:
     chunk = 1
-    compile_s, compiled = _compile_loop_step(learner, outer_opt, state, batch,
-                                             step_key)
+    compile_s, compiled = _compile_loop_step(
+      learner, outer_opt, state, batch, step_key
+    )
   else:
     chunk = tasks if options.get("vmapped") else _TASKS_PER_CHUNK.value
     if chunk is None:
       chunk = step_lib.auto_tasks_per_chunk(jax.default_backend()) or tasks
-    meta_step = step_lib.make_meta_step(learner, outer_opt,
-                                        tasks_per_chunk=chunk)
+    meta_step = step_lib.make_meta_step(
+      learner, outer_opt, tasks_per_chunk=chunk
+    )
     start = time.perf_counter()
     compiled = meta_step.lower(state, batch, step_key).compile()
     compile_s = time.perf_counter() - start
@@ -297,38 +353,45 @@ def run_row(row: str) -> dict:
 
   _time(one_step, warmup)
   times = _time(one_step, steps)
-  sample_ms, put_ms = (host_pipeline_ms(tasks, ways, shots, queries, size,
-                                        _SAMPLE_REPEATS.value)
-                       if _SAMPLE_REPEATS.value else (None, None))
+  sample_ms, put_ms = (
+    host_pipeline_ms(tasks, ways, shots, queries, size, _SAMPLE_REPEATS.value)
+    if _SAMPLE_REPEATS.value
+    else (None, None)
+  )
   rate = matmul_gflops(_MATMUL_SIZE.value)
   step_s = _median(times)
   device = jax.devices()[0]
   return {
-      "row": row,
-      "learner": learner_name,
-      "conv_impl": conv_impl,
-      "compute_dtype": compute_dtype,
-      "tasks_per_chunk": chunk,
-      "step_memory_mb": step_memory_mb,
-      "host_sample_ms": sample_ms,
-      "host_put_ms": put_ms,
-      "options": options,
-      "ways": ways, "shots": shots, "queries": queries,
-      "image_size": size, "filters": _FILTERS.value,
-      "meta_batch_size": tasks, "inner_steps": _INNER_STEPS.value,
-      "steps": steps, "warmup": warmup,
-      "tasks_per_s": tasks / step_s,
-      "step_ms": 1e3 * step_s,
-      "step_ms_min": 1e3 * min(times),
-      "compile_s": compile_s,
-      "rss_before_compile_mb": rss_before_compile_mb,
-      "gflop_per_step": gflop,
-      "step_gflops": gflop / step_s,
-      "matmul_gflops": rate,
-      "matmul_share": gflop / step_s / rate,
-      "backend": jax.default_backend(),
-      "device": device.device_kind,
-      "jax_version": jax.__version__,
+    "row": row,
+    "learner": learner_name,
+    "conv_impl": conv_impl,
+    "compute_dtype": compute_dtype,
+    "tasks_per_chunk": chunk,
+    "step_memory_mb": step_memory_mb,
+    "host_sample_ms": sample_ms,
+    "host_put_ms": put_ms,
+    "options": options,
+    "ways": ways,
+    "shots": shots,
+    "queries": queries,
+    "image_size": size,
+    "filters": _FILTERS.value,
+    "meta_batch_size": tasks,
+    "inner_steps": _INNER_STEPS.value,
+    "steps": steps,
+    "warmup": warmup,
+    "tasks_per_s": tasks / step_s,
+    "step_ms": 1e3 * step_s,
+    "step_ms_min": 1e3 * min(times),
+    "compile_s": compile_s,
+    "rss_before_compile_mb": rss_before_compile_mb,
+    "gflop_per_step": gflop,
+    "step_gflops": gflop / step_s,
+    "matmul_gflops": rate,
+    "matmul_share": gflop / step_s / rate,
+    "backend": jax.default_backend(),
+    "device": device.device_kind,
+    "jax_version": jax.__version__,
   }
 
 
@@ -350,23 +413,27 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
   outer_opt = step_lib.outer_optimizer(learner, outer_opt)
 
   tasks = jax.tree.leaves(batch)[0].shape[0]
-  task_batches = [jax.tree.map(lambda a, t=t: a[t:t + 1], batch)
-                  for t in range(tasks)]
+  task_batches = [
+    jax.tree.map(lambda a, t=t: a[t : t + 1], batch) for t in range(tasks)
+  ]
   one_task = jax.jit(lambda p, b, k: step_lib.meta_gradient(learner, p, b, k))
   add = lambda a, b: jax.tree.map(jax.numpy.add, a, b)
 
   def apply(state, grads, loss, metric):
     grads = jax.tree.map(lambda g: g / tasks, grads)
-    updates, opt_state = outer_opt.update(grads, state.opt_state,
-                                          state.meta_params)
+    updates, opt_state = outer_opt.update(
+      grads, state.opt_state, state.meta_params
+    )
     meta_params = optax.apply_updates(state.meta_params, updates)
-    metrics = {"loss": loss / tasks, learner.metric_name: metric / tasks,
-               "grad_norm": optax.tree.norm(grads)}
+    metrics = {
+      "loss": loss / tasks,
+      learner.metric_name: metric / tasks,
+      "grad_norm": optax.tree.norm(grads),
+    }
     return step_lib.TrainState(state.step + 1, meta_params, opt_state), metrics
 
   start = time.perf_counter()
-  one_task_c = one_task.lower(state.meta_params, task_batches[0],
-                              key).compile()
+  one_task_c = one_task.lower(state.meta_params, task_batches[0], key).compile()
   out = one_task_c(state.meta_params, task_batches[0], key)
   (loss, metric), grads = out
   add_c = jax.jit(add).lower(out, out).compile()
@@ -378,10 +445,14 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
     keys = jax.random.split(key, tasks)
     total = None
     for t in range(tasks):
-      (loss, metric), grads = one_task_c(state.meta_params, task_batches[t],
-                                         keys[t])
-      total = ((loss, metric), grads) if total is None else add_c(
-          total, ((loss, metric), grads))
+      (loss, metric), grads = one_task_c(
+        state.meta_params, task_batches[t], keys[t]
+      )
+      total = (
+        ((loss, metric), grads)
+        if total is None
+        else add_c(total, ((loss, metric), grads))
+      )
     (loss, metric), grads = total
     return apply_c(state, grads, loss, metric)
 
@@ -390,17 +461,31 @@ def _compile_loop_step(learner, outer_opt, state, batch, key):
 
 def _worker_args(row):
   args = [sys.executable, "-m", "experiments.benchmark", f"--worker={row}"]
-  for flag in (_STEPS, _WARMUP, _XLA_STEPS, _XLA_WARMUP, _META_BATCH_SIZE,
-               _WAYS, _SHOTS, _QUERIES, _IMAGE_SIZE, _FILTERS, _INNER_STEPS,
-               _MATMUL_SIZE, _COMPUTE_DTYPE, _TASKS_PER_CHUNK,
-               _SAMPLE_REPEATS):
+  for flag in (
+    _STEPS,
+    _WARMUP,
+    _XLA_STEPS,
+    _XLA_WARMUP,
+    _META_BATCH_SIZE,
+    _WAYS,
+    _SHOTS,
+    _QUERIES,
+    _IMAGE_SIZE,
+    _FILTERS,
+    _INNER_STEPS,
+    _MATMUL_SIZE,
+    _COMPUTE_DTYPE,
+    _TASKS_PER_CHUNK,
+    _SAMPLE_REPEATS,
+  ):
     if flag.value is not None:
       args.append(f"--{flag.name}={flag.value}")
   return args
 
 
-def host_pipeline_ms(tasks: int, ways: int, shots: int, queries: int,
-                     size: int, repeats: int):
+def host_pipeline_ms(
+  tasks: int, ways: int, shots: int, queries: int, size: int, repeats: int
+):
   """Median ms to sample one meta-batch on the host and to copy it over.
 
   The source is Omniglot's training split in shape (964 classes of 20 uint8
@@ -414,23 +499,33 @@ def host_pipeline_ms(tasks: int, ways: int, shots: int, queries: int,
   from metajax.data.sources import ClassImages  # pylint: disable=g-import-not-at-top
 
   images = np.random.default_rng(1).integers(
-      0, 256, (964, 20, size, size, 1), dtype=np.uint8)
+    0, 256, (964, 20, size, size, 1), dtype=np.uint8
+  )
   sampler = EpisodeSampler(
-      ClassImages(images, [str(i) for i in range(964)]), ways=ways,
-      shots=shots, queries=queries)
+    ClassImages(images, [str(i) for i in range(964)]),
+    ways=ways,
+    shots=shots,
+    queries=queries,
+  )
   batches = []
-  sample = _time(lambda: batches.append(sampler.sample_batch(
-      np.random.default_rng(len(batches)), tasks)), repeats)
-  put = _time(lambda: jax.block_until_ready(jax.device_put(batches.pop())),
-              repeats)
+  sample = _time(
+    lambda: batches.append(
+      sampler.sample_batch(np.random.default_rng(len(batches)), tasks)
+    ),
+    repeats,
+  )
+  put = _time(
+    lambda: jax.block_until_ready(jax.device_put(batches.pop())), repeats
+  )
   return 1e3 * _median(sample), 1e3 * _median(put)
 
 
 def spawn_row(row: str) -> dict:
   """Runs one row in a subprocess; adds its peak RSS to the row's JSON."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.Popen(_worker_args(row), stdout=subprocess.PIPE,
-                          cwd=root, text=True)
+  proc = subprocess.Popen(
+    _worker_args(row), stdout=subprocess.PIPE, cwd=root, text=True
+  )
   out = proc.stdout.read()
   proc.stdout.close()
   _, status, usage = os.wait4(proc.pid, 0)
@@ -447,22 +542,44 @@ def spawn_row(row: str) -> dict:
 
 def format_table(results) -> str:
   """A fixed-width table of the main fields of the rows in `results`."""
-  header = ("row", "tasks/s", "step ms", "chunk", "compile s", "peak MB",
-            "step MB (XLA)", "GFLOP/step", "matmul GFLOP/s", "share",
-            "sample+put ms", "device")
-  lines = [" | ".join(f"{h:>13}" if i else f"{h:<16}"
-                      for i, h in enumerate(header))]
+  header = (
+    "row",
+    "tasks/s",
+    "step ms",
+    "chunk",
+    "compile s",
+    "peak MB",
+    "step MB (XLA)",
+    "GFLOP/step",
+    "matmul GFLOP/s",
+    "share",
+    "sample+put ms",
+    "device",
+  )
+  lines = [
+    " | ".join(f"{h:>13}" if i else f"{h:<16}" for i, h in enumerate(header))
+  ]
   for r in results:
     memory = r.get("step_memory_mb")
-    host = (f"{r['host_sample_ms']:.1f}+{r['host_put_ms']:.1f}"
-            if r.get("host_sample_ms") is not None else "-")
-    cells = [f"{r['row']:<16}", f"{r['tasks_per_s']:>13.2f}",
-             f"{r['step_ms']:>13.1f}", f"{r['tasks_per_chunk']:>13}",
-             f"{r['compile_s']:>13.1f}", f"{r['peak_rss_mb']:>13.0f}",
-             f"{memory:>13.0f}" if memory is not None else f"{'-':>13}",
-             f"{r['gflop_per_step']:>13.4g}", f"{r['matmul_gflops']:>13.1f}",
-             f"{r['matmul_share']:>13.1%}", f"{host:>13}",
-             f"{r['backend']} {r['device']}"]
+    host = (
+      f"{r['host_sample_ms']:.1f}+{r['host_put_ms']:.1f}"
+      if r.get("host_sample_ms") is not None
+      else "-"
+    )
+    cells = [
+      f"{r['row']:<16}",
+      f"{r['tasks_per_s']:>13.2f}",
+      f"{r['step_ms']:>13.1f}",
+      f"{r['tasks_per_chunk']:>13}",
+      f"{r['compile_s']:>13.1f}",
+      f"{r['peak_rss_mb']:>13.0f}",
+      f"{memory:>13.0f}" if memory is not None else f"{'-':>13}",
+      f"{r['gflop_per_step']:>13.4g}",
+      f"{r['matmul_gflops']:>13.1f}",
+      f"{r['matmul_share']:>13.1%}",
+      f"{host:>13}",
+      f"{r['backend']} {r['device']}",
+    ]
     lines.append(" | ".join(cells))
   return "\n".join(lines)
 
@@ -482,8 +599,10 @@ def main(argv):
     raise app.UsageError("--sample_repeats must be >= 0.")
   chunk = _TASKS_PER_CHUNK.value
   if chunk is not None and (chunk < 1 or _META_BATCH_SIZE.value % chunk):
-    raise app.UsageError(f"--tasks_per_chunk={chunk} must be >= 1 and divide "
-                         f"--meta_batch_size={_META_BATCH_SIZE.value}.")
+    raise app.UsageError(
+      f"--tasks_per_chunk={chunk} must be >= 1 and divide "
+      f"--meta_batch_size={_META_BATCH_SIZE.value}."
+    )
   unknown = [r for r in _ROWS.value if r not in ROWS]
   if unknown:
     raise app.UsageError(f"Unknown rows {unknown}; choose from {list(ROWS)}.")

@@ -41,19 +41,28 @@ from metajax import train
 from metajax.data import from_config as data_config
 
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "The table's root: each cell is <workdir>/<learner>/"
-    "<cell>.", required=True)
+  "workdir",
+  None,
+  "The table's root: each cell is <workdir>/<learner>/<cell>.",
+  required=True,
+)
 _BUDGET = flags.DEFINE_string(
-    "budget", "cpu", f"A named budget: {', '.join(comparison.BUDGETS)}.")
+  "budget", "cpu", f"A named budget: {', '.join(comparison.BUDGETS)}."
+)
 _LEARNERS = flags.DEFINE_list(
-    "learners", list(comparison.LEARNERS), "Learners to train and report.")
+  "learners", list(comparison.LEARNERS), "Learners to train and report."
+)
 _CELLS = flags.DEFINE_list(
-    "cells", list(comparison.CELLS), "Cells (N-way K-shot) to train.")
+  "cells", list(comparison.CELLS), "Cells (N-way K-shot) to train."
+)
 _OUTPUT = flags.DEFINE_string(
-    "output", "docs", "Folder of comparison.md and comparison.jsonl.")
+  "output", "docs", "Folder of comparison.md and comparison.jsonl."
+)
 _REPORT_ONLY = flags.DEFINE_bool(
-    "report_only", False, "Rewrite the table from the finished cells; train "
-    "nothing.")
+  "report_only",
+  False,
+  "Rewrite the table from the finished cells; train nothing.",
+)
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 FLUSH_SECONDS = 30.0  # how often a running cell's seconds are saved
@@ -73,7 +82,10 @@ class CellLog:
   def __init__(self, workdir: str, budget: comparison.Budget, **extra):
     self._path = os.path.join(workdir, report.COMPARE_JSON)
     self.info = read_json(self._path) or {
-        "budget": comparison.describe(budget), "devices": [], "seconds": 0.0}
+      "budget": comparison.describe(budget),
+      "devices": [],
+      "seconds": 0.0,
+    }
     self.info.update(extra)
     if device_kind() not in self.info["devices"]:
       self.info["devices"].append(device_kind())
@@ -92,18 +104,21 @@ class CellLog:
       self.save()
 
 
-def check_budget(root: str, learners: List[str],
-                 budget: comparison.Budget) -> None:
+def check_budget(
+  root: str, learners: List[str], budget: comparison.Budget
+) -> None:
   """Raises ValueError if a cell under `root` ran with another budget."""
   for learner in learners:
     for cell in comparison.CELLS:
-      info = read_json(os.path.join(cell_dir(root, learner, cell),
-                                    report.COMPARE_JSON))
+      info = read_json(
+        os.path.join(cell_dir(root, learner, cell), report.COMPARE_JSON)
+      )
       if info is not None and info["budget"] != comparison.describe(budget):
         raise ValueError(
-            f"{cell_dir(root, learner, cell)} ran with budget "
-            f"{info['budget']}, not {comparison.describe(budget)}; a table "
-            "holds one budget: use another --workdir.")
+          f"{cell_dir(root, learner, cell)} ran with budget "
+          f"{info['budget']}, not {comparison.describe(budget)}; a table "
+          "holds one budget: use another --workdir."
+        )
 
 
 def _with_callback(log: CellLog, bar):
@@ -111,6 +126,7 @@ def _with_callback(log: CellLog, bar):
     log.tick()
     if bar is not None:
       bar(step, metrics)
+
   return callback
 
 
@@ -141,21 +157,42 @@ def _test_shared(config, workdir: str, trained: str, budget) -> None:
   config.num_classes = run.config.num_classes
   differ = comparison.training_difference(run.config, config)
   if differ:
-    raise ValueError(f"{workdir} cannot test the run in {trained}: their "
-                     f"training configs differ in {', '.join(differ)}.")
+    raise ValueError(
+      f"{workdir} cannot test the run in {trained}: their "
+      f"training configs differ in {', '.join(differ)}."
+    )
   os.makedirs(workdir, exist_ok=True)
-  log = CellLog(workdir, budget, classes=_classes(config),
-                trained_in=os.path.basename(trained))
+  log = CellLog(
+    workdir,
+    budget,
+    classes=_classes(config),
+    trained_in=os.path.basename(trained),
+  )
   source = from_config.build_sources(config)["test"]
   result = eval_lib.evaluate(
-      from_config.build_learner(config, test=True), run.meta_params, source,
-      episodes=config.eval_episodes, seed=from_config.test_seed(config))
-  selected = {k: v for k, v in read_json(
-      os.path.join(trained, "results.json")).items() if k.startswith("selected_")}
-  metrics_io.write_json(os.path.join(workdir, "results.json"), {
-      "config": json.loads(config.to_json()), "metric": result.metric,
-      "mean": result.mean, "ci95": result.ci95, "episodes": result.episodes,
-      **selected, "trained_in": os.path.basename(trained)})
+    from_config.build_learner(config, test=True),
+    run.meta_params,
+    source,
+    episodes=config.eval_episodes,
+    seed=from_config.test_seed(config),
+  )
+  selected = {
+    k: v
+    for k, v in read_json(os.path.join(trained, "results.json")).items()
+    if k.startswith("selected_")
+  }
+  metrics_io.write_json(
+    os.path.join(workdir, "results.json"),
+    {
+      "config": json.loads(config.to_json()),
+      "metric": result.metric,
+      "mean": result.mean,
+      "ci95": result.ci95,
+      "episodes": result.episodes,
+      **selected,
+      "trained_in": os.path.basename(trained),
+    },
+  )
   log.save()
 
 
@@ -166,10 +203,15 @@ def run_cell(root: str, learner: str, cell: str, budget) -> bool:
     return False
   config = comparison.cell_config(learner, cell, budget)
   trained = comparison.trained_cell(learner, cell)
-  print(f"compare: {learner} {cell}"
-        + (f" (testing the {trained} run)" if trained else
-           f" ({config.num_steps} steps x {config.meta_batch_size})"),
-        flush=True)
+  print(
+    f"compare: {learner} {cell}"
+    + (
+      f" (testing the {trained} run)"
+      if trained
+      else f" ({config.num_steps} steps x {config.meta_batch_size})"
+    ),
+    flush=True,
+  )
   if trained:
     run_cell(root, learner, trained, budget)
     _test_shared(config, workdir, cell_dir(root, learner, trained), budget)
@@ -180,13 +222,19 @@ def run_cell(root: str, learner: str, cell: str, budget) -> bool:
 
 def _check_flags() -> comparison.Budget:
   """The budget; exits with one line on a bad flag."""
+
   def fail(message):
     sys.exit(f"compare: {message}")
+
   if _BUDGET.value not in comparison.BUDGETS:
-    fail(f"--budget={_BUDGET.value}: unknown budget; valid: "
-         f"{', '.join(comparison.BUDGETS)}.")
-  for name, flag, valid in (("learners", _LEARNERS, comparison.LEARNERS),
-                            ("cells", _CELLS, comparison.CELLS)):
+    fail(
+      f"--budget={_BUDGET.value}: unknown budget; valid: "
+      f"{', '.join(comparison.BUDGETS)}."
+    )
+  for name, flag, valid in (
+    ("learners", _LEARNERS, comparison.LEARNERS),
+    ("cells", _CELLS, comparison.CELLS),
+  ):
     unknown = [v for v in flag.value if v not in valid]
     if unknown or not flag.value:
       what = f"unknown {name[:-1]} {unknown[0]!r}" if unknown else "empty"
@@ -214,8 +262,9 @@ def main(argv):
   except ValueError as e:
     sys.exit(f"compare: {e}")
   cache_flags.apply()
-  write = lambda: report.write(root, learners, budget, _OUTPUT.value,
-                               command(budget, learners))
+  write = lambda: report.write(
+    root, learners, budget, _OUTPUT.value, command(budget, learners)
+  )
   write()
   if _REPORT_ONLY.value:
     return
@@ -223,8 +272,13 @@ def main(argv):
     for cell in [c for c in comparison.CELLS if c in _CELLS.value]:
       try:
         ran = run_cell(root, learner, cell, budget)
-      except (from_config.ConfigError, checkpoint.CheckpointError,
-              train.NonFiniteError, memory.StepMemoryError, ValueError) as e:
+      except (
+        from_config.ConfigError,
+        checkpoint.CheckpointError,
+        train.NonFiniteError,
+        memory.StepMemoryError,
+        ValueError,
+      ) as e:
         sys.exit(f"compare: {learner} {cell}: {type(e).__name__}: {e}")
       if ran:
         write()

@@ -62,18 +62,28 @@ from metajax import from_config
 
 CELLS = ("5w1s", "5w5s", "20w1s", "20w5s")
 CONFIG_FILES = {  # learner -> its config file in experiments/configs/
-    "maml": "maml_omniglot", "fomaml": "fomaml_omniglot",
-    "meta_sgd": "meta_sgd_omniglot", "anil": "anil_omniglot",
-    "reptile": "reptile_omniglot", "meta_learner_lstm": "meta_lstm_omniglot",
-    "protonet": "protonet_omniglot", "matching_net": "matching_net_omniglot",
-    "baseline": "baseline_omniglot", "baseline_pp": "baseline_pp_omniglot",
-    "snail": "snail_omniglot", "mann": "mann_omniglot"}
+  "maml": "maml_omniglot",
+  "fomaml": "fomaml_omniglot",
+  "meta_sgd": "meta_sgd_omniglot",
+  "anil": "anil_omniglot",
+  "reptile": "reptile_omniglot",
+  "meta_learner_lstm": "meta_lstm_omniglot",
+  "protonet": "protonet_omniglot",
+  "matching_net": "matching_net_omniglot",
+  "baseline": "baseline_omniglot",
+  "baseline_pp": "baseline_pp_omniglot",
+  "snail": "snail_omniglot",
+  "mann": "mann_omniglot",
+}
 LEARNERS = tuple(CONFIG_FILES)  # the table's rows, in this order
 NO_20_WAY = ("meta_learner_lstm", "mann")  # configs without 20-way variants
 # (learner, cell) -> the cell whose trained run it tests.
-SHARED = {("protonet", "20w1s"): "5w1s", ("protonet", "20w5s"): "5w5s",
-          ("matching_net", "20w1s"): "5w1s",
-          ("matching_net", "20w5s"): "5w5s"}
+SHARED = {
+  ("protonet", "20w1s"): "5w1s",
+  ("protonet", "20w5s"): "5w5s",
+  ("matching_net", "20w1s"): "5w1s",
+  ("matching_net", "20w5s"): "5w5s",
+}
 VALIDATIONS = 5  # validations per run, at the same fractions of the budget
 IMAGE_SIZE = 28
 TEST_QUERIES = {5: 15, 20: 5}  # queries per class of a test episode, by ways
@@ -86,6 +96,7 @@ OWN_MODEL_KWARGS = ("norm", "pooling")
 
 class Budget(NamedTuple):
   """A named budget: training tasks per cell and the evaluation sizes."""
+
   name: str
   tasks: int  # num_steps x meta_batch_size (Baselines: mini-batches)
   val_episodes: int
@@ -95,13 +106,19 @@ class Budget(NamedTuple):
 
 
 BUDGETS = {
-    # The whole table in about 8 hours on 2 CPU cores shared with other
-    # jobs (each cell's steps timed there; less on idle cores).
-    "cpu": Budget("cpu", tasks=960, val_episodes=100, eval_episodes=600),
-    "gpu": Budget("gpu", tasks=9_600, val_episodes=100, eval_episodes=600),
-    # Tests only: a tiny Conv4 on small images, a few tasks and episodes.
-    "smoke": Budget("smoke", tasks=32, val_episodes=2, eval_episodes=10,
-                    filters=8, image_size=14),
+  # The whole table in about 8 hours on 2 CPU cores shared with other
+  # jobs (each cell's steps timed there; less on idle cores).
+  "cpu": Budget("cpu", tasks=960, val_episodes=100, eval_episodes=600),
+  "gpu": Budget("gpu", tasks=9_600, val_episodes=100, eval_episodes=600),
+  # Tests only: a tiny Conv4 on small images, a few tasks and episodes.
+  "smoke": Budget(
+    "smoke",
+    tasks=32,
+    val_episodes=2,
+    eval_episodes=10,
+    filters=8,
+    image_size=14,
+  ),
 }
 
 # The papers' figures (%, full Omniglot), "-" where the paper has none for
@@ -109,20 +126,28 @@ BUDGETS = {
 # gives no Omniglot table we reproduce, Ravi & Larochelle report
 # miniImageNet only, and MANN's paper scores accuracy by instance.
 PAPER = {
-    "maml": ("MAML paper, Table 1",
-             ("98.7 +- 0.4", "99.9 +- 0.1", "95.8 +- 0.3", "98.9 +- 0.2")),
-    "fomaml": ("MAML paper, Table 1, first order",
-               ("98.3 +- 0.5", "99.2 +- 0.2", "89.4 +- 0.5", "97.9 +- 0.1")),
-    "meta_sgd": ("Meta-SGD paper, Table 1",
-                 ("99.53 +- 0.26", "99.93 +- 0.09", "95.93 +- 0.38",
-                  "98.97 +- 0.19")),
-    "reptile": ("Reptile paper, Table 1, transductive",
-                ("97.68 +- 0.04", "99.48 +- 0.06", "89.43 +- 0.14",
-                 "97.12 +- 0.32")),
-    "protonet": ("ProtoNets paper, Table 1", ("98.8", "99.7", "96.0", "98.9")),
-    "matching_net": ("Matching Nets paper, Table 1",
-                     ("98.1", "98.9", "93.8", "98.5")),
-    "snail": ("SNAIL paper, Table 1", ("99.07", "99.78", "97.64", "99.36")),
+  "maml": (
+    "MAML paper, Table 1",
+    ("98.7 +- 0.4", "99.9 +- 0.1", "95.8 +- 0.3", "98.9 +- 0.2"),
+  ),
+  "fomaml": (
+    "MAML paper, Table 1, first order",
+    ("98.3 +- 0.5", "99.2 +- 0.2", "89.4 +- 0.5", "97.9 +- 0.1"),
+  ),
+  "meta_sgd": (
+    "Meta-SGD paper, Table 1",
+    ("99.53 +- 0.26", "99.93 +- 0.09", "95.93 +- 0.38", "98.97 +- 0.19"),
+  ),
+  "reptile": (
+    "Reptile paper, Table 1, transductive",
+    ("97.68 +- 0.04", "99.48 +- 0.06", "89.43 +- 0.14", "97.12 +- 0.32"),
+  ),
+  "protonet": ("ProtoNets paper, Table 1", ("98.8", "99.7", "96.0", "98.9")),
+  "matching_net": (
+    "Matching Nets paper, Table 1",
+    ("98.1", "98.9", "93.8", "98.5"),
+  ),
+  "snail": ("SNAIL paper, Table 1", ("99.07", "99.78", "97.64", "99.36")),
 }
 
 
@@ -154,11 +179,13 @@ def paper_figure(learner: str, cell: str) -> str:
 def learner_config(learner: str, cell: str) -> ml_collections.ConfigDict:
   """The learner's own config of the cell (its paper recipe)."""
   if learner not in CONFIG_FILES:
-    raise ValueError(f"unknown learner {learner!r}; valid: "
-                     f"{', '.join(LEARNERS)}.")
+    raise ValueError(
+      f"unknown learner {learner!r}; valid: {', '.join(LEARNERS)}."
+    )
   ways, shots = cell_sizes(cell)
   module = importlib.import_module(
-      f"experiments.configs.{CONFIG_FILES[learner]}")
+    f"experiments.configs.{CONFIG_FILES[learner]}"
+  )
   if ways == 20 and learner in NO_20_WAY:
     c = module.get_config(f"5w{shots}s")
     c.ways = 20
@@ -170,10 +197,16 @@ def learner_config(learner: str, cell: str) -> ml_collections.ConfigDict:
 def _shared_fields(budget: Budget) -> ml_collections.ConfigDict:
   """The data and backbone fields every cell gets (from maml_omniglot)."""
   base = maml_omniglot.omniglot_config("5w1s")
-  shared = ml_collections.ConfigDict({
-      "dataset": base.dataset, "data_kwargs": base.data_kwargs.to_dict(),
-      "model": base.model, "model_kwargs": base.model_kwargs.to_dict(),
-      "image_size": budget.image_size, "seed": 0})
+  shared = ml_collections.ConfigDict(
+    {
+      "dataset": base.dataset,
+      "data_kwargs": base.data_kwargs.to_dict(),
+      "model": base.model,
+      "model_kwargs": base.model_kwargs.to_dict(),
+      "image_size": budget.image_size,
+      "seed": 0,
+    }
+  )
   shared.model_kwargs.filters = budget.filters
   return shared
 
@@ -185,8 +218,9 @@ def num_steps(config, budget: Budget) -> int:
   return math.ceil(budget.tasks / config.meta_batch_size)
 
 
-def cell_config(learner: str, cell: str, budget: Budget
-                ) -> ml_collections.ConfigDict:
+def cell_config(
+  learner: str, cell: str, budget: Budget
+) -> ml_collections.ConfigDict:
   """The learner's config of the cell with the shared fields set."""
   c = learner_config(learner, cell)
   ways, shots = cell_sizes(cell)
@@ -212,10 +246,19 @@ def cell_config(learner: str, cell: str, budget: Budget
 
 # The fields a cell's saved config must hold with the same value in every
 # cell of a table (tests/test_compare.py reads them back).
-SHARED_FIELDS = ("dataset", "data_kwargs", "model", "image_size", "seed",
-                 "model_kwargs.filters",
-                 "model_kwargs.conv_impl", "model_kwargs.compute_dtype",
-                 "val_episodes", "select_on_validation", "eval_episodes")
+SHARED_FIELDS = (
+  "dataset",
+  "data_kwargs",
+  "model",
+  "image_size",
+  "seed",
+  "model_kwargs.filters",
+  "model_kwargs.conv_impl",
+  "model_kwargs.compute_dtype",
+  "val_episodes",
+  "select_on_validation",
+  "eval_episodes",
+)
 
 
 # Fields two cells may differ in and still share one trained run.
@@ -235,10 +278,13 @@ def _flat(tree, prefix=""):
 def training_difference(a, b) -> List[str]:
   """The fields, other than TEST_FIELDS, in which configs `a` and `b` differ
   (their options' defaults filled in): [] when they train the same run."""
-  a, b = (_flat(json.loads(from_config.with_option_defaults(c).to_json()))
-          for c in (a, b))
-  return sorted(k for k in set(a) | set(b)
-                if k not in TEST_FIELDS and a.get(k) != b.get(k))
+  a, b = (
+    _flat(json.loads(from_config.with_option_defaults(c).to_json()))
+    for c in (a, b)
+  )
+  return sorted(
+    k for k in set(a) | set(b) if k not in TEST_FIELDS and a.get(k) != b.get(k)
+  )
 
 
 def trained_cell(learner: str, cell: str) -> Optional[str]:

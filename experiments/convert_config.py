@@ -31,8 +31,10 @@ def main(argv):
     legacy_configs.convert_workdir(_WORKDIR.value)
   except (OSError, ValueError) as e:
     sys.exit(f"convert_config: {e}")
-  print(f"Converted {_WORKDIR.value}/config.json (the original is "
-        f"{legacy_configs.LEGACY_FILE} beside it).")
+  print(
+    f"Converted {_WORKDIR.value}/config.json (the original is "
+    f"{legacy_configs.LEGACY_FILE} beside it)."
+  )
 
 
 if __name__ == "__main__":

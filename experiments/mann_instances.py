@@ -29,14 +29,17 @@ from metajax import runs
 from metajax.learners.mann import online_logits_fn
 from metajax.learners.online_protocol import by_instance as mann_by_instance
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished MANN run.",
-                               required=True)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "A finished MANN run.", required=True
+)
 _EPISODES = flags.DEFINE_integer("episodes", 1000, "Test sequences.")
-_INSTANCES = flags.DEFINE_integer("instances", 10, "Presentations of each "
-                                  "class in a sequence.")
+_INSTANCES = flags.DEFINE_integer(
+  "instances", 10, "Presentations of each class in a sequence."
+)
 _PLOT = flags.DEFINE_string("plot", "", "PNG to draw the curve to ('' none).")
-_SEED = flags.DEFINE_integer("seed", None, "Sequence seed (default: the run's "
-                             "test seed).")
+_SEED = flags.DEFINE_integer(
+  "seed", None, "Sequence seed (default: the run's test seed)."
+)
 
 REPORTED = (1, 2, 3, 5, 10)  # the paper's columns
 
@@ -45,14 +48,24 @@ def by_instance(run, episodes: int, instances: int, seed: int):
   """{k: per-episode accuracies [episodes] at instance k}, k = 1..instances."""
   config = run.config
   if config.learner != "mann":
-    raise ValueError(f"{_WORKDIR.value!r} is a {config.learner} run; the "
-                     "by-instance protocol is MANN's.")
-  online = online_logits_fn(from_config.build_model(config, None),
-                            ways=config.ways, **config.learner_kwargs.to_dict())
+    raise ValueError(
+      f"{_WORKDIR.value!r} is a {config.learner} run; the "
+      "by-instance protocol is MANN's."
+    )
+  online = online_logits_fn(
+    from_config.build_model(config, None),
+    ways=config.ways,
+    **config.learner_kwargs.to_dict(),
+  )
   return mann_by_instance(
-      online, run.meta_params, data_config.load_splits(config)["test"],
-      ways=config.ways, episodes=episodes, instances=instances,
-      rng=np.random.default_rng(seed))
+    online,
+    run.meta_params,
+    data_config.load_splits(config)["test"],
+    ways=config.ways,
+    episodes=episodes,
+    instances=instances,
+    rng=np.random.default_rng(seed),
+  )
 
 
 def main(argv):
@@ -63,13 +76,17 @@ def main(argv):
     raise app.UsageError("--episodes and --instances must be >= 1.")
   try:
     run = runs.load_run(_WORKDIR.value)
-    seed = (from_config.test_seed(run.config) if _SEED.value is None
-            else _SEED.value)
+    seed = (
+      from_config.test_seed(run.config) if _SEED.value is None else _SEED.value
+    )
     values = by_instance(run, _EPISODES.value, _INSTANCES.value, seed)
   except ValueError as e:
     sys.exit(f"{type(e).__name__}: {e}")
-  line = {"episodes": _EPISODES.value, "ways": run.config.ways,
-          "instances": _INSTANCES.value}
+  line = {
+    "episodes": _EPISODES.value,
+    "ways": run.config.ways,
+    "instances": _INSTANCES.value,
+  }
   for k in REPORTED:
     if k in values:
       line[f"instance_{k}"] = float(values[k].mean())
@@ -79,22 +96,27 @@ def main(argv):
     try:
       import matplotlib  # pylint: disable=g-import-not-at-top
     except ImportError:
-      sys.exit("--plot needs matplotlib (pip install matplotlib); the table "
-               "above is complete without it.")
+      sys.exit(
+        "--plot needs matplotlib (pip install matplotlib); the table "
+        "above is complete without it."
+      )
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
     ks = sorted(values)
     means = [values[k].mean() for k in ks]
     cis = [eval_lib.confidence_interval(values[k]) for k in ks]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.errorbar(ks, means, yerr=cis, marker="o", capsize=3)
-    ax.axhline(1.0 / run.config.ways, color="gray", linestyle=":",
-               label="chance")
+    ax.axhline(
+      1.0 / run.config.ways, color="gray", linestyle=":", label="chance"
+    )
     ax.set_xlabel("instance of the class in the sequence")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title(f"MANN, {run.config.ways} new classes, "
-                 f"{_EPISODES.value} sequences")
+    ax.set_title(
+      f"MANN, {run.config.ways} new classes, {_EPISODES.value} sequences"
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(_PLOT.value, dpi=120)

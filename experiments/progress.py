@@ -28,17 +28,21 @@ class ProgressBar:
 
   def __call__(self, step: int, metrics: Dict[str, float]) -> None:
     if self._bar is None:
-      self._bar = tqdm.tqdm(total=self._total, initial=step - 1,
-                            dynamic_ncols=True)
+      self._bar = tqdm.tqdm(
+        total=self._total, initial=step - 1, dynamic_ncols=True
+      )
     self._bar.update(step - self._bar.n)
     if "nonfinite" not in metrics:  # a dropped step keeps the last values
       self._bar.set_postfix(
-          {k: f"{v:.4f}" for k, v in metrics.items()
-           if not k.startswith("val/")}, refresh=False)
+        {k: f"{v:.4f}" for k, v in metrics.items() if not k.startswith("val/")},
+        refresh=False,
+      )
     for key, value in metrics.items():
       if key.startswith("val/") and not key.endswith("_ci95"):
-        self._bar.write(f"step {step}: val {key[len('val/'):]} {value:.4f} "
-                        f"+- {metrics[key + '_ci95']:.4f}")
+        self._bar.write(
+          f"step {step}: val {key[len('val/') :]} {value:.4f} "
+          f"+- {metrics[key + '_ci95']:.4f}"
+        )
     if step >= self._total:
       self._bar.close()
 

@@ -41,15 +41,20 @@ from metajax.data.episodes import EpisodeSampler
 
 
 class Net(nn.Module):
-
   def __init__(self, ways):
     super().__init__()
     self.convs = nn.ModuleList(
-        [nn.Conv2d(1 if i == 0 else 64, 64, 3, stride=2, padding=1)
-         for i in range(4)])
+      [
+        nn.Conv2d(1 if i == 0 else 64, 64, 3, stride=2, padding=1)
+        for i in range(4)
+      ]
+    )
     self.norms = nn.ModuleList(
-        [nn.BatchNorm2d(64, eps=1e-3, track_running_stats=False)
-         for _ in range(4)])
+      [
+        nn.BatchNorm2d(64, eps=1e-3, track_running_stats=False)
+        for _ in range(4)
+      ]
+    )
     self.head = nn.Linear(64 * 2 * 2, ways)
     for m in list(self.convs) + [self.head]:
       nn.init.xavier_uniform_(m.weight)
@@ -62,7 +67,10 @@ class Net(nn.Module):
 
 
 def to_torch(x):  # uint8 NHWC -> float NCHW in [0, 1]
-  return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255.
+  return (
+    torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()
+    / 255.0
+  )
 
 
 def train_task(net, opt, x, y, inner_batch, inner_iters, rng):
@@ -71,7 +79,7 @@ def train_task(net, opt, x, y, inner_batch, inner_iters, rng):
   while len(batches) < inner_iters:  # one pass (or more), without replacement
     if i + inner_batch > len(order):
       order, i = rng.permutation(len(y)), 0
-    batches.append(order[i:i + inner_batch])
+    batches.append(order[i : i + inner_batch])
     i += inner_batch
   for b in batches:
     opt.zero_grad()
@@ -101,7 +109,9 @@ def evaluate(net, opt, sampler, episodes, seed, steps):
 
 _STEPS = flags.DEFINE_integer("num_steps", 2000, "Outer steps.")
 _VAL_EVERY = flags.DEFINE_integer("val_every", 500, "Validate every N steps.")
-_VAL_EPISODES = flags.DEFINE_integer("val_episodes", 100, "Validation episodes.")
+_VAL_EPISODES = flags.DEFINE_integer(
+  "val_episodes", 100, "Validation episodes."
+)
 _TEST_EPISODES = flags.DEFINE_integer("test_episodes", 600, "Test episodes.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 _OUT = flags.DEFINE_string("out", "", "Write the figures to this JSON file.")
@@ -115,7 +125,9 @@ def main(argv):
   ways, train_shots, inner_batch, inner_iters, meta_batch = 5, 15, 25, 3, 10
   lr, meta_step = 1e-3, 1.0
   splits = omniglot.load(split="seeded", image_size=28)
-  train = EpisodeSampler(splits["train"], ways=ways, shots=train_shots, queries=1)
+  train = EpisodeSampler(
+    splits["train"], ways=ways, shots=train_shots, queries=1
+  )
   val = EpisodeSampler(splits["val"], ways=ways, shots=1, queries=15)
   test = EpisodeSampler(splits["test"], ways=ways, shots=1, queries=15)
   net = Net(ways)
@@ -141,14 +153,24 @@ def main(argv):
     if a.val_every and (step + 1) % a.val_every == 0:
       m, c = evaluate(net, opt, val, a.val_episodes, 1, 5)
       log["val"][step + 1] = [m, c]
-      print(f"step {step + 1}: val {m:.4f} +- {c:.4f} "
-            f"({time.time() - start:.0f}s)", flush=True)
+      print(
+        f"step {step + 1}: val {m:.4f} +- {c:.4f} ({time.time() - start:.0f}s)",
+        flush=True,
+      )
   log["train_s"] = time.time() - start
   m, c = evaluate(net, opt, test, a.test_episodes, 2, 5)
   log["test"] = [m, c]
-  print(f"test 5-way 1-shot: {m:.4f} +- {c:.4f} over {a.test_episodes}", flush=True)
-  m, c = evaluate(net, opt, EpisodeSampler(splits["test"], ways=ways, shots=5,
-                                           queries=15), a.test_episodes, 3, 5)
+  print(
+    f"test 5-way 1-shot: {m:.4f} +- {c:.4f} over {a.test_episodes}", flush=True
+  )
+  m, c = evaluate(
+    net,
+    opt,
+    EpisodeSampler(splits["test"], ways=ways, shots=5, queries=15),
+    a.test_episodes,
+    3,
+    5,
+  )
   log["test_5shot"] = [m, c]
   print(f"test 5-way 5-shot: {m:.4f} +- {c:.4f}", flush=True)
   if a.out:

@@ -31,34 +31,48 @@ from metajax import parallel
 from metajax import runs
 from metajax import train
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs",
-                               "maml_sinusoid.py")
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(__file__), "configs", "maml_sinusoid.py"
+)
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "Config file, with an optional ':variant'.",
-    lock_config=False)
+  "config",
+  _DEFAULT_CONFIG,
+  "Config file, with an optional ':variant'.",
+  lock_config=False,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Where checkpoints, metrics and results go (a fresh "
-    "temporary folder if unset).")
+  "workdir",
+  None,
+  "Where checkpoints, metrics and results go (a fresh "
+  "temporary folder if unset).",
+)
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Run as one of several processes (hosts): call "
-    "jax.distributed.initialize, from the environment where JAX can read it "
-    "(e.g. SLURM) or from --coordinator_address, --num_processes and "
-    "--process_id. Every process runs this same command.")
+  "distributed",
+  False,
+  "Run as one of several processes (hosts): call "
+  "jax.distributed.initialize, from the environment where JAX can read it "
+  "(e.g. SLURM) or from --coordinator_address, --num_processes and "
+  "--process_id. Every process runs this same command.",
+)
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0 (implies "
-    "--distributed).")
+  "coordinator_address", None, "host:port of process 0 (implies --distributed)."
+)
 _NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Processes taking part (implies --distributed).")
+  "num_processes", None, "Processes taking part (implies --distributed)."
+)
 _PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index (implies --distributed).")
+  "process_id", None, "This process's index (implies --distributed)."
+)
 
 
 def _config_files():
   folder = os.path.dirname(_DEFAULT_CONFIG)
-  return sorted(os.path.join("experiments", "configs", f)
-                for f in os.listdir(folder)
-                if f.endswith(".py") and not f.startswith("_"))
+  return sorted(
+    os.path.join("experiments", "configs", f)
+    for f in os.listdir(folder)
+    if f.endswith(".py") and not f.startswith("_")
+  )
 
 
 def _fail(message):
@@ -69,7 +83,7 @@ def _fail(message):
 def _config_arg(argv):
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
-      return arg[len("--config="):]
+      return arg[len("--config=") :]
     if arg == "--config" and i + 1 < len(argv):
       return argv[i + 1]
   return None
@@ -96,8 +110,11 @@ def _unknown_field(spec, argv):
     config = _load_config(spec)
   except Exception:  # pylint: disable=broad-except
     return None
-  paths = [a[len("--config."):].split("=")[0].split(".") for a in argv
-           if a.startswith("--config.")]
+  paths = [
+    a[len("--config.") :].split("=")[0].split(".")
+    for a in argv
+    if a.startswith("--config.")
+  ]
   for path in paths:
     node, where = config, "the config"
     for depth, name in enumerate(path):
@@ -105,7 +122,7 @@ def _unknown_field(spec, argv):
         break
       if name not in node:
         return where, name, sorted(node.keys())
-      node, where = node[name], "config." + ".".join(path[:depth + 1])
+      node, where = node[name], "config." + ".".join(path[: depth + 1])
   return None
 
 
@@ -115,8 +132,10 @@ def _parse_flags(argv):
   --config.A.FIELD) the fields beside it."""
   spec = _config_arg(argv)
   if spec is not None and not os.path.isfile(spec.partition(":")[0]):
-    _fail(f"--config={spec}: no such file. Valid configs (add ':variant'): "
-          f"{', '.join(_config_files())}.")
+    _fail(
+      f"--config={spec}: no such file. Valid configs (add ':variant'): "
+      f"{', '.join(_config_files())}."
+    )
   if spec is not None:
     try:
       _load_config(spec)
@@ -130,9 +149,11 @@ def _parse_flags(argv):
       raise
     where, name, fields = unknown
     close = difflib.get_close_matches(name, fields, n=1)
-    _fail(f"{where} has no field {name!r}"
-          + (f" (did you mean {close[0]!r}?)" if close else "")
-          + f"; its fields: {', '.join(fields)}.")
+    _fail(
+      f"{where} has no field {name!r}"
+      + (f" (did you mean {close[0]!r}?)" if close else "")
+      + f"; its fields: {', '.join(fields)}."
+    )
 
 
 def main(argv):
@@ -157,8 +178,11 @@ def main(argv):
     results = runs.train_and_evaluate(config, workdir, callback=bar)
   except from_config.ConfigError as e:  # found with the data, e.g. ways
     sys.exit(f"Invalid config: {e}")
-  except (checkpoint.CheckpointError, train.NonFiniteError,
-          memory.StepMemoryError) as e:
+  except (
+    checkpoint.CheckpointError,
+    train.NonFiniteError,
+    memory.StepMemoryError,
+  ) as e:
     sys.exit(f"{type(e).__name__}: {e}")
   finally:
     if bar is not None:
@@ -168,9 +192,11 @@ def main(argv):
   line = {k: results[k] for k in ("metric", "mean", "ci95", "episodes")}
   line["workdir"] = workdir
   print(json.dumps(line))
-  print(f"{results['metric']}: {results['mean']:.4f} +- {results['ci95']:.4f} "
-        f"over {results['episodes']} test episodes | "
-        f"{config.get('paper_result', '')}")
+  print(
+    f"{results['metric']}: {results['mean']:.4f} +- {results['ci95']:.4f} "
+    f"over {results['episodes']} test episodes | "
+    f"{config.get('paper_result', '')}"
+  )
 
 
 if __name__ == "__main__":

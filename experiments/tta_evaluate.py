@@ -38,15 +38,21 @@ def warp_ranges(config, strength: float) -> Dict[str, object]:
   kw = {k: defaults[k] for k in ("rotation", "shear", "scale", "translate")}
   kw.update(config.warp_kwargs.to_dict() if config.get("warp_kwargs") else {})
   low, high = kw["scale"]
-  return {"rotation": kw["rotation"] * strength,
-          "shear": kw["shear"] * strength,
-          "scale": (1 - (1 - low) * strength, 1 + (high - 1) * strength),
-          "translate": kw["translate"] * strength}
+  return {
+    "rotation": kw["rotation"] * strength,
+    "shear": kw["shear"] * strength,
+    "scale": (1 - (1 - low) * strength, 1 + (high - 1) * strength),
+    "translate": kw["translate"] * strength,
+  }
 
 
-def tta_accuracies(workdir: str, episodes: int, copies: Sequence[int],
-                   strength: float = 1.0, split: str = "test"
-                   ) -> Dict[int, eval_lib.EvalResult]:
+def tta_accuracies(
+  workdir: str,
+  episodes: int,
+  copies: Sequence[int],
+  strength: float = 1.0,
+  split: str = "test",
+) -> Dict[int, eval_lib.EvalResult]:
   """K -> the per-episode accuracies with K copies (see the module doc)."""
   copies = sorted(set(int(k) for k in copies))
   if not copies or copies[0] < 1:
@@ -54,12 +60,16 @@ def tta_accuracies(workdir: str, episodes: int, copies: Sequence[int],
   run = runs.load_run(workdir)
   config = run.config
   if config.dataset == "sinusoid":
-    raise ValueError("test-time augmentation warps images; this run is a "
-                     "sinusoid regression.")
+    raise ValueError(
+      "test-time augmentation warps images; this run is a sinusoid regression."
+    )
   learner = from_config.build_learner(config, test=True)
   source = from_config.build_sources(config)[split]
-  seed = (from_config.test_seed(config) if split == "test"
-          else from_config.val_seed(config))
+  seed = (
+    from_config.test_seed(config)
+    if split == "test"
+    else from_config.val_seed(config)
+  )
   ranges = warp_ranges(config, strength)
 
   @jax.jit
@@ -86,15 +96,23 @@ def tta_accuracies(workdir: str, episodes: int, copies: Sequence[int],
           qx_k = augment.affine_warp(qx, rng, **ranges)
         else:
           sx_k, qx_k = sx, qx
-        total = total + np.asarray(log_probs(run.meta_params, sx_k, sy, qx_k,
-                                             keys[j]))
+        total = total + np.asarray(
+          log_probs(run.meta_params, sx_k, sy, qx_k, keys[j])
+        )
         if k in values:
-          values[k].append(float(np.mean(total.argmax(-1) == qy,
-                                         dtype=np.float32)))
-  return {k: eval_lib.EvalResult(
-      metric="accuracy", mean=float(np.mean(v)),
-      ci95=eval_lib.confidence_interval(v), episodes=len(v),
-      values=np.asarray(v)) for k, v in values.items()}
+          values[k].append(
+            float(np.mean(total.argmax(-1) == qy, dtype=np.float32))
+          )
+  return {
+    k: eval_lib.EvalResult(
+      metric="accuracy",
+      mean=float(np.mean(v)),
+      ci95=eval_lib.confidence_interval(v),
+      episodes=len(v),
+      values=np.asarray(v),
+    )
+    for k, v in values.items()
+  }
 
 
 def define_flags():
@@ -102,25 +120,40 @@ def define_flags():
   can import this module beside other binaries)."""
   flags.DEFINE_string("workdir", None, "A finished run.", required=True)
   flags.DEFINE_integer("episodes", 400, "Test episodes.")
-  flags.DEFINE_list("copies", ["1", "8", "16"],
-                    "Numbers of copies K to report.")
+  flags.DEFINE_list(
+    "copies", ["1", "8", "16"], "Numbers of copies K to report."
+  )
   flags.DEFINE_float(
-      "strength", 1.0, "Scales the warps' ranges (rotation, shear, the "
-      "scale's distance from 1, translation).")
-  flags.DEFINE_enum("split", "test", ["test", "val"],
-                    "The classes to evaluate on.")
+    "strength",
+    1.0,
+    "Scales the warps' ranges (rotation, shear, the "
+    "scale's distance from 1, translation).",
+  )
+  flags.DEFINE_enum(
+    "split", "test", ["test", "val"], "The classes to evaluate on."
+  )
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  results = tta_accuracies(f.workdir, f.episodes,
-                           [int(k) for k in f.copies], f.strength, f.split)
+  results = tta_accuracies(
+    f.workdir, f.episodes, [int(k) for k in f.copies], f.strength, f.split
+  )
   for k, r in results.items():
-    print(json.dumps({"copies": k, "strength": f.strength,
-                      "split": f.split, "accuracy": r.mean,
-                      "error": 1 - r.mean, "ci95": r.ci95,
-                      "episodes": r.episodes}))
+    print(
+      json.dumps(
+        {
+          "copies": k,
+          "strength": f.strength,
+          "split": f.split,
+          "accuracy": r.mean,
+          "error": 1 - r.mean,
+          "ci95": r.ci95,
+          "episodes": r.episodes,
+        }
+      )
+    )
 
 
 if __name__ == "__main__":

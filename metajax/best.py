@@ -50,8 +50,10 @@ class BestKeeper:
     self._workdir, self._primary = workdir, primary
     self._best = read_best(workdir)
     from metajax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-    self._checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=2,
-                                               folder=BEST_FOLDER)
+
+    self._checkpointer = ckpt_lib.Checkpointer(
+      workdir, max_to_keep=2, folder=BEST_FOLDER
+    )
     for saved in self._checkpointer.all_steps():
       if self._best is None or saved != self._best["step"]:
         self._checkpointer.delete(saved)
@@ -59,15 +61,19 @@ class BestKeeper:
   def offer(self, step: int, state: TrainState, result: EvalResult) -> None:
     """Keeps `state` if `result` is strictly better than the best so far."""
     if self._best is not None and not _improves(
-        result.metric, result.mean, self._best["mean"]):
+      result.metric, result.mean, self._best["mean"]
+    ):
       return
     self._checkpointer.save(step, state)
     self._checkpointer.wait()
-    self._best = {"step": step, "metric": result.metric,
-                  "mean": result.mean, "ci95": result.ci95}
+    self._best = {
+      "step": step,
+      "metric": result.metric,
+      "mean": result.mean,
+      "ci95": result.ci95,
+    }
     if self._primary:
-      metrics_io.write_json(os.path.join(self._workdir, BEST_JSON),
-                            self._best)
+      metrics_io.write_json(os.path.join(self._workdir, BEST_JSON), self._best)
 
   def close(self) -> None:
     """Closes the checkpointer of `<workdir>/best`."""

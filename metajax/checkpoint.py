@@ -20,9 +20,14 @@ class CheckpointError(ValueError):
     cause: the underlying orbax / tensorstore exception, if any.
   """
 
-  def __init__(self, message: str, *, step: Optional[int] = None,
-               last_good: Optional[int] = None,
-               cause: Optional[BaseException] = None):
+  def __init__(
+    self,
+    message: str,
+    *,
+    step: Optional[int] = None,
+    last_good: Optional[int] = None,
+    cause: Optional[BaseException] = None,
+  ):
     super().__init__(message)
     self.step = step
     self.last_good = last_good
@@ -31,8 +36,9 @@ class CheckpointError(ValueError):
 
 def _manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(directory, options=options,
-                               item_handlers=ocp.StandardCheckpointHandler())
+  return ocp.CheckpointManager(
+    directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+  )
 
 
 def _drop_closed_loop_reports() -> None:
@@ -67,8 +73,10 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
 
 def _leaves(tree) -> dict:
   """{"a/b/c": "shape dtype"} for every array leaf of `tree`."""
-  return {"/".join(map(str, k)): f"{tuple(v.shape)} {v.dtype}"
-          for k, v in ocp.tree.to_flat_dict(tree).items()}
+  return {
+    "/".join(map(str, k)): f"{tuple(v.shape)} {v.dtype}"
+    for k, v in ocp.tree.to_flat_dict(tree).items()
+  }
 
 
 def _some(names: List[str], limit: int = 3, sep: str = ", ") -> str:
@@ -86,8 +94,10 @@ def _abstract(x):
   struct = ocp.utils.to_shape_dtype_struct(x)
   if getattr(struct, "sharding", None) is None:
     struct = jax.ShapeDtypeStruct(
-        struct.shape, struct.dtype,
-        sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+      struct.shape,
+      struct.dtype,
+      sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
+    )
   return struct
 
 
@@ -104,8 +114,9 @@ class Checkpointer:
   A checkpoint that cannot be restored raises `CheckpointError`.
   """
 
-  def __init__(self, workdir: str, max_to_keep: int = 2,
-               folder: str = "checkpoints"):
+  def __init__(
+    self, workdir: str, max_to_keep: int = 2, folder: str = "checkpoints"
+  ):
     self.directory = os.path.abspath(os.path.join(workdir, folder))
     self._mngr = _manager(self.directory, max_to_keep)
 
@@ -125,8 +136,9 @@ class Checkpointer:
     """Saves `state` as the checkpoint of `step` (`wait` waits for the save)."""
     self._mngr.save(int(step), args=ocp.args.StandardSave(state))
 
-  def restore(self, target: Any, step: Optional[int] = None
-              ) -> Tuple[Optional[int], Any]:
+  def restore(
+    self, target: Any, step: Optional[int] = None
+  ) -> Tuple[Optional[int], Any]:
     """Restores into the structure of `target`; (None, target) if no checkpoint.
 
     Args:
@@ -149,32 +161,45 @@ class Checkpointer:
       step = steps[-1]
     elif step not in steps:
       raise CheckpointError(
-          f"{self.directory} has no checkpoint at step {step}; it holds "
-          f"steps {steps}.", step=step)
+        f"{self.directory} has no checkpoint at step {step}; it holds "
+        f"steps {steps}.",
+        step=step,
+      )
     kind, problem, result = self._try_restore(target, step)
     if kind is None:
       return step, result
     path = os.path.join(self.directory, str(step))
     if kind == "structure":
       raise CheckpointError(
-          f"The checkpoint at step {step} in {self.directory} does not fit "
-          f"this run: {problem}. It was written by a run with another model "
-          "or optimizer; resume with the config that wrote it, or use a new "
-          "workdir.", step=step, cause=result)
+        f"The checkpoint at step {step} in {self.directory} does not fit "
+        f"this run: {problem}. It was written by a run with another model "
+        "or optimizer; resume with the config that wrote it, or use a new "
+        "workdir.",
+        step=step,
+        cause=result,
+      )
     last_good = None
     for earlier in reversed([s for s in steps if s < step]):
       if self._try_restore(target, earlier)[0] is None:
         last_good = earlier
         break
     if last_good is not None:
-      advice = (f"The last good checkpoint is step {last_good}: delete {path} "
-                f"to resume from it.")
+      advice = (
+        f"The last good checkpoint is step {last_good}: delete {path} "
+        f"to resume from it."
+      )
     else:
-      advice = (f"No earlier checkpoint restores (steps {steps}); delete "
-                f"{self.directory} to start over.")
+      advice = (
+        f"No earlier checkpoint restores (steps {steps}); delete "
+        f"{self.directory} to start over."
+      )
     raise CheckpointError(
-        f"The checkpoint at step {step} in {self.directory} is unreadable: "
-        f"{problem}. {advice}", step=step, last_good=last_good, cause=result)
+      f"The checkpoint at step {step} in {self.directory} is unreadable: "
+      f"{problem}. {advice}",
+      step=step,
+      last_good=last_good,
+      cause=result,
+    )
 
   def _try_restore(self, target, step):
     """(None, None, state), or (kind, problem, cause) where kind is
@@ -188,33 +213,48 @@ class Checkpointer:
       tree = getattr(metadata, "tree", metadata)
       saved = _leaves(tree) if tree else {}
     except Exception as e:  # pylint: disable=broad-except
-      return ("unreadable", f"its metadata cannot be read ({_first_line(e)}); "
-              "it is truncated or corrupted", e)
+      return (
+        "unreadable",
+        f"its metadata cannot be read ({_first_line(e)}); "
+        "it is truncated or corrupted",
+        e,
+      )
     if not saved:
-      return ("unreadable", "it holds no array metadata; it is truncated or "
-              "corrupted", None)
+      return (
+        "unreadable",
+        "it holds no array metadata; it is truncated or corrupted",
+        None,
+      )
     wanted = _leaves(target)
     if saved != wanted:
       differences = []
       lacking = sorted(set(wanted) - set(saved))
       extra = sorted(set(saved) - set(wanted))
-      changed = sorted(k for k in set(saved) & set(wanted)
-                       if saved[k] != wanted[k])
+      changed = sorted(
+        k for k in set(saved) & set(wanted) if saved[k] != wanted[k]
+      )
       if lacking:
         differences.append(f"it lacks {_some(lacking)}")
       if extra:
         differences.append(f"it has {_some(extra)}, which this run lacks")
       if changed:
-        differences.append(_some(
+        differences.append(
+          _some(
             [f"{k} is {saved[k]} in it but {wanted[k]} here" for k in changed],
-            sep="; "))
+            sep="; ",
+          )
+        )
       return "structure", "; ".join(differences), None
     abstract = jax.tree.map(_abstract, target)
     try:
       state = self._mngr.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # pylint: disable=broad-except
-      return ("unreadable", f"its data cannot be read ({_first_line(e)}); it "
-              "is truncated or corrupted", e)
+      return (
+        "unreadable",
+        f"its data cannot be read ({_first_line(e)}); it "
+        "is truncated or corrupted",
+        e,
+      )
     return None, None, state
 
   def wait(self) -> None:

@@ -25,32 +25,48 @@ class ConfigError(ValueError):
 def is_int(value: Any) -> bool:
   """True for Python and numpy integers, False for bools (and all else)."""
   return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
-      value, (bool, np.bool_))
+    value, (bool, np.bool_)
+  )
 
 
 def is_number(value: Any) -> bool:
   """True for finite real numbers (ints and floats, numpy's too), not bools."""
-  return (isinstance(value, (numbers.Real, np.integer, np.floating))
-          and not isinstance(value, (bool, np.bool_))
-          and math.isfinite(value))
+  return (
+    isinstance(value, (numbers.Real, np.integer, np.floating))
+    and not isinstance(value, (bool, np.bool_))
+    and math.isfinite(value)
+  )
 
 
 # The overloads tell a type checker that a check without `optional=True`
 # never returns None.
 @overload
-def integer(name: str, value: Any, *, minimum: Optional[int] = None,
-            optional: Literal[False] = False) -> int:
-  ...
+def integer(
+  name: str,
+  value: Any,
+  *,
+  minimum: Optional[int] = None,
+  optional: Literal[False] = False,
+) -> int: ...
 
 
 @overload
-def integer(name: str, value: Any, *, minimum: Optional[int] = None,
-            optional: bool = False) -> Optional[int]:
-  ...
+def integer(
+  name: str,
+  value: Any,
+  *,
+  minimum: Optional[int] = None,
+  optional: bool = False,
+) -> Optional[int]: ...
 
 
-def integer(name: str, value: Any, *, minimum: Optional[int] = None,
-            optional: bool = False) -> Optional[int]:
+def integer(
+  name: str,
+  value: Any,
+  *,
+  minimum: Optional[int] = None,
+  optional: bool = False,
+) -> Optional[int]:
   """`value` as an int, if it is an integer >= `minimum` (None if `optional`).
 
   Raises:
@@ -60,25 +76,27 @@ def integer(name: str, value: Any, *, minimum: Optional[int] = None,
     return None
   if not is_int(value) or (minimum is not None and value < minimum):
     what = "an integer" + (f" >= {minimum}" if minimum is not None else "")
-    raise ValueError(f"{name} must be {'None or ' if optional else ''}{what}, "
-                     f"got {value!r}.")
+    raise ValueError(
+      f"{name} must be {'None or ' if optional else ''}{what}, got {value!r}."
+    )
   return int(value)
 
 
 @overload
-def positive(name: str, value: Any, *, optional: Literal[False] = False
-             ) -> float:
-  ...
+def positive(
+  name: str, value: Any, *, optional: Literal[False] = False
+) -> float: ...
 
 
 @overload
-def positive(name: str, value: Any, *, optional: bool = False
-             ) -> Optional[float]:
-  ...
+def positive(
+  name: str, value: Any, *, optional: bool = False
+) -> Optional[float]: ...
 
 
-def positive(name: str, value: Any, *, optional: bool = False
-             ) -> Optional[float]:
+def positive(
+  name: str, value: Any, *, optional: bool = False
+) -> Optional[float]:
   """`value` as a float, if it is a finite number > 0 (None if `optional`).
 
   Rates, scales and step sizes: NaN, infinities, zero, negatives and bools
@@ -87,33 +105,51 @@ def positive(name: str, value: Any, *, optional: bool = False
   if value is None and optional:
     return None
   if not is_number(value) or value <= 0:
-    raise ValueError(f"{name} must be {'None or ' if optional else ''}a finite "
-                     f"number > 0, got {value!r}.")
+    raise ValueError(
+      f"{name} must be {'None or ' if optional else ''}a finite "
+      f"number > 0, got {value!r}."
+    )
   return float(value)
 
 
 @overload
-def number(name: str, value: Any, *, low: Optional[float] = None,
-           high: Optional[float] = None, optional: Literal[False] = False
-           ) -> float:
-  ...
+def number(
+  name: str,
+  value: Any,
+  *,
+  low: Optional[float] = None,
+  high: Optional[float] = None,
+  optional: Literal[False] = False,
+) -> float: ...
 
 
 @overload
-def number(name: str, value: Any, *, low: Optional[float] = None,
-           high: Optional[float] = None, optional: bool = False
-           ) -> Optional[float]:
-  ...
+def number(
+  name: str,
+  value: Any,
+  *,
+  low: Optional[float] = None,
+  high: Optional[float] = None,
+  optional: bool = False,
+) -> Optional[float]: ...
 
 
-def number(name: str, value: Any, *, low: Optional[float] = None,
-           high: Optional[float] = None, optional: bool = False
-           ) -> Optional[float]:
+def number(
+  name: str,
+  value: Any,
+  *,
+  low: Optional[float] = None,
+  high: Optional[float] = None,
+  optional: bool = False,
+) -> Optional[float]:
   """`value` as a float, if it is a finite number in [low, high]."""
   if value is None and optional:
     return None
-  if (not is_number(value) or (low is not None and value < low)
-      or (high is not None and value > high)):
+  if (
+    not is_number(value)
+    or (low is not None and value < low)
+    or (high is not None and value > high)
+  ):
     if low is not None and high is not None:
       where = f" in [{low}, {high}]"
     elif low is not None:
@@ -122,8 +158,10 @@ def number(name: str, value: Any, *, low: Optional[float] = None,
       where = f" <= {high}"
     else:
       where = ""
-    raise ValueError(f"{name} must be {'None or ' if optional else ''}a finite "
-                     f"number{where}, got {value!r}.")
+    raise ValueError(
+      f"{name} must be {'None or ' if optional else ''}a finite "
+      f"number{where}, got {value!r}."
+    )
   return float(value)
 
 
@@ -138,6 +176,7 @@ def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
   """`value`, if it is one of `choices`."""
   choices = tuple(choices)
   if value not in choices:
-    raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; "
-                     f"got {value!r}.")
+    raise ValueError(
+      f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}."
+    )
   return value

@@ -20,13 +20,16 @@ def default_dir() -> str:
   if os.environ.get(ENV):
     return os.path.expanduser(os.environ[ENV])
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-      os.path.expanduser("~"), ".cache")
+    os.path.expanduser("~"), ".cache"
+  )
   return os.path.join(base, "metajax", "jax")
 
 
-def enable(directory: Optional[str] = None,
-           min_compile_secs: float = 1.0,
-           max_size_bytes: int = 2 << 30) -> str:
+def enable(
+  directory: Optional[str] = None,
+  min_compile_secs: float = 1.0,
+  max_size_bytes: int = 2 << 30,
+) -> str:
   """Caches compiled XLA programs in `directory` (default `default_dir()`).
 
   A size bound makes JAX evict the least recently used entries and guard
@@ -43,15 +46,18 @@ def enable(directory: Optional[str] = None,
     The folder used.
   """
   if not isinstance(min_compile_secs, (int, float)) or min_compile_secs < 0:
-    raise ValueError(f"min_compile_secs must be a number >= 0, got "
-                     f"{min_compile_secs!r}.")
+    raise ValueError(
+      f"min_compile_secs must be a number >= 0, got {min_compile_secs!r}."
+    )
   if not isinstance(max_size_bytes, int) or max_size_bytes < 1:
-    raise ValueError(f"max_size_bytes must be an integer >= 1, got "
-                     f"{max_size_bytes!r}.")
+    raise ValueError(
+      f"max_size_bytes must be an integer >= 1, got {max_size_bytes!r}."
+    )
   directory = os.path.abspath(os.path.expanduser(directory or default_dir()))
   os.makedirs(directory, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                    float(min_compile_secs))
+  jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs", float(min_compile_secs)
+  )
   jax.config.update("jax_compilation_cache_max_size", int(max_size_bytes))
   return directory

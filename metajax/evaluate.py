@@ -20,6 +20,7 @@ class EvalResult(NamedTuple):
     episodes: n.
     values: the per-episode values, float64 [n].
   """
+
   metric: str
   mean: float
   ci95: float
@@ -35,9 +36,16 @@ def confidence_interval(values) -> float:
   return float(1.96 * values.std() / np.sqrt(values.size))
 
 
-def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,
-             episodes: int = 600, batch_size: int = 50, seed: int = 0,
-             eval_step: Optional[Callable] = None) -> EvalResult:
+def evaluate(
+  learner: Learner,
+  meta_params: Params,
+  source: TaskSource,
+  *,
+  episodes: int = 600,
+  batch_size: int = 50,
+  seed: int = 0,
+  eval_step: Optional[Callable] = None,
+) -> EvalResult:
   """Mean metric over `episodes` episodes of `source`, with its 95% interval.
 
   Episodes come from `step_rng(seed, i)` for batch i, so the same seed gives
@@ -66,9 +74,14 @@ def evaluate(learner: Learner, meta_params: Params, source: TaskSource, *,
   num_batches = -(-episodes // batch_size)
   for i in range(num_batches):
     batch = source.sample_batch(step_rng(seed, i), batch_size)
-    batches.append(np.asarray(eval_step(meta_params, batch,
-                                        jax.random.fold_in(key, i))))
+    batches.append(
+      np.asarray(eval_step(meta_params, batch, jax.random.fold_in(key, i)))
+    )
   values = np.concatenate(batches)[:episodes].astype(np.float64)
-  return EvalResult(metric=learner.metric_name, mean=float(values.mean()),
-                    ci95=confidence_interval(values), episodes=int(values.size),
-                    values=values)
+  return EvalResult(
+    metric=learner.metric_name,
+    mean=float(values.mean()),
+    ci95=confidence_interval(values),
+    episodes=int(values.size),
+    values=values,
+  )

@@ -49,8 +49,13 @@ from metajax.types import Learner
 MODELS = {"conv4": models.Conv4, "mlp": models.MLP}
 OUTER_OPTS = {"adam": optax.adam, "sgd": optax.sgd}
 SCHEDULES = ("constant", "linear_decay")
-KWARGS_FIELDS = ("learner_kwargs", "test_learner_kwargs", "model_kwargs",
-                 "data_kwargs", "warp_kwargs")
+KWARGS_FIELDS = (
+  "learner_kwargs",
+  "test_learner_kwargs",
+  "model_kwargs",
+  "data_kwargs",
+  "warp_kwargs",
+)
 placeholder = ml_collections.config_dict.placeholder
 
 
@@ -110,11 +115,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 # Short name -> (test-time?, option of learner_kwargs / test_learner_kwargs).
-SHORTCUTS = {"inner_lr": (False, "inner_lr"),
-             "inner_steps": (False, "inner_steps"),
-             "test_inner_steps": (True, "inner_steps"),
-             "inner_batch_size": (False, "inner_batch_size"),
-             "test_inner_batch_size": (True, "inner_batch_size")}
+SHORTCUTS = {
+  "inner_lr": (False, "inner_lr"),
+  "inner_steps": (False, "inner_steps"),
+  "test_inner_steps": (True, "inner_steps"),
+  "inner_batch_size": (False, "inner_batch_size"),
+  "test_inner_batch_size": (True, "inner_batch_size"),
+}
 
 
 def complete(config) -> ml_collections.ConfigDict:
@@ -129,17 +136,21 @@ def complete(config) -> ml_collections.ConfigDict:
   if unknown:
     close = difflib.get_close_matches(unknown[0], list(full), n=1)
     raise ConfigError(
-        f"config.{unknown[0]} is not a field of a metajax config"
-        + (f" (did you mean {close[0]!r}?)" if close else "")
-        + "; a learner's options go in config.learner_kwargs.")
+      f"config.{unknown[0]} is not a field of a metajax config"
+      + (f" (did you mean {close[0]!r}?)" if close else "")
+      + "; a learner's options go in config.learner_kwargs."
+    )
   full.update(values)
   return ml_collections.ConfigDict(full)
 
 
 def _defaults(fn) -> Dict[str, Any]:
   """The keyword defaults of a factory, or of a flax module's fields."""
-  return {k: p.default for k, p in inspect.signature(fn).parameters.items()
-          if p.default is not inspect.Parameter.empty}
+  return {
+    k: p.default
+    for k, p in inspect.signature(fn).parameters.items()
+    if p.default is not inspect.Parameter.empty
+  }
 
 
 def with_option_defaults(config) -> ml_collections.ConfigDict:
@@ -171,43 +182,64 @@ def _check_fields(config) -> None:
   _need(config, "learner", checks.one_of, learners.FACTORIES)
   _need(config, "model", checks.one_of, MODELS)
   _need(config, "dataset", checks.one_of, DATASETS)
-  minimum = {"ways": 1 if config.dataset == "sinusoid" else 2, "shots": 1,
-             "queries": 1, "meta_batch_size": 1, "num_steps": 0,
-             "eval_episodes": 1, "seed": 0, "checkpoint_every": 1,
-             "log_every": 1, "val_every": 0, "val_episodes": 1}
+  minimum = {
+    "ways": 1 if config.dataset == "sinusoid" else 2,
+    "shots": 1,
+    "queries": 1,
+    "meta_batch_size": 1,
+    "num_steps": 0,
+    "eval_episodes": 1,
+    "seed": 0,
+    "checkpoint_every": 1,
+    "log_every": 1,
+    "val_every": 0,
+    "val_episodes": 1,
+  }
   for name, low in minimum.items():
     _need(config, name, checks.integer, minimum=low)
     if name in ("ways", "shots", "queries"):
-      _need(config, "test_" + name, checks.integer, minimum=low,
-            optional=True)
-  for name, low in (("num_devices", 1), ("tasks_per_chunk", 1),
-                    ("num_classes", 2), ("batch_size", 1),
-                    ("image_size", 1), ("augment_pad", 0)):
+      _need(config, "test_" + name, checks.integer, minimum=low, optional=True)
+  for name, low in (
+    ("num_devices", 1),
+    ("tasks_per_chunk", 1),
+    ("num_classes", 2),
+    ("batch_size", 1),
+    ("image_size", 1),
+    ("augment_pad", 0),
+  ):
     _need(config, name, checks.integer, minimum=low, optional=True)
   _need(config, "outer_lr", checks.positive)
   _need(config, "outer_grad_clip", checks.positive, optional=True)
   _need(config, "outer_opt", checks.one_of, OUTER_OPTS)
   _need(config, "outer_lr_schedule", checks.one_of, SCHEDULES)
   _need(config, "on_nonfinite", checks.one_of, ("raise", "skip"))
-  for name in ("augment", "warp", "test_within_groups", "freeze_embedding",
-               "select_on_validation"):
+  for name in (
+    "augment",
+    "warp",
+    "test_within_groups",
+    "freeze_embedding",
+    "select_on_validation",
+  ):
     _need(config, name, checks.boolean)
   for name in ("embedding_init", "data_dir", "paper_result"):
     if not isinstance(config[name], str):
-      raise ConfigError(f"config.{name} must be a string, got "
-                        f"{config[name]!r}.")
+      raise ConfigError(
+        f"config.{name} must be a string, got {config[name]!r}."
+      )
   for name in KWARGS_FIELDS:
     if not isinstance(config[name], (dict, ml_collections.ConfigDict)):
-      raise ConfigError(f"config.{name} must be a dict of options, got "
-                        f"{config[name]!r}.")
+      raise ConfigError(
+        f"config.{name} must be a dict of options, got {config[name]!r}."
+      )
 
 
 def _check_run(config) -> None:
   """Cross-field checks of the run: validation, devices, data folders."""
   if config.select_on_validation and not config.val_every:
     raise ConfigError(
-        "config.select_on_validation=True needs validation: set "
-        "config.val_every > 0 (and config.val_episodes).")
+      "config.select_on_validation=True needs validation: set "
+      "config.val_every > 0 (and config.val_episodes)."
+    )
   try:
     mesh = parallel.task_mesh(config.num_devices)
   except ValueError as e:
@@ -216,25 +248,31 @@ def _check_run(config) -> None:
     parallel.check_meta_batch_size(config.meta_batch_size, mesh)
   except ValueError as e:
     raise ConfigError(f"config.meta_batch_size: {e}") from None
-  chunk, per_device = config.tasks_per_chunk, (
-      config.meta_batch_size // mesh.devices.size)
+  chunk, per_device = (
+    config.tasks_per_chunk,
+    (config.meta_batch_size // mesh.devices.size),
+  )
   if chunk is not None and per_device % chunk:
     raise ConfigError(
-        f"config.tasks_per_chunk={chunk} must divide the {per_device} tasks "
-        f"per device (meta_batch_size {config.meta_batch_size} over "
-        f"{mesh.devices.size} devices).")
+      f"config.tasks_per_chunk={chunk} must divide the {per_device} tasks "
+      f"per device (meta_batch_size {config.meta_batch_size} over "
+      f"{mesh.devices.size} devices)."
+    )
   source = config.embedding_init
   if source and not os.path.isfile(os.path.join(source, "config.json")):
-    raise ConfigError(f"config.embedding_init={source!r} holds no run (no "
-                      "config.json).")
-  data_dir = config.data_dir or (os.environ.get(DATA_DIR_ENV) or ""
-                                 if config.dataset == "omniglot" else "")
+    raise ConfigError(
+      f"config.embedding_init={source!r} holds no run (no config.json)."
+    )
+  data_dir = config.data_dir or (
+    os.environ.get(DATA_DIR_ENV) or "" if config.dataset == "omniglot" else ""
+  )
   if data_dir and not os.path.isdir(data_dir):
     origin = "config.data_dir" if config.data_dir else DATA_DIR_ENV
     raise ConfigError(
-        f"The {config.dataset} data folder {data_dir!r} (from {origin}) does "
-        "not exist. Name a folder holding its files (docs/datasets.md), or "
-        "unset it to download through tensorflow-datasets.")
+      f"The {config.dataset} data folder {data_dir!r} (from {origin}) does "
+      "not exist. Name a folder holding its files (docs/datasets.md), or "
+      "unset it to download through tensorflow-datasets."
+    )
 
 
 def validate(config) -> ml_collections.ConfigDict:
@@ -258,31 +296,40 @@ def validate(config) -> ml_collections.ConfigDict:
     shapes = _meta_param_shapes(learner, config)
     test_shapes = _meta_param_shapes(test_learner, config)
   except ValueError as e:  # e.g. images too small for the network
-    raise ConfigError(f"config.model={config.model!r} on the inputs of "
-                      f"{config.dataset!r} ({input_shape(config)}): {e}"
-                      ) from None
-  if test_shapes != shapes:
-    changed = [f"{name}={config[name]}" for name in (
-        "test_ways", "test_shots") if config[name] is not None] + [
-            f"test_learner_kwargs.{k}={v}"
-            for k, v in config.test_learner_kwargs.items() if v is not None]
     raise ConfigError(
-        f"config.learner={config.learner!r}: its meta-parameters at test "
-        f"time ({', '.join(changed)}) would differ from the trained ones; "
-        "leave those test_* fields unset (None) for this learner.")
+      f"config.model={config.model!r} on the inputs of "
+      f"{config.dataset!r} ({input_shape(config)}): {e}"
+    ) from None
+  if test_shapes != shapes:
+    changed = [
+      f"{name}={config[name]}"
+      for name in ("test_ways", "test_shots")
+      if config[name] is not None
+    ] + [
+      f"test_learner_kwargs.{k}={v}"
+      for k, v in config.test_learner_kwargs.items()
+      if v is not None
+    ]
+    raise ConfigError(
+      f"config.learner={config.learner!r}: its meta-parameters at test "
+      f"time ({', '.join(changed)}) would differ from the trained ones; "
+      "leave those test_* fields unset (None) for this learner."
+    )
   for field in ("embedding_init", "freeze_embedding"):
     if config[field] and not (isinstance(shapes, dict) and "embed" in shapes):
       raise ConfigError(
-          f"config.{field} is for learners with an embedding (meta-"
-          f"parameters 'embed'); {config.learner!r} has none.")
+        f"config.{field} is for learners with an embedding (meta-"
+        f"parameters 'embed'); {config.learner!r} has none."
+      )
   return config
 
 
 def _meta_param_shapes(learner: Learner, config):
   example = jax.tree.map(lambda a: a[0], example_episode(config))
-  return jax.tree.map(lambda a: (a.shape, str(a.dtype)),
-                      jax.eval_shape(learner.init, jax.random.key(0),
-                                     example))
+  return jax.tree.map(
+    lambda a: (a.shape, str(a.dtype)),
+    jax.eval_shape(learner.init, jax.random.key(0), example),
+  )
 
 
 def val_seed(config) -> int:
@@ -311,8 +358,13 @@ def learner_options(config, *, test: bool = False) -> Dict[str, Any]:
   options = _plain(config.learner_kwargs)
   for at_test in (False, True) if test else (False,):
     if at_test:
-      options.update({k: v for k, v in _plain(
-          config.test_learner_kwargs).items() if v is not None})
+      options.update(
+        {
+          k: v
+          for k, v in _plain(config.test_learner_kwargs).items()
+          if v is not None
+        }
+      )
     for name, (test_time, option) in SHORTCUTS.items():
       if test_time == at_test and config.get(name) is not None:
         options[option] = config[name]
@@ -324,12 +376,14 @@ def build_model(config, num_outputs: Optional[int]):
   try:
     return MODELS[config.model](num_outputs, **_plain(config.model_kwargs))
   except (TypeError, ValueError) as e:
-    raise ConfigError(f"config.model={config.model!r} with "
-                      f"config.model_kwargs: {e}") from None
+    raise ConfigError(
+      f"config.model={config.model!r} with config.model_kwargs: {e}"
+    ) from None
 
 
-def build_learner(config, *, test: bool = False,
-                  num_classes: Optional[int] = None) -> Learner:
+def build_learner(
+  config, *, test: bool = False, num_classes: Optional[int] = None
+) -> Learner:
   """The config's learner.
 
   Args:
@@ -344,22 +398,29 @@ def build_learner(config, *, test: bool = False,
   params = inspect.signature(factory).parameters
   regression = config.dataset == "sinusoid"
   if regression and "task" not in params:
-    raise ConfigError(f"config.learner={name!r} is a classifier; it needs a "
-                      "classification dataset, not 'sinusoid'.")
+    raise ConfigError(
+      f"config.learner={name!r} is a classifier; it needs a "
+      "classification dataset, not 'sinusoid'."
+    )
   ways = test_value(config, "ways") if test else config.ways
-  context = {"ways": ways,
-             "shots": test_value(config, "shots") if test else config.shots,
-             "num_classes": (num_classes if config.num_classes is None
-                             else config.num_classes),
-             "task": "regression" if regression else "classification"}
+  context = {
+    "ways": ways,
+    "shots": test_value(config, "shots") if test else config.shots,
+    "num_classes": (
+      num_classes if config.num_classes is None else config.num_classes
+    ),
+    "task": "regression" if regression else "classification",
+  }
   kwargs = {k: v for k, v in context.items() if k in params}
   if "num_classes" in kwargs and kwargs["num_classes"] is None:
     raise ConfigError(
-        f"config.num_classes is unset: {name} pre-trains a head over every "
-        "meta-train class; runs.train_and_evaluate fills it in from the data.")
+      f"config.num_classes is unset: {name} pre-trains a head over every "
+      "meta-train class; runs.train_and_evaluate fills it in from the data."
+    )
   kwargs.update(learner_options(config, test=test))
-  head = None if next(iter(params)) == "embedding" else (
-      1 if regression else ways)
+  head = (
+    None if next(iter(params)) == "embedding" else (1 if regression else ways)
+  )
   model = build_model(config, head)
   try:
     learner = factory(model, **kwargs)
@@ -368,10 +429,15 @@ def build_learner(config, *, test: bool = False,
       raise
     kinds = {p: v.kind for p, v in params.items()}
     options = sorted(p for p, k in kinds.items() if k == k.KEYWORD_ONLY)
-    more = (" and those it passes on" if inspect.Parameter.VAR_KEYWORD
-            in kinds.values() else "")
-    raise ConfigError(f"config.learner_kwargs of {name!r}: {e} (its options: "
-                      f"{', '.join(options)}{more}).") from None
+    more = (
+      " and those it passes on"
+      if inspect.Parameter.VAR_KEYWORD in kinds.values()
+      else ""
+    )
+    raise ConfigError(
+      f"config.learner_kwargs of {name!r}: {e} (its options: "
+      f"{', '.join(options)}{more})."
+    ) from None
   except ValueError as e:
     raise ConfigError(f"config.learner={name!r}: {e}") from None
   if config.freeze_embedding:
@@ -396,5 +462,4 @@ def build_outer_opt(config) -> optax.GradientTransformation:
 def build_sources(config) -> Dict[str, Any]:
   """Task sources "train", "val" and "test" of the config's data, the
   training one what its learner trains on (`metajax.data.from_config`)."""
-  return data_lib.sources(config,
-                          build_learner(config, num_classes=2).train_on)
+  return data_lib.sources(config, build_learner(config, num_classes=2).train_on)

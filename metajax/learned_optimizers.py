@@ -42,13 +42,16 @@ class QuadraticTasks(NamedTuple):
   Attributes:
     dim: the dimension of x and y.
   """
+
   dim: int = 10
 
   def sample(self, rng: np.random.Generator, n: int) -> Tuple[Any, Any]:
     """`n` tasks: (initial params [n, dim], data {"w", "y"} with leading n)."""
     d = self.dim
-    data = {"w": rng.standard_normal((n, d, d)).astype(np.float32),
-            "y": rng.standard_normal((n, d)).astype(np.float32)}
+    data = {
+      "w": rng.standard_normal((n, d, d)).astype(np.float32),
+      "y": rng.standard_normal((n, d)).astype(np.float32),
+    }
     return rng.standard_normal((n, d)).astype(np.float32), data
 
   @staticmethod
@@ -63,12 +66,19 @@ def _check_sizes(**sizes):
     checks.integer(name, value, minimum=1)
 
 
-def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
-                         outer_opt: optax.GradientTransformation,
-                         num_steps: int, horizon: int = 100, unroll_steps: int = 20,
-                         batch_size: int = 128, seed: int = 0,
-                         first_order: bool = True
-                         ) -> Tuple[Theta, List[float]]:
+def meta_train_optimizer(
+  make_optimizer: MakeOptimizer,
+  theta: Theta,
+  tasks,
+  *,
+  outer_opt: optax.GradientTransformation,
+  num_steps: int,
+  horizon: int = 100,
+  unroll_steps: int = 20,
+  batch_size: int = 128,
+  seed: int = 0,
+  first_order: bool = True,
+) -> Tuple[Theta, List[float]]:
   """Meta-trains `theta` by truncated unrolled optimization.
 
   Args:
@@ -88,12 +98,18 @@ def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
   Returns:
     (meta-trained theta, meta-loss of each outer step).
   """
-  _check_sizes(num_steps=num_steps, horizon=horizon, unroll_steps=unroll_steps,
-               batch_size=batch_size)
+  _check_sizes(
+    num_steps=num_steps,
+    horizon=horizon,
+    unroll_steps=unroll_steps,
+    batch_size=batch_size,
+  )
   first_order = checks.boolean("first_order", first_order)
   if horizon % unroll_steps:
-    raise ValueError(f"horizon ({horizon}) must be a multiple of unroll_steps "
-                     f"({unroll_steps}).")
+    raise ValueError(
+      f"horizon ({horizon}) must be a multiple of unroll_steps "
+      f"({unroll_steps})."
+    )
   segments = horizon // unroll_steps
 
   @jax.jit
@@ -102,10 +118,15 @@ def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
       tx = make_optimizer(theta)
 
       def one(p, s, d):  # the losses after each update are the meta-loss
-        return optimize(tx, lambda q, _: tasks.loss(q, d), p,
-                        steps=unroll_steps, opt_state=s,
-                        first_order=first_order,
-                        observe=lambda q: tasks.loss(q, d))
+        return optimize(
+          tx,
+          lambda q, _: tasks.loss(q, d),
+          p,
+          steps=unroll_steps,
+          opt_state=s,
+          first_order=first_order,
+          observe=lambda q: tasks.loss(q, d),
+        )
 
       new_params, new_state, losses = jax.vmap(one)(params, opt_state, data)
       return jnp.mean(losses), (new_params, new_state)
@@ -126,18 +147,26 @@ def meta_train_optimizer(make_optimizer: MakeOptimizer, theta: Theta, tasks, *,
       params, data = tasks.sample(rng, batch_size)
       opt_state = init_states(theta, params)
     theta, outer_state, (params, opt_state), loss = outer_step(
-        theta, outer_state, params, opt_state, data)
+      theta, outer_state, params, opt_state, data
+    )
     loss = float(loss)
     if not np.isfinite(loss):
       raise FloatingPointError(
-          f"The meta-loss became {loss} at outer step {step}; lower the outer "
-          "learning rate or clip its gradients.")
+        f"The meta-loss became {loss} at outer step {step}; lower the outer "
+        "learning rate or clip its gradients."
+      )
     history.append(loss)
   return theta, history
 
 
-def evaluate_optimizer(tx: optax.GradientTransformation, tasks, *, steps: int,
-                       num_tasks: int = 100, seed: int = 1) -> np.ndarray:
+def evaluate_optimizer(
+  tx: optax.GradientTransformation,
+  tasks,
+  *,
+  steps: int,
+  num_tasks: int = 100,
+  seed: int = 1,
+) -> np.ndarray:
   """Losses of `tx` on `num_tasks` fresh tasks: [num_tasks, steps + 1]
   (column 0 is the initial loss)."""
   _check_sizes(steps=steps, num_tasks=num_tasks)
@@ -146,18 +175,29 @@ def evaluate_optimizer(tx: optax.GradientTransformation, tasks, *, steps: int,
   @jax.jit
   def run(params, data):
     def one(p, d):
-      losses = optimize(tx, lambda q, _: tasks.loss(q, d), p, steps=steps,
-                        observe=lambda q: tasks.loss(q, d)).per_step
+      losses = optimize(
+        tx,
+        lambda q, _: tasks.loss(q, d),
+        p,
+        steps=steps,
+        observe=lambda q: tasks.loss(q, d),
+      ).per_step
       return jnp.concatenate([tasks.loss(p, d)[None], losses])
+
     return jax.vmap(one)(params, data)
 
   return np.asarray(run(params, data))
 
 
-def tune_learning_rate(make: Callable[[float], optax.GradientTransformation],
-                       tasks, learning_rates: Sequence[float], *, steps: int,
-                       num_tasks: int = 100, seed: int = 2
-                       ) -> Tuple[float, Dict[float, float]]:
+def tune_learning_rate(
+  make: Callable[[float], optax.GradientTransformation],
+  tasks,
+  learning_rates: Sequence[float],
+  *,
+  steps: int,
+  num_tasks: int = 100,
+  seed: int = 2,
+) -> Tuple[float, Dict[float, float]]:
   """The step of `make(lr)` with the lowest mean loss after `steps` steps on
   tuning tasks (a seed of their own). Diverged runs count as infinite.
 
@@ -168,7 +208,10 @@ def tune_learning_rate(make: Callable[[float], optax.GradientTransformation],
     raise ValueError("learning_rates is empty.")
   finals = {}
   for lr in learning_rates:
-    final = evaluate_optimizer(make(lr), tasks, steps=steps,
-                               num_tasks=num_tasks, seed=seed)[:, -1]
-    finals[float(lr)] = float(np.mean(final)) if np.isfinite(final).all() else np.inf
+    final = evaluate_optimizer(
+      make(lr), tasks, steps=steps, num_tasks=num_tasks, seed=seed
+    )[:, -1]
+    finals[float(lr)] = (
+      float(np.mean(final)) if np.isfinite(final).all() else np.inf
+    )
   return min(finals, key=finals.__getitem__), finals

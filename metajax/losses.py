@@ -20,9 +20,9 @@ def mse(outputs, targets):
 
 
 TASKS = {
-    # task name -> (loss, metric, metric name)
-    "classification": (cross_entropy, accuracy, "accuracy"),
-    "regression": (mse, mse, "mse"),
+  # task name -> (loss, metric, metric name)
+  "classification": (cross_entropy, accuracy, "accuracy"),
+  "regression": (mse, mse, "mse"),
 }
 
 

@@ -50,12 +50,16 @@ def step_memory_bytes(compiled) -> Optional[int]:
     return None
   if stats is None:
     return None
-  return int(stats.temp_size_in_bytes + stats.output_size_in_bytes
-             - stats.alias_size_in_bytes)
+  return int(
+    stats.temp_size_in_bytes
+    + stats.output_size_in_bytes
+    - stats.alias_size_in_bytes
+  )
 
 
-def check_step_fits(compiled, device: jax.Device,
-                    available: Optional[int] = None) -> Optional[int]:
+def check_step_fits(
+  compiled, device: jax.Device, available: Optional[int] = None
+) -> Optional[int]:
   """Raises `StepMemoryError` if the compiled step will not fit on `device`.
 
   Args:
@@ -73,10 +77,11 @@ def check_step_fits(compiled, device: jax.Device,
     available = available_memory_bytes(device)
   if needed is not None and available is not None and needed > available:
     raise StepMemoryError(
-        f"The meta-step needs about {needed / 2**20:.0f} MB on {device} "
-        f"(XLA's estimate for the compiled step: temporaries and outputs) but "
-        f"only {available / 2**20:.0f} MB are free. Process the meta-batch in "
-        "chunks (tasks_per_chunk, config.tasks_per_chunk), lower "
-        "meta_batch_size, shard it over more devices, or for many inner "
-        "steps rematerialize them (remat=True).")
+      f"The meta-step needs about {needed / 2**20:.0f} MB on {device} "
+      f"(XLA's estimate for the compiled step: temporaries and outputs) but "
+      f"only {available / 2**20:.0f} MB are free. Process the meta-batch in "
+      "chunks (tasks_per_chunk, config.tasks_per_chunk), lower "
+      "meta_batch_size, shard it over more devices, or for many inner "
+      "steps rematerialize them (remat=True)."
+    )
   return needed

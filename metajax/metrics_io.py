@@ -21,8 +21,12 @@ class MetricWriter:
     tensorboard: also write event files under `<workdir>/tensorboard`.
   """
 
-  def __init__(self, workdir: str, resume_step: Optional[int] = None,
-               tensorboard: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    resume_step: Optional[int] = None,
+    tensorboard: bool = True,
+  ):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, "metrics.jsonl")
     if resume_step is not None and os.path.exists(self.path):
@@ -33,8 +37,10 @@ class MetricWriter:
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                               purge_step=resume_step)
+
+      self._tb = SummaryWriter(
+        os.path.join(workdir, "tensorboard"), purge_step=resume_step
+      )
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     """Appends a line `{"step": step, **metrics}` to metrics.jsonl, and the

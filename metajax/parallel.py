@@ -26,9 +26,11 @@ from metajax.data import episodes
 TASK_AXIS = "tasks"
 
 
-def initialize_distributed(coordinator_address: Optional[str] = None,
-                           num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> None:
+def initialize_distributed(
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  process_id: Optional[int] = None,
+) -> None:
   """Starts JAX's multi-process runtime (`jax.distributed.initialize`).
 
   Arguments left None are taken from the environment where JAX knows how to
@@ -40,21 +42,29 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     num_processes: how many processes take part.
     process_id: this process's index, 0 <= process_id < num_processes.
   """
-  given = [a is not None for a in (coordinator_address, num_processes,
-                                   process_id)]
+  given = [
+    a is not None for a in (coordinator_address, num_processes, process_id)
+  ]
   if any(given) and not all(given):
     raise ValueError(
-        "Give all of coordinator_address, num_processes and process_id, or "
-        "none of them (to read them from the environment); got "
-        f"coordinator_address={coordinator_address!r}, "
-        f"num_processes={num_processes!r}, process_id={process_id!r}.")
-  if (num_processes is not None and process_id is not None
-      and not 0 <= process_id < num_processes):
-    raise ValueError(f"process_id must be in [0, {num_processes}), got "
-                     f"{process_id}.")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes,
-                             process_id=process_id)
+      "Give all of coordinator_address, num_processes and process_id, or "
+      "none of them (to read them from the environment); got "
+      f"coordinator_address={coordinator_address!r}, "
+      f"num_processes={num_processes!r}, process_id={process_id!r}."
+    )
+  if (
+    num_processes is not None
+    and process_id is not None
+    and not 0 <= process_id < num_processes
+  ):
+    raise ValueError(
+      f"process_id must be in [0, {num_processes}), got {process_id}."
+    )
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address,
+    num_processes=num_processes,
+    process_id=process_id,
+  )
 
 
 def task_mesh(num_devices: Optional[int] = None) -> Mesh:
@@ -67,13 +77,17 @@ def task_mesh(num_devices: Optional[int] = None) -> Mesh:
   if num_devices is None:
     num_devices = len(devices)
   if not isinstance(num_devices, (int, np.integer)) or not (
-      1 <= num_devices <= len(devices)):
-    raise ValueError(f"num_devices must be an integer in [1, {len(devices)}] "
-                     f"(the devices JAX sees), got {num_devices!r}.")
+    1 <= num_devices <= len(devices)
+  ):
+    raise ValueError(
+      f"num_devices must be an integer in [1, {len(devices)}] "
+      f"(the devices JAX sees), got {num_devices!r}."
+    )
   if jax.process_count() > 1 and num_devices != len(devices):
     raise ValueError(
-        f"With {jax.process_count()} processes the mesh must use all "
-        f"{len(devices)} devices, got num_devices={num_devices}.")
+      f"With {jax.process_count()} processes the mesh must use all "
+      f"{len(devices)} devices, got num_devices={num_devices}."
+    )
   return Mesh(np.asarray(devices[:num_devices]), (TASK_AXIS,))
 
 
@@ -96,13 +110,16 @@ def check_meta_batch_size(meta_batch_size: int, mesh: Mesh) -> int:
   devices, processes = mesh.devices.size, jax.process_count()
   if meta_batch_size % devices:
     raise ValueError(
-        f"meta_batch_size {meta_batch_size} does not divide by the "
-        f"{devices} devices of the mesh: use a multiple of {devices} (e.g. "
-        f"{max(devices, meta_batch_size // devices * devices)}), or fewer "
-        "devices (config.num_devices).")
+      f"meta_batch_size {meta_batch_size} does not divide by the "
+      f"{devices} devices of the mesh: use a multiple of {devices} (e.g. "
+      f"{max(devices, meta_batch_size // devices * devices)}), or fewer "
+      "devices (config.num_devices)."
+    )
   if meta_batch_size % processes:
-    raise ValueError(f"meta_batch_size {meta_batch_size} does not divide by "
-                     f"the {processes} processes.")
+    raise ValueError(
+      f"meta_batch_size {meta_batch_size} does not divide by "
+      f"the {processes} processes."
+    )
   return meta_batch_size // processes
 
 
@@ -125,8 +142,8 @@ def put_batch(local_batch: Any, mesh: Mesh) -> Any:
   if jax.process_count() == 1:
     return jax.device_put(local_batch, sharding)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, x),
-      local_batch)
+    lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch
+  )
 
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
@@ -135,8 +152,9 @@ def put_replicated(tree: Any, mesh: Mesh) -> Any:
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-      tree)
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+    tree,
+  )
 
 
 def local_copy(tree: Any) -> Any:
@@ -150,8 +168,10 @@ def local_copy(tree: Any) -> Any:
   def one(x):
     if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
       if not x.sharding.is_fully_replicated:
-        raise ValueError(f"local_copy takes replicated arrays, got one "
-                         f"sharded as {x.sharding}.")
+        raise ValueError(
+          f"local_copy takes replicated arrays, got one "
+          f"sharded as {x.sharding}."
+        )
       for shard in x.addressable_shards:
         if shard.device == device:
           return shard.data

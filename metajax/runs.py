@@ -27,14 +27,26 @@ from metajax.data import episodes as episodes_lib
 from metajax.types import Learner, Params
 
 # Fields a resumed run may change: how long, how often, where, on what devices.
-RESUMABLE = {"num_steps", "eval_episodes", "val_every", "val_episodes",
-             "checkpoint_every", "log_every", "data_dir", "paper_result",
-             "on_nonfinite", "num_devices", "tasks_per_chunk"}
+RESUMABLE = {
+  "num_steps",
+  "eval_episodes",
+  "val_every",
+  "val_episodes",
+  "checkpoint_every",
+  "log_every",
+  "data_dir",
+  "paper_result",
+  "on_nonfinite",
+  "num_devices",
+  "tasks_per_chunk",
+}
 CONVERT_COMMAND = "python -m experiments.convert_config --workdir={workdir}"
 
 
 def _config_dict(config) -> Dict[str, Any]:
-  return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+  return (
+    json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+  )
 
 
 def _read_config_json(workdir) -> Optional[Dict[str, Any]]:
@@ -49,16 +61,19 @@ def _read_config_json(workdir) -> Optional[Dict[str, Any]]:
     saved = json.loads(text)
   except ValueError as e:
     raise from_config.ConfigError(
-        f"{path} is not valid JSON ({e}); it was edited or damaged. Restore "
-        "it from your config, or use a new --workdir.") from None
+      f"{path} is not valid JSON ({e}); it was edited or damaged. Restore "
+      "it from your config, or use a new --workdir."
+    ) from None
   if not isinstance(saved, dict):
     raise from_config.ConfigError(
-        f"{path} holds a {type(saved).__name__}, not a config.")
+      f"{path} holds a {type(saved).__name__}, not a config."
+    )
   if "learner_kwargs" not in saved:
     raise from_config.ConfigError(
-        f"{path} is in the format of runs written before the declarative "
-        "configs (no learner_kwargs). Convert it once with: "
-        f"{CONVERT_COMMAND.format(workdir=workdir)}")
+      f"{path} is in the format of runs written before the declarative "
+      "configs (no learner_kwargs). Convert it once with: "
+      f"{CONVERT_COMMAND.format(workdir=workdir)}"
+    )
   return saved
 
 
@@ -79,21 +94,27 @@ def _check_same_config(workdir, config) -> None:
     return
   old = _flat(_config_dict(from_config.with_option_defaults(saved)))
   new = _flat(_config_dict(from_config.with_option_defaults(config)))
-  diff = sorted(k for k in set(old) | set(new)
-                if k not in RESUMABLE and old.get(k) != new.get(k))
+  diff = sorted(
+    k
+    for k in set(old) | set(new)
+    if k not in RESUMABLE and old.get(k) != new.get(k)
+  )
   if diff:
     raise from_config.ConfigError(
-        f"{workdir!r} holds a run with a different config (fields "
-        f"{', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
-        "use a new --workdir or the same config to resume.")
-  if (new.get("outer_lr_schedule") == "linear_decay"
-      and old.get("num_steps") != new.get("num_steps")):
+      f"{workdir!r} holds a run with a different config (fields "
+      f"{', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
+      "use a new --workdir or the same config to resume."
+    )
+  if new.get("outer_lr_schedule") == "linear_decay" and old.get(
+    "num_steps"
+  ) != new.get("num_steps"):
     raise from_config.ConfigError(
-        f"{workdir!r} holds a run of num_steps={old.get('num_steps')} with "
-        "outer_lr_schedule='linear_decay', whose learning rate reaches 0 at "
-        "num_steps: resuming it with num_steps="
-        f"{new.get('num_steps')} would make the rate jump. Resume with "
-        f"num_steps={old.get('num_steps')} or use a new --workdir.")
+      f"{workdir!r} holds a run of num_steps={old.get('num_steps')} with "
+      "outer_lr_schedule='linear_decay', whose learning rate reaches 0 at "
+      "num_steps: resuming it with num_steps="
+      f"{new.get('num_steps')} would make the rate jump. Resume with "
+      f"num_steps={old.get('num_steps')} or use a new --workdir."
+    )
 
 
 def _with_num_classes(config, sources):
@@ -104,8 +125,9 @@ def _with_num_classes(config, sources):
     return config
   if config.num_classes is not None and config.num_classes != found:
     raise from_config.ConfigError(
-        f"config.num_classes={config.num_classes} but the training split has "
-        f"{found} classes; leave it unset.")
+      f"config.num_classes={config.num_classes} but the training split has "
+      f"{found} classes; leave it unset."
+    )
   config = ml_collections.ConfigDict(_config_dict(config))
   config.num_classes = found
   return config
@@ -125,54 +147,79 @@ def _with_embedding_from(config, learner, outer_opt, source):
   embed = embed.get("embed") if isinstance(embed, dict) else None
   if embed is None:
     raise from_config.ConfigError(
-        f"config.embedding_init={path!r}: that run's meta-parameters have no "
-        "'embed'.")
+      f"config.embedding_init={path!r}: that run's meta-parameters have no "
+      "'embed'."
+    )
   init_key, _ = step_lib.seed_keys(config.seed)
   example = source.sample_batch(episodes_lib.step_rng(config.seed, 0), 1)
-  state = jax.jit(lambda k, ex: step_lib.init_train_state(
-      learner, outer_opt, k, ex))(init_key, example)
+  state = jax.jit(
+    lambda k, ex: step_lib.init_train_state(learner, outer_opt, k, ex)
+  )(init_key, example)
   shapes = lambda tree: jax.tree.map(lambda a: (a.shape, str(a.dtype)), tree)
   if shapes(embed) != shapes(state.meta_params["embed"]):
     raise from_config.ConfigError(
-        f"config.embedding_init={path!r}: its embedding is not this run's "
-        f"network (its parameters {shapes(embed)}, this run's "
-        f"{shapes(state.meta_params['embed'])}); give a run with the same "
-        "model, model_kwargs and image size.")
+      f"config.embedding_init={path!r}: its embedding is not this run's "
+      f"network (its parameters {shapes(embed)}, this run's "
+      f"{shapes(state.meta_params['embed'])}); give a run with the same "
+      "model, model_kwargs and image size."
+    )
   meta_params = dict(state.meta_params, embed=embed)
   return step_lib.TrainState(
-      step=state.step, meta_params=meta_params,
-      opt_state=step_lib.outer_optimizer(learner, outer_opt).init(meta_params))
+    step=state.step,
+    meta_params=meta_params,
+    opt_state=step_lib.outer_optimizer(learner, outer_opt).init(meta_params),
+  )
 
 
-def _meta_train(config, learner, test_learner, sources, outer_opt, initial,
-                workdir, callback):
+def _meta_train(
+  config, learner, test_learner, sources, outer_opt, initial, workdir, callback
+):
   """`train.meta_train` over the config's settings (and the learner's
   warm-up phase first, if it has one)."""
   train_kwargs = dict(
-      outer_opt=outer_opt, meta_batch_size=config.meta_batch_size,
-      seed=config.seed, workdir=workdir,
-      checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-      val_source=sources["val"],
-      val_learner=test_learner,
-      val_every=config.val_every, val_episodes=config.val_episodes,
-      callback=callback, on_nonfinite=config.on_nonfinite,
-      mesh=parallel.task_mesh(config.num_devices),
-      tasks_per_chunk=config.tasks_per_chunk,
-      keep_best=config.select_on_validation)
+    outer_opt=outer_opt,
+    meta_batch_size=config.meta_batch_size,
+    seed=config.seed,
+    workdir=workdir,
+    checkpoint_every=config.checkpoint_every,
+    log_every=config.log_every,
+    val_source=sources["val"],
+    val_learner=test_learner,
+    val_every=config.val_every,
+    val_episodes=config.val_episodes,
+    callback=callback,
+    on_nonfinite=config.on_nonfinite,
+    mesh=parallel.task_mesh(config.num_devices),
+    tasks_per_chunk=config.tasks_per_chunk,
+    keep_best=config.select_on_validation,
+  )
   state = initial
   if learner.warmup is not None:  # e.g. MAML++'s first-order phase
     steps, warmup = learner.warmup
     steps = min(steps, config.num_steps)
     if steps:
-      state = train_lib.meta_train(warmup, sources["train"], num_steps=steps,
-                                   initial_state=state, **train_kwargs)
-  return train_lib.meta_train(learner, sources["train"],
-                              num_steps=config.num_steps, initial_state=state,
-                              **train_kwargs)
+      state = train_lib.meta_train(
+        warmup,
+        sources["train"],
+        num_steps=steps,
+        initial_state=state,
+        **train_kwargs,
+      )
+  return train_lib.meta_train(
+    learner,
+    sources["train"],
+    num_steps=config.num_steps,
+    initial_state=state,
+    **train_kwargs,
+  )
 
 
-def train_and_evaluate(config, workdir: Optional[str], *,
-                       callback: Optional[train_lib.Callback] = None) -> Dict[str, Any]:
+def train_and_evaluate(
+  config,
+  workdir: Optional[str],
+  *,
+  callback: Optional[train_lib.Callback] = None,
+) -> Dict[str, Any]:
   """Meta-trains, evaluates on the test classes, writes `results.json`.
 
   Validates the config and builds the data before anything is written to
@@ -190,8 +237,9 @@ def train_and_evaluate(config, workdir: Optional[str], *,
   config = from_config.validate(config)
   if config.select_on_validation and workdir is None:
     raise from_config.ConfigError(
-        "config.select_on_validation=True keeps the best state in the "
-        "workdir: give one.")
+      "config.select_on_validation=True keeps the best state in the "
+      "workdir: give one."
+    )
   sources = from_config.build_sources(config)
   config = _with_num_classes(config, sources)
   learner = from_config.build_learner(config)
@@ -204,26 +252,47 @@ def train_and_evaluate(config, workdir: Optional[str], *,
     _check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
     if primary:
-      metrics_io.write_json(os.path.join(workdir, "config.json"),
-                            _config_dict(config))
-  state = _meta_train(config, learner, test_learner, sources, outer_opt,
-                      initial, workdir, callback)
+      metrics_io.write_json(
+        os.path.join(workdir, "config.json"), _config_dict(config)
+      )
+  state = _meta_train(
+    config,
+    learner,
+    test_learner,
+    sources,
+    outer_opt,
+    initial,
+    workdir,
+    callback,
+  )
   selected = {}
   meta_params = parallel.local_copy(state.meta_params)
   if config.select_on_validation:
     assert workdir is not None  # refused above
     best = best_lib.read_best(workdir)
     if best is not None:  # None: no validation step within num_steps
-      meta_params = _restore(workdir, state, best["step"],
-                             best_lib.BEST_FOLDER)[1].meta_params
-      selected = {"selected_step": best["step"],
-                  f"selected_val_{best['metric']}": best["mean"]}
-  result = eval_lib.evaluate(test_learner, meta_params, sources["test"],
-                             episodes=config.eval_episodes,
-                             seed=from_config.test_seed(config))
-  results = {"config": _config_dict(config), "metric": result.metric,
-             "mean": result.mean, "ci95": result.ci95,
-             "episodes": result.episodes, **selected}
+      meta_params = _restore(
+        workdir, state, best["step"], best_lib.BEST_FOLDER
+      )[1].meta_params
+      selected = {
+        "selected_step": best["step"],
+        f"selected_val_{best['metric']}": best["mean"],
+      }
+  result = eval_lib.evaluate(
+    test_learner,
+    meta_params,
+    sources["test"],
+    episodes=config.eval_episodes,
+    seed=from_config.test_seed(config),
+  )
+  results = {
+    "config": _config_dict(config),
+    "metric": result.metric,
+    "mean": result.mean,
+    "ci95": result.ci95,
+    "episodes": result.episodes,
+    **selected,
+  }
   if workdir is not None and primary:
     metrics_io.write_json(os.path.join(workdir, "results.json"), results)
   return results
@@ -237,6 +306,7 @@ class Run(NamedTuple):
     learner: the test-time learner.
     meta_params: the meta-parameters the run kept.
   """
+
   config: ml_collections.ConfigDict
   learner: Learner
   meta_params: Params
@@ -252,8 +322,9 @@ def _restore(workdir, target, step, folder="checkpoints"):
     checkpointer.close()
 
 
-def load_run(workdir: str, step: Optional[int] = None,
-             best: Optional[bool] = None) -> Run:
+def load_run(
+  workdir: str, step: Optional[int] = None, best: Optional[bool] = None
+) -> Run:
   """Loads the run in `workdir`: its config and meta-parameters.
 
   Args:
@@ -278,8 +349,10 @@ def load_run(workdir: str, step: Optional[int] = None,
   init_key, _ = step_lib.seed_keys(config.seed)
   # Shapes only (nothing is computed or compiled): the restore's target.
   target = jax.eval_shape(
-      lambda k, ex: step_lib.init_train_state(learner, outer_opt, k, ex),
-      init_key, from_config.example_episode(config))
+    lambda k, ex: step_lib.init_train_state(learner, outer_opt, k, ex),
+    init_key,
+    from_config.example_episode(config),
+  )
   kept = best_lib.read_best(workdir)
   if best is None:
     best = config.select_on_validation and kept is not None and step is None
@@ -288,15 +361,24 @@ def load_run(workdir: str, step: Optional[int] = None,
     if step is not None:
       raise ValueError("load_run: give step or best=True, not both.")
     if kept is None:
-      raise ValueError(f"{workdir!r} kept no best state (no {best_lib.BEST_JSON}"
-                       "; the run did not set select_on_validation, or "
-                       "validated no step yet).")
-    return Run(config=config, learner=test_learner, meta_params=_restore(
-        workdir, target, kept["step"], best_lib.BEST_FOLDER)[1].meta_params)
+      raise ValueError(
+        f"{workdir!r} kept no best state (no {best_lib.BEST_JSON}"
+        "; the run did not set select_on_validation, or "
+        "validated no step yet)."
+      )
+    return Run(
+      config=config,
+      learner=test_learner,
+      meta_params=_restore(workdir, target, kept["step"], best_lib.BEST_FOLDER)[
+        1
+      ].meta_params,
+    )
   restored, state = _restore(workdir, target, step)
   if restored is None:
-    raise ValueError(f"{workdir!r} holds no checkpoint (the run stopped "
-                     "before its first save).")
+    raise ValueError(
+      f"{workdir!r} holds no checkpoint (the run stopped "
+      "before its first save)."
+    )
   return Run(config=config, learner=test_learner, meta_params=state.meta_params)
 
 
@@ -305,8 +387,10 @@ def _check_inputs(config, support_x, support_y, query_x):
   shape = from_config.input_shape(config)
   for name, x in (("support_x", support_x), ("query_x", query_x)):
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-      raise ValueError(f"{name} has shape {x.shape}; this run expects "
-                       f"[n, {', '.join(map(str, shape))}].")
+      raise ValueError(
+        f"{name} has shape {x.shape}; this run expects "
+        f"[n, {', '.join(map(str, shape))}]."
+      )
     if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
       raise ValueError(f"{name} has dtype {x.dtype}; use uint8 or float.")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
@@ -315,24 +399,34 @@ def _check_inputs(config, support_x, support_y, query_x):
     raise ValueError("support_x is empty; give at least one example per class.")
   regression = config.dataset == "sinusoid"
   if support_y.ndim == 0 or support_y.shape[0] != support_x.shape[0]:
-    raise ValueError(f"support_y has shape {support_y.shape} but support_x "
-                     f"has {support_x.shape[0]} rows.")
+    raise ValueError(
+      f"support_y has shape {support_y.shape} but support_x "
+      f"has {support_x.shape[0]} rows."
+    )
   if support_y.shape[1:] not in (((), (1,)) if regression else ((),)):
-    raise ValueError(f"support_y has shape {support_y.shape}; this run expects "
-                     f"{'[n] or [n, 1] targets' if regression else '[n] labels'}.")
+    raise ValueError(
+      f"support_y has shape {support_y.shape}; this run expects "
+      f"{'[n] or [n, 1] targets' if regression else '[n] labels'}."
+    )
   if regression:
-    if not (np.issubdtype(support_y.dtype, np.floating)
-            or np.issubdtype(support_y.dtype, np.integer)):
+    if not (
+      np.issubdtype(support_y.dtype, np.floating)
+      or np.issubdtype(support_y.dtype, np.integer)
+    ):
       raise ValueError(f"support_y has dtype {support_y.dtype}; use float.")
     if not np.isfinite(support_y).all():
       raise ValueError("support_y holds NaN or infinite values.")
     return support_y.astype(np.float32).reshape(-1, 1)
   ways = from_config.test_value(config, "ways")
   if not np.issubdtype(support_y.dtype, np.integer):
-    raise ValueError(f"support_y must hold integer labels, got {support_y.dtype}.")
+    raise ValueError(
+      f"support_y must hold integer labels, got {support_y.dtype}."
+    )
   if support_y.min() < 0 or support_y.max() >= ways:
-    raise ValueError(f"support_y labels must lie in 0..{ways - 1} for this "
-                     f"{ways}-way run; got {sorted(set(support_y.tolist()))}.")
+    raise ValueError(
+      f"support_y labels must lie in 0..{ways - 1} for this "
+      f"{ways}-way run; got {sorted(set(support_y.tolist()))}."
+    )
   return support_y.astype(np.int32)
 
 
@@ -357,14 +451,19 @@ def predict(run: Run, support_x, support_y, query_x, *, seed: int = 0):
       values, labels outside 0..ways-1.
   """
   support_x, query_x = np.asarray(support_x), np.asarray(query_x)
-  support_y = _check_inputs(run.config, support_x, np.asarray(support_y),
-                            query_x)
+  support_y = _check_inputs(
+    run.config, support_x, np.asarray(support_y), query_x
+  )
   learner = run.learner
 
   @jax.jit  # one program: op by op, a scan or vmap learner is slow.
   def adapt_predict(meta_params, support, query_x, key):
-    return learner.predict(meta_params, learner.adapt(meta_params, support, key),
-                           query_x)
+    return learner.predict(
+      meta_params, learner.adapt(meta_params, support, key), query_x
+    )
 
-  return np.asarray(adapt_predict(run.meta_params, (support_x, support_y),
-                                  query_x, jax.random.key(seed)))
+  return np.asarray(
+    adapt_predict(
+      run.meta_params, (support_x, support_y), query_x, jax.random.key(seed)
+    )
+  )

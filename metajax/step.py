@@ -27,8 +27,9 @@ class TrainState(NamedTuple):
     meta_params: the learner's meta-parameters.
     opt_state: the outer optimizer's state.
   """
-  step: jax.Array            # [] int32, meta-steps done (skipped ones too)
-  meta_params: Params        # the learner's meta-parameters
+
+  step: jax.Array  # [] int32, meta-steps done (skipped ones too)
+  meta_params: Params  # the learner's meta-parameters
   opt_state: optax.OptState  # the outer optimizer's state
 
 
@@ -37,20 +38,30 @@ def seed_keys(seed: int):
   return tuple(jax.random.split(jax.random.key(seed)))
 
 
-def vmap_tasks(fn: Callable, batch: Episode, key: jax.Array, *,
-               split: bool = True):
+def vmap_tasks(
+  fn: Callable, batch: Episode, key: jax.Array, *, split: bool = True
+):
   """`fn(episode, key)` vmapped over the task axis, one split key per task.
 
   With `split=False`, `key` is already one key per task ([T] keys).
   """
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0]) if (
-      split) else key
+  keys = (
+    jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
+    if (split)
+    else key
+  )
   return jax.vmap(fn)(batch, keys)
 
 
-def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
-                 key: jax.Array, *, split: bool = True,
-                 tasks_per_chunk: Optional[int] = None):
+def task_metrics(
+  learner: Learner,
+  meta_params: Params,
+  batch: Episode,
+  key: jax.Array,
+  *,
+  split: bool = True,
+  tasks_per_chunk: Optional[int] = None,
+):
   """Per-task (query loss, query metric) of a meta-batch, over the task axis.
 
   `key` is split into one key per task (`split=False`: it already is). The
@@ -63,19 +74,31 @@ def task_metrics(learner: Learner, meta_params: Params, batch: Episode,
     support = (episode.support_x, episode.support_y)
     state = learner.adapt(meta_params, support, k)
     outputs = learner.predict(meta_params, state, episode.query_x)
-    return (learner.loss(outputs, episode.query_y),
-            learner.metric(outputs, episode.query_y))
+    return (
+      learner.loss(outputs, episode.query_y),
+      learner.metric(outputs, episode.query_y),
+    )
 
   if tasks_per_chunk is None:
     return vmap_tasks(one, batch, key, split=split)
-  keys = jax.random.split(key, jax.tree.leaves(batch)[0].shape[0]) if (
-      split) else key
-  return jax.lax.map(lambda args: one(*args), (batch, keys),
-                     batch_size=tasks_per_chunk)
+  keys = (
+    jax.random.split(key, jax.tree.leaves(batch)[0].shape[0])
+    if (split)
+    else key
+  )
+  return jax.lax.map(
+    lambda args: one(*args), (batch, keys), batch_size=tasks_per_chunk
+  )
 
 
-def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
-              key: jax.Array, *, split: bool = True):
+def meta_loss(
+  learner: Learner,
+  meta_params: Params,
+  batch: Episode,
+  key: jax.Array,
+  *,
+  split: bool = True,
+):
   """Mean training objective over a meta-batch; aux: mean metric.
 
   The objective is the query loss after adaptation, or the learner's own
@@ -84,17 +107,23 @@ def meta_loss(learner: Learner, meta_params: Params, batch: Episode,
   """
   task_loss = learner.task_loss
   if task_loss is None:
-    task_losses, task_metric = task_metrics(learner, meta_params, batch, key,
-                                            split=split)
+    task_losses, task_metric = task_metrics(
+      learner, meta_params, batch, key, split=split
+    )
   else:
     task_losses, task_metric = vmap_tasks(
-        lambda ep, k: task_loss(meta_params, ep, k), batch, key,
-        split=split)
+      lambda ep, k: task_loss(meta_params, ep, k), batch, key, split=split
+    )
   return task_losses.mean(), task_metric.mean()
 
 
-def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
-                  key: jax.Array, num_chunks: int = 1):
+def meta_gradient(
+  learner: Learner,
+  meta_params: Params,
+  batch: Episode,
+  key: jax.Array,
+  num_chunks: int = 1,
+):
   """((loss, metric), outer gradient) of a meta-batch, averaged over tasks.
 
   With `num_chunks` > 1 the tasks are processed in that many equal chunks, one
@@ -106,8 +135,10 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
   """
   tasks = jax.tree.leaves(batch)[0].shape[0]
   if not isinstance(num_chunks, int) or num_chunks < 1 or tasks % num_chunks:
-    raise ValueError(f"num_chunks must be a positive integer that divides the "
-                     f"{tasks} tasks of the meta-batch, got {num_chunks!r}.")
+    raise ValueError(
+      f"num_chunks must be a positive integer that divides the "
+      f"{tasks} tasks of the meta-batch, got {num_chunks!r}."
+    )
   keys = jax.random.split(key, tasks)
 
   outer_grad = learner.outer_grad
@@ -115,11 +146,15 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
   def grads_of(chunk, chunk_keys):
     if outer_grad is None:
       return jax.value_and_grad(
-          lambda p: meta_loss(learner, p, chunk, chunk_keys, split=False),
-          has_aux=True)(meta_params)
+        lambda p: meta_loss(learner, p, chunk, chunk_keys, split=False),
+        has_aux=True,
+      )(meta_params)
     grads, (task_losses, task_metric) = vmap_tasks(
-        lambda ep, k: outer_grad(meta_params, ep, k), chunk,
-        chunk_keys, split=False)
+      lambda ep, k: outer_grad(meta_params, ep, k),
+      chunk,
+      chunk_keys,
+      split=False,
+    )
     grads = jax.tree.map(lambda g: g.mean(axis=0), grads)
     return (task_losses.mean(), task_metric.mean()), grads
 
@@ -137,14 +172,19 @@ def meta_gradient(learner: Learner, meta_params: Params, batch: Episode,
   # The gradients (of the meta-parameters, or outer "gradients" shaped like
   # them) are summed in the carry; each chunk's loss and metric come out.
   total, (losses, metrics) = jax.lax.scan(
-      body, jax.tree.map(jnp.zeros_like, meta_params),
-      (jax.tree.map(split, batch), split(keys)))
-  return ((losses.mean(), metrics.mean()),
-          jax.tree.map(lambda t: t / num_chunks, total))
+    body,
+    jax.tree.map(jnp.zeros_like, meta_params),
+    (jax.tree.map(split, batch), split(keys)),
+  )
+  return (
+    (losses.mean(), metrics.mean()),
+    jax.tree.map(lambda t: t / num_chunks, total),
+  )
 
 
-def outer_optimizer(learner: Learner, outer_opt: optax.GradientTransformation
-                    ) -> optax.GradientTransformation:
+def outer_optimizer(
+  learner: Learner, outer_opt: optax.GradientTransformation
+) -> optax.GradientTransformation:
   """`outer_opt` as `learner` needs it: wrapped by its `wrap_outer_opt`
   (Reptile's carried statistics are set, not stepped). `init_train_state`
   and `make_meta_step` apply it, so callers pass the plain optimizer."""
@@ -153,14 +193,19 @@ def outer_optimizer(learner: Learner, outer_opt: optax.GradientTransformation
   return learner.wrap_outer_opt(outer_opt)
 
 
-def init_train_state(learner: Learner, outer_opt: optax.GradientTransformation,
-                     key: jax.Array, example_batch: Episode) -> TrainState:
+def init_train_state(
+  learner: Learner,
+  outer_opt: optax.GradientTransformation,
+  key: jax.Array,
+  example_batch: Episode,
+) -> TrainState:
   """Initial meta-parameters (from one task of `example_batch`), opt state."""
   example = jax.tree.map(lambda a: a[0], example_batch)
   meta_params = learner.init(key, example)
   opt_state = outer_optimizer(learner, outer_opt).init(meta_params)
-  return TrainState(step=jnp.zeros([], jnp.int32), meta_params=meta_params,
-                    opt_state=opt_state)
+  return TrainState(
+    step=jnp.zeros([], jnp.int32), meta_params=meta_params, opt_state=opt_state
+  )
 
 
 def auto_tasks_per_chunk(platform: str) -> Optional[int]:
@@ -174,10 +219,13 @@ def auto_tasks_per_chunk(platform: str) -> Optional[int]:
   return 1 if platform == "cpu" else None
 
 
-def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
-                   *, mesh: Optional[Mesh] = None,
-                   tasks_per_chunk: Optional[int] = None
-                   ) -> jax.stages.Wrapped:
+def make_meta_step(
+  learner: Learner,
+  outer_opt: optax.GradientTransformation,
+  *,
+  mesh: Optional[Mesh] = None,
+  tasks_per_chunk: Optional[int] = None,
+) -> jax.stages.Wrapped:
   """A jitted `step(state, batch, key) -> (state, metrics)`.
 
   `metrics` holds the meta-batch's mean query "loss", the learner's metric
@@ -199,42 +247,59 @@ def make_meta_step(learner: Learner, outer_opt: optax.GradientTransformation,
   """
   outer_opt = outer_optimizer(learner, outer_opt)
   devices = 1 if mesh is None else mesh.devices.size
-  platform = (jax.default_backend() if mesh is None
-              else mesh.devices.flat[0].platform)
-  chunk = (auto_tasks_per_chunk(platform) if tasks_per_chunk is None
-           else tasks_per_chunk)
+  platform = (
+    jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+  )
+  chunk = (
+    auto_tasks_per_chunk(platform)
+    if tasks_per_chunk is None
+    else tasks_per_chunk
+  )
 
   def step(state: TrainState, batch: Episode, key: jax.Array):
     num_chunks = 1
     if chunk is not None:
       tasks = jax.tree.leaves(batch)[0].shape[0]
       per_device = tasks // devices
-      if (not isinstance(chunk, (int, np.integer))
-          or chunk < 1 or per_device % chunk):
+      if (
+        not isinstance(chunk, (int, np.integer))
+        or chunk < 1
+        or per_device % chunk
+      ):
         raise ValueError(
-            f"tasks_per_chunk must be a positive integer that divides the "
-            f"{per_device} tasks per device ({tasks} tasks over {devices} "
-            f"devices), got {chunk!r}.")
+          f"tasks_per_chunk must be a positive integer that divides the "
+          f"{per_device} tasks per device ({tasks} tasks over {devices} "
+          f"devices), got {chunk!r}."
+        )
       num_chunks = per_device // int(chunk)
-    (loss, metric), grads = meta_gradient(learner, state.meta_params, batch,
-                                          key, num_chunks)
-    updates, opt_state = outer_opt.update(grads, state.opt_state,
-                                          state.meta_params)
+    (loss, metric), grads = meta_gradient(
+      learner, state.meta_params, batch, key, num_chunks
+    )
+    updates, opt_state = outer_opt.update(
+      grads, state.opt_state, state.meta_params
+    )
     meta_params = optax.apply_updates(state.meta_params, updates)
-    metrics = {"loss": loss, learner.metric_name: metric,
-               "grad_norm": optax.tree.norm(grads)}
+    metrics = {
+      "loss": loss,
+      learner.metric_name: metric,
+      "grad_norm": optax.tree.norm(grads),
+    }
     return TrainState(state.step + 1, meta_params, opt_state), metrics
 
   if mesh is None:
     return jax.jit(step, donate_argnums=0)
   whole = parallel.replicated(mesh)
-  return jax.jit(step, donate_argnums=0,
-                 in_shardings=(whole, parallel.task_sharding(mesh), whole),
-                 out_shardings=(whole, whole))
+  return jax.jit(
+    step,
+    donate_argnums=0,
+    in_shardings=(whole, parallel.task_sharding(mesh), whole),
+    out_shardings=(whole, whole),
+  )
 
 
-def make_eval_step(learner: Learner, *, tasks_per_chunk: Optional[int] = -1
-                   ) -> Callable:
+def make_eval_step(
+  learner: Learner, *, tasks_per_chunk: Optional[int] = -1
+) -> Callable:
   """Jitted (meta_params, batch, key) -> per-task metric [T].
 
   `tasks_per_chunk`: episodes adapted at once (None: the whole batch,
@@ -244,9 +309,14 @@ def make_eval_step(learner: Learner, *, tasks_per_chunk: Optional[int] = -1
   if tasks_per_chunk == -1:
     tasks_per_chunk = auto_tasks_per_chunk(jax.default_backend())
   if tasks_per_chunk is not None and (
-      not isinstance(tasks_per_chunk, (int, np.integer))
-      or tasks_per_chunk < 1):
-    raise ValueError("tasks_per_chunk must be None or an integer >= 1, got "
-                     f"{tasks_per_chunk!r}.")
-  return jax.jit(lambda p, b, k: task_metrics(
-      learner, p, b, k, tasks_per_chunk=tasks_per_chunk)[1])
+    not isinstance(tasks_per_chunk, (int, np.integer)) or tasks_per_chunk < 1
+  ):
+    raise ValueError(
+      "tasks_per_chunk must be None or an integer >= 1, got "
+      f"{tasks_per_chunk!r}."
+    )
+  return jax.jit(
+    lambda p, b, k: task_metrics(
+      learner, p, b, k, tasks_per_chunk=tasks_per_chunk
+    )[1]
+  )

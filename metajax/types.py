@@ -36,6 +36,7 @@ class Episode(NamedTuple):
     query_x: the query inputs.
     query_y: the query labels or targets.
   """
+
   support_x: Array
   support_y: Array
   query_x: Array
@@ -57,7 +58,9 @@ MetricFn = Callable[[Array, Array], Array]
 TaskLossFn = Callable[[Params, Episode, PRNGKey], Tuple[Array, Array]]
 # (meta_params, episode, key) -> (outer gradient, (loss, metric)): a task's
 # contribution to the outer update that is not a gradient of a loss (Reptile).
-OuterGradFn = Callable[[Params, Episode, PRNGKey], Tuple[Params, Tuple[Array, Array]]]
+OuterGradFn = Callable[
+  [Params, Episode, PRNGKey], Tuple[Params, Tuple[Array, Array]]
+]
 
 
 class Learner(NamedTuple):
@@ -88,6 +91,7 @@ class Learner(NamedTuple):
       with global labels in the query field (`ClassBatchSampler`; the
       Baselines' pre-training).
   """
+
   init: InitFn
   adapt: AdaptFn
   predict: PredictFn

@@ -20,8 +20,9 @@ from tests.helpers import checkpoint_steps
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 os.environ.setdefault(
-    "METAJAX_COMPILATION_CACHE",
-    os.path.join(tempfile.gettempdir(), f"metajax-tests-{os.getuid()}", "jax"))
+  "METAJAX_COMPILATION_CACHE",
+  os.path.join(tempfile.gettempdir(), f"metajax-tests-{os.getuid()}", "jax"),
+)
 compilation_cache.enable(os.environ["METAJAX_COMPILATION_CACHE"])
 
 

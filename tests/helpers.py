@@ -28,8 +28,10 @@ def assert_bitwise_equal(a, b):
 
 
 def differs(a, b):
-  return any(np.asarray(x).tobytes() != np.asarray(y).tobytes()
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return any(
+    np.asarray(x).tobytes() != np.asarray(y).tobytes()
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
 
 
 def checkpoint_steps(workdir):
@@ -41,8 +43,12 @@ def checkpoint_steps(workdir):
 
 
 def sinusoid_learner(hidden):
-  return maml(models.MLP(1, hidden=hidden), inner_lr=0.01, inner_steps=1,
-              task="regression")
+  return maml(
+    models.MLP(1, hidden=hidden),
+    inner_lr=0.01,
+    inner_steps=1,
+    task="regression",
+  )
 
 
 def trained_omniglot_run(tmp_path_factory, data_dir, config, name):

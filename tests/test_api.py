@@ -20,19 +20,27 @@ def test_all_is_sorted_and_every_name_resolves():
 
 def test_run_loaders_are_the_runs_module_s():
   from metajax import runs  # pylint: disable=g-import-not-at-top
+
   assert metajax.load_run is runs.load_run
   assert metajax.predict is runs.predict and metajax.Run is runs.Run
 
 
 def test_import_metajax_does_not_import_orbax_or_ml_collections():
-  code = ("import sys, metajax\n"
-          "heavy = [m for m in ('orbax', 'ml_collections', 'tensorflow', "
-          "'tensorflow_datasets') if m in sys.modules]\n"
-          "print(heavy)\n"
-          "metajax.load_run\n"
-          "print('ml_collections' in sys.modules)\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
+  code = (
+    "import sys, metajax\n"
+    "heavy = [m for m in ('orbax', 'ml_collections', 'tensorflow', "
+    "'tensorflow_datasets') if m in sys.modules]\n"
+    "print(heavy)\n"
+    "metajax.load_run\n"
+    "print('ml_collections' in sys.modules)\n"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   heavy, loaded = proc.stdout.splitlines()
   assert heavy == "[]"

@@ -8,21 +8,44 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-POSITIVE = ("tasks_per_s", "step_ms", "step_ms_min", "compile_s",
-            "peak_rss_mb", "rss_before_compile_mb", "gflop_per_step",
-            "step_gflops", "matmul_gflops", "matmul_share")
+POSITIVE = (
+  "tasks_per_s",
+  "step_ms",
+  "step_ms_min",
+  "compile_s",
+  "peak_rss_mb",
+  "rss_before_compile_mb",
+  "gflop_per_step",
+  "step_gflops",
+  "matmul_gflops",
+  "matmul_share",
+)
 
 
 def test_benchmark_prints_one_json_line_per_row(tmp_path):
   json_out = tmp_path / "bench.jsonl"
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--rows=maml_patches",
-       "--meta_batch_size=2", "--warmup=1", "--steps=1", "--image_size=12",
-       "--filters=4", "--matmul_size=128", f"--json_out={json_out}"],
-      cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "experiments.benchmark",
+      "--rows=maml_patches",
+      "--meta_batch_size=2",
+      "--warmup=1",
+      "--steps=1",
+      "--image_size=12",
+      "--filters=4",
+      "--matmul_size=128",
+      f"--json_out={json_out}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [json.loads(l) for l in proc.stdout.splitlines()
-           if l.startswith("{")]
+  lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
   assert len(lines) == 1
   row = lines[0]
   assert row["row"] == "maml_patches"
@@ -43,15 +66,21 @@ def test_benchmark_prints_one_json_line_per_row(tmp_path):
   assert row["step_memory_mb"] > 0
   assert row["host_sample_ms"] > 0 and row["host_put_ms"] > 0
   # The table's device column.
-  table_row = [l for l in proc.stdout.splitlines()
-               if l.startswith("maml_patches ")]
+  table_row = [
+    l for l in proc.stdout.splitlines() if l.startswith("maml_patches ")
+  ]
   assert table_row[0].endswith(f"{row['backend']} {row['device']}")
 
 
 def test_benchmark_rejects_unknown_rows():
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--rows=nope"],
-      cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    [sys.executable, "-m", "experiments.benchmark", "--rows=nope"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=60,
+    check=False,
+  )
   assert proc.returncode != 0
   assert "Unknown rows" in proc.stderr
 
@@ -60,16 +89,34 @@ def test_benchmark_rows_of_other_learners(tmp_path):
   """Another learner, the loop baseline, all tasks at once, bfloat16."""
   rows = ["baseline_pp", "protonet_loop", "protonet_vmapped"]
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", f"--rows={','.join(rows)}",
-       "--meta_batch_size=2", "--warmup=0", "--steps=1", "--image_size=12",
-       "--filters=4", "--matmul_size=64", "--compute_dtype=bfloat16",
-       "--sample_repeats=0"],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    [
+      sys.executable,
+      "-m",
+      "experiments.benchmark",
+      f"--rows={','.join(rows)}",
+      "--meta_batch_size=2",
+      "--warmup=0",
+      "--steps=1",
+      "--image_size=12",
+      "--filters=4",
+      "--matmul_size=64",
+      "--compute_dtype=bfloat16",
+      "--sample_repeats=0",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
   assert [l["row"] for l in lines] == rows
-  assert [l["learner"] for l in lines] == ["baseline_pp", "protonet",
-                                           "protonet"]
+  assert [l["learner"] for l in lines] == [
+    "baseline_pp",
+    "protonet",
+    "protonet",
+  ]
   assert lines[1]["options"] == {"loop": True}
   assert lines[2]["options"] == {"vmapped": True}
   assert [l["tasks_per_chunk"] for l in lines] == [1, 1, 2]

@@ -24,8 +24,9 @@ from metajax.learners.maml import maml
 
 
 def _learner():
-  return maml(models.MLP(1, hidden=(8,)), inner_lr=0.01, inner_steps=1,
-              task="regression")
+  return maml(
+    models.MLP(1, hidden=(8,)), inner_lr=0.01, inner_steps=1, task="regression"
+  )
 
 
 def _up_then_down():
@@ -43,16 +44,26 @@ def _val_mse(workdir):
 def _train(workdir, num_steps, **kwargs):
   source = SinusoidSampler(shots=3, queries=3)
   return train_lib.meta_train(
-      _learner(), source, outer_opt=_up_then_down(), num_steps=num_steps,
-      meta_batch_size=4, workdir=str(workdir), val_source=source,
-      val_every=1, val_episodes=6, checkpoint_every=2, keep_best=True,
-      **kwargs)
+    _learner(),
+    source,
+    outer_opt=_up_then_down(),
+    num_steps=num_steps,
+    meta_batch_size=4,
+    workdir=str(workdir),
+    val_source=source,
+    val_every=1,
+    val_episodes=6,
+    checkpoint_every=2,
+    keep_best=True,
+    **kwargs,
+  )
 
 
 def _restore_best(workdir, like):
   best = best_lib.read_best(str(workdir))
-  checkpointer = ckpt_lib.Checkpointer(str(workdir),
-                                       folder=best_lib.BEST_FOLDER)
+  checkpointer = ckpt_lib.Checkpointer(
+    str(workdir), folder=best_lib.BEST_FOLDER
+  )
   try:
     return checkpointer.restore(like, best["step"])[1]
   finally:
@@ -71,12 +82,18 @@ def test_keep_best_keeps_the_best_validation_and_its_parameters(tmp_path):
   # value logged at that step (the same episodes: seed + 1).
   restored = _restore_best(tmp_path, final)
   assert int(restored.step) == best["step"]
-  again = eval_lib.evaluate(_learner(), restored.meta_params,
-                            SinusoidSampler(shots=3, queries=3), episodes=6,
-                            seed=1)
+  again = eval_lib.evaluate(
+    _learner(),
+    restored.meta_params,
+    SinusoidSampler(shots=3, queries=3),
+    episodes=6,
+    seed=1,
+  )
   assert again.mean == pytest.approx(best["mean"], rel=1e-5)
-  assert not np.allclose(jax.tree.leaves(restored.meta_params)[0],
-                         jax.tree.leaves(final.meta_params)[0])
+  assert not np.allclose(
+    jax.tree.leaves(restored.meta_params)[0],
+    jax.tree.leaves(final.meta_params)[0],
+  )
 
 
 def test_keep_best_across_a_resume_equals_one_run(tmp_path):
@@ -93,29 +110,40 @@ def test_a_best_checkpoint_that_best_json_does_not_name_is_dropped(tmp_path):
   checkpoint; the next start drops it and keeps the named one."""
   state = _train(tmp_path, 8)
   best = best_lib.read_best(str(tmp_path))
-  checkpointer = ckpt_lib.Checkpointer(str(tmp_path),
-                                       folder=best_lib.BEST_FOLDER)
+  checkpointer = ckpt_lib.Checkpointer(
+    str(tmp_path), folder=best_lib.BEST_FOLDER
+  )
   checkpointer.save(8, state)  # as if step 8 had been better, then a crash
   checkpointer.close()
   _train(tmp_path, 8)  # nothing left to train: it only opens and closes
-  checkpointer = ckpt_lib.Checkpointer(str(tmp_path),
-                                       folder=best_lib.BEST_FOLDER)
+  checkpointer = ckpt_lib.Checkpointer(
+    str(tmp_path), folder=best_lib.BEST_FOLDER
+  )
   try:
     assert checkpointer.all_steps() == [best["step"]]
   finally:
     checkpointer.close()
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     (dict(workdir=None), "give workdir"),
     (dict(val_source=None), "give val_source"),
     (dict(val_every=0), "give val_every > 0"),
-])
+  ],
+)
 def test_keep_best_needs_validation_and_a_workdir(tmp_path, kwargs, match):
   source = SinusoidSampler(shots=3, queries=3)
-  args = dict(outer_opt=optax.sgd(0.01), num_steps=2, meta_batch_size=2,
-              workdir=str(tmp_path), val_source=source, val_every=1,
-              keep_best=True)
+  args = dict(
+    outer_opt=optax.sgd(0.01),
+    num_steps=2,
+    meta_batch_size=2,
+    workdir=str(tmp_path),
+    val_source=source,
+    val_every=1,
+    keep_best=True,
+  )
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
     train_lib.meta_train(_learner(), source, **args)
@@ -124,10 +152,18 @@ def test_keep_best_needs_validation_and_a_workdir(tmp_path, kwargs, match):
 
 def test_select_on_validation_evaluates_the_best_state(tmp_path):
   from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
+
   config = maml_sinusoid.get_config("smoke")
-  config.update(dict(num_steps=6, val_every=2, val_episodes=5,
-                     eval_episodes=10, checkpoint_every=3,
-                     select_on_validation=True))
+  config.update(
+    dict(
+      num_steps=6,
+      val_every=2,
+      val_episodes=5,
+      eval_episodes=10,
+      checkpoint_every=3,
+      select_on_validation=True,
+    )
+  )
   results = runs.train_and_evaluate(config, str(tmp_path))
   best = best_lib.read_best(str(tmp_path))
   val = _val_mse(str(tmp_path))
@@ -138,17 +174,27 @@ def test_select_on_validation_evaluates_the_best_state(tmp_path):
   # the last state on request.
   source = from_config.build_sources(config)["test"]
   chosen = runs.load_run(str(tmp_path))
-  result = eval_lib.evaluate(chosen.learner, chosen.meta_params, source,
-                             episodes=10, seed=from_config.test_seed(config))
+  result = eval_lib.evaluate(
+    chosen.learner,
+    chosen.meta_params,
+    source,
+    episodes=10,
+    seed=from_config.test_seed(config),
+  )
   assert result.mean == pytest.approx(results["mean"], rel=1e-6)
   last = runs.load_run(str(tmp_path), best=False)
-  same = [np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(chosen.meta_params), jax.tree.leaves(last.meta_params))]
+  same = [
+    np.array_equal(a, b)
+    for a, b in zip(
+      jax.tree.leaves(chosen.meta_params), jax.tree.leaves(last.meta_params)
+    )
+  ]
   assert all(same) == (best["step"] == 6)
 
 
 def test_select_on_validation_config_errors(tmp_path):
   from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
+
   config = maml_sinusoid.get_config("smoke")
   config.update(dict(select_on_validation=True, val_every=0))
   with pytest.raises(ValueError, match="needs validation"):
@@ -166,9 +212,11 @@ def test_select_on_validation_config_errors(tmp_path):
 
 def _plain_run(tmp_path):
   from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
+
   config = maml_sinusoid.get_config("smoke")
-  config.update(dict(num_steps=2, val_every=0, eval_episodes=2,
-                     checkpoint_every=2))
+  config.update(
+    dict(num_steps=2, val_every=0, eval_episodes=2, checkpoint_every=2)
+  )
   runs.train_and_evaluate(config, str(tmp_path / "plain"))
   return tmp_path / "plain"
 
@@ -179,6 +227,7 @@ def test_runs_written_before_later_fields_resume(tmp_path):
   MLP's hidden) resumes with their defaults; another value is refused, as a
   changed old field is."""
   from experiments.configs import maml_sinusoid  # pylint: disable=g-import-not-at-top
+
   workdir = _plain_run(tmp_path)
   path = workdir / "config.json"
   saved = json.loads(path.read_text())
@@ -186,14 +235,21 @@ def test_runs_written_before_later_fields_resume(tmp_path):
   saved["model_kwargs"].pop("hidden")
   path.write_text(json.dumps(saved))
   config = maml_sinusoid.get_config("smoke")
-  config.update(dict(num_steps=3, val_every=0, eval_episodes=2,
-                     checkpoint_every=2))
+  config.update(
+    dict(num_steps=3, val_every=0, eval_episodes=2, checkpoint_every=2)
+  )
   assert runs.train_and_evaluate(config, str(workdir))["episodes"] == 2
-  for change in (dict(select_on_validation=True, val_every=2),
-                 dict(inner_lr=0.02)):
+  for change in (
+    dict(select_on_validation=True, val_every=2),
+    dict(inner_lr=0.02),
+  ):
     changed = maml_sinusoid.get_config("smoke")
-    changed.update({**dict(num_steps=3, val_every=0, eval_episodes=2,
-                           checkpoint_every=2), **change})
+    changed.update(
+      {
+        **dict(num_steps=3, val_every=0, eval_episodes=2, checkpoint_every=2),
+        **change,
+      }
+    )
     field = next(k for k in change if k != "val_every")
     with pytest.raises(ValueError, match=f"different config.*{field}"):
       runs.train_and_evaluate(changed, str(workdir))

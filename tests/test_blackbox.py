@@ -27,8 +27,9 @@ from metajax.learners.snail import snail, tc_depth
 from tests.conftest import REPO
 from tests.test_family import check_meta_training, tiny_episode
 
-TINY_MANN = dict(memory_slots=6, memory_size=4, controller_size=8,
-                 read_heads=2, gamma=0.9)
+TINY_MANN = dict(
+  memory_slots=6, memory_size=4, controller_size=8, read_heads=2, gamma=0.9
+)
 TINY_SNAIL = dict(attention=((4, 4), (6, 4)), tc_filters=3)  # Att TC Att
 
 
@@ -54,7 +55,9 @@ def fixture_tiny():
   for name in ("mann", "snail"):
     learner = tiny_learner(name)
     params = jax.jit(learner.init)(jax.random.key(0), ep)
-    run = jax.jit(lambda p, s, q, k, l=learner: l.predict(p, l.adapt(p, s, k), q))
+    run = jax.jit(
+      lambda p, s, q, k, l=learner: l.predict(p, l.adapt(p, s, k), q)
+    )
     out[name] = (learner, params, run)
   return out
 
@@ -88,21 +91,31 @@ def test_lrua_step_against_hand_computation(ntm_style):
       new_memory[i] += write[h, i] * written[h]
   read = np.zeros((2, 4))
   for h in range(2):
-    cos = [keys[h] @ new_memory[i] / (np.linalg.norm(keys[h])
-                                      * np.linalg.norm(new_memory[i]))
-           for i in range(4)]
+    cos = [
+      keys[h]
+      @ new_memory[i]
+      / (np.linalg.norm(keys[h]) * np.linalg.norm(new_memory[i]))
+      for i in range(4)
+    ]
     read[h] = np.exp(beta[h] * np.array(cos)) / np.sum(
-        np.exp(beta[h] * np.array(cos)))
+      np.exp(beta[h] * np.array(cos))
+    )
   reads = read @ new_memory
   new_usage = gamma * usage + read.sum(0) + write.sum(0)
 
-  out = lrua_step(memory, read_prev, usage, keys, alphas, gamma=gamma,
-                  adds=adds if ntm_style else None,
-                  strengths=strengths if ntm_style else None)
+  out = lrua_step(
+    memory,
+    read_prev,
+    usage,
+    keys,
+    alphas,
+    gamma=gamma,
+    adds=adds if ntm_style else None,
+    strengths=strengths if ntm_style else None,
+  )
   for got, want in zip(out, (new_memory, read, write, new_usage, reads)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_array_equal(least_used(jnp.asarray(usage), 2),
-                                least)
+  np.testing.assert_array_equal(least_used(jnp.asarray(usage), 2), least)
 
 
 def test_accuracy_by_instance_by_hand():
@@ -129,9 +142,14 @@ def test_support_sequence_order_and_labels():
   np.testing.assert_array_equal(np.argmax(onehot, -1), ys)
   np.testing.assert_array_equal(again[1][0], np.zeros(3))  # y_{-1}: none
   np.testing.assert_array_equal(again[1][1:], onehot[:-1])
-  orders = {tuple(np.asarray(support_sequence((x, y), jax.random.key(k), 3,
-                                              label_shift=0)[2]))
-            for k in range(4)}
+  orders = {
+    tuple(
+      np.asarray(
+        support_sequence((x, y), jax.random.key(k), 3, label_shift=0)[2]
+      )
+    )
+    for k in range(4)
+  }
   assert len(orders) > 1  # the order comes from the key
 
 
@@ -141,16 +159,18 @@ def test_attention_block_is_masked_softmax_attention():
   block = AttentionBlock(key_size=4, value_size=2)
   params = block.init(jax.random.key(0), x)["params"]
   out = np.asarray(block.apply({"params": params}, x))
-  affine = lambda name: x @ np.asarray(params[name]["kernel"]) + np.asarray(
-      params[name]["bias"])
+  affine = lambda name: (
+    x @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"])
+  )
   q, k, v = affine("query"), affine("key"), affine("value")
   np.testing.assert_array_equal(out[:, :3], x)
   for t in range(5):
     logits = np.array([q[t] @ k[s] / 2.0 for s in range(t + 1)])  # sqrt(4)
     weights = np.exp(logits - logits.max())
     weights /= weights.sum()
-    np.testing.assert_allclose(out[t, 3:], weights @ v[:t + 1], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+      out[t, 3:], weights @ v[: t + 1], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_snail_is_causal(tiny):
@@ -188,7 +208,8 @@ def test_snail_attention_fn_is_the_first_blocks_softmax(tiny):
   ep = tiny_episode(ways=3, shots=1, queries=2)
   state = learner.adapt(params, ep.support, jax.random.key(5))
   weights = jax.jit(attention_fn(FlatDense(), ways=3, shots=1, **TINY_SNAIL))(
-      params, state, ep.query_x)
+    params, state, ep.query_x
+  )
   assert [w.shape for w in weights] == [(6, 4), (6, 4)]  # 2 blocks, 6 queries
   for w in weights:
     np.testing.assert_allclose(np.asarray(w).sum(-1), 1.0, rtol=1e-5)
@@ -198,10 +219,16 @@ def test_snail_attention_fn_is_the_first_blocks_softmax(tiny):
   feats = embed_each(FlatDense(), params["embed"], ep.query_x)
   queries = np.concatenate([feats, np.zeros((6, 3), np.float32)], axis=-1)
   q = dense(queries, "query")
-  logits = np.concatenate([q @ dense(prefix, "key").T,
-                           np.sum(q * dense(queries, "key"), -1)[:, None]], -1)
-  np.testing.assert_allclose(weights[0], jax.nn.softmax(logits / 2.0, -1),
-                             rtol=1e-5, atol=1e-6)  # sqrt(K = 4) = 2
+  logits = np.concatenate(
+    [
+      q @ dense(prefix, "key").T,
+      np.sum(q * dense(queries, "key"), -1)[:, None],
+    ],
+    -1,
+  )
+  np.testing.assert_allclose(
+    weights[0], jax.nn.softmax(logits / 2.0, -1), rtol=1e-5, atol=1e-6
+  )  # sqrt(K = 4) = 2
 
 
 def test_mann_online_loss_is_the_loss_of_every_step_of_the_episode(tiny):
@@ -221,8 +248,8 @@ def test_mann_online_loss_is_the_loss_of_every_step_of_the_episode(tiny):
   logits = online(params, x[order], y[order])
   log_p = jax.nn.log_softmax(logits)
   np.testing.assert_allclose(
-      loss, -np.mean(np.take_along_axis(log_p, y[order][:, None], 1)),
-      rtol=1e-5)
+    loss, -np.mean(np.take_along_axis(log_p, y[order][:, None], 1)), rtol=1e-5
+  )
   np.testing.assert_allclose(accuracy, np.mean(logits.argmax(-1) == y[order]))
   flipped = ep._replace(support_y=(ep.support_y + 1) % 3)
   assert abs(online_learner.task_loss(params, flipped, key)[0] - loss) > 1e-4
@@ -237,10 +264,12 @@ def test_mann_writes_its_add_vectors_or_its_keys():
     params = learner.init(jax.random.key(0), ep)
     assert ("adds" in params["controller"]) == add_vectors
     if add_vectors:  # zero add vectors: nothing but zeros is written
-      params["controller"]["adds"] = jax.tree.map(jnp.zeros_like,
-                                                  params["controller"]["adds"])
-    memory[add_vectors] = np.asarray(learner.adapt(
-        params, (ep.support_x, ep.support_y), key).memory)
+      params["controller"]["adds"] = jax.tree.map(
+        jnp.zeros_like, params["controller"]["adds"]
+      )
+    memory[add_vectors] = np.asarray(
+      learner.adapt(params, (ep.support_x, ep.support_y), key).memory
+    )
   # Every slot is still the initial 1e-6 or erased to 0 ...
   assert np.isin(memory[True], np.float32([0.0, 1e-6])).all()
   # ... where writing the keys (tanh, nonzero) fills slots.
@@ -252,15 +281,19 @@ def test_mann_key_strength_sharpens_its_reads():
   learner = mann(FlatDense(), ways=3, **TINY_MANN)
   params = learner.init(jax.random.key(0), ep)
   assert "strengths" in params["controller"]
-  assert "strengths" not in mann(FlatDense(), ways=3, key_strength=False,
-                                 **TINY_MANN).init(jax.random.key(0), ep)[
-                                     "controller"]
+  assert (
+    "strengths"
+    not in mann(FlatDense(), ways=3, key_strength=False, **TINY_MANN).init(
+      jax.random.key(0), ep
+    )["controller"]
+  )
   peak = {}
   for bias in (-30.0, 30.0):  # beta = 1 + softplus(bias): 1 or about 31
     p = jax.tree.map(lambda a: a, params)
     p["controller"]["strengths"] = {
-        "kernel": jnp.zeros_like(params["controller"]["strengths"]["kernel"]),
-        "bias": jnp.full_like(params["controller"]["strengths"]["bias"], bias)}
+      "kernel": jnp.zeros_like(params["controller"]["strengths"]["kernel"]),
+      "bias": jnp.full_like(params["controller"]["strengths"]["bias"], bias),
+    }
     state = learner.adapt(p, (ep.support_x, ep.support_y), jax.random.key(1))
     peak[bias] = float(jnp.max(state.read_weights))
   # Cosines in [-1, 1] over 6 slots: at most e^2 / (e^2 + 5) ~ 0.6 unscaled.
@@ -268,8 +301,7 @@ def test_mann_key_strength_sharpens_its_reads():
 
 
 def test_mann_is_causal_and_sees_only_earlier_labels(tiny):
-  online = jax.jit(online_logits_fn(FlatDense(), ways=3,
-                                             **TINY_MANN))
+  online = jax.jit(online_logits_fn(FlatDense(), ways=3, **TINY_MANN))
   _, params, _ = tiny["mann"]
   ep = tiny_episode(ways=3, shots=2)
   x, y = ep.support_x, ep.support_y
@@ -279,7 +311,9 @@ def test_mann_is_causal_and_sees_only_earlier_labels(tiny):
   np.testing.assert_array_equal(other_x[:j], base[:j])
   assert np.abs(other_x[j] - base[j]).max() > 0
   other_y = np.asarray(online(params, x, _with(y, j, (y[j] + 1) % 3)))
-  np.testing.assert_array_equal(other_y[:j + 1], base[:j + 1])  # y_j unseen at j
+  np.testing.assert_array_equal(
+    other_y[: j + 1], base[: j + 1]
+  )  # y_j unseen at j
   assert np.abs(other_y[j + 1] - base[j + 1]).max() > 0
 
 
@@ -323,12 +357,14 @@ def test_blackbox_contract(name):
   # The config path builds the same kind of learner (shapes only: no compile).
   config = blackbox_config(name)
   built = from_config.build_learner(config)
-  shapes = jax.eval_shape(built.init, jax.random.key(0),
-                          tiny_episode(ways=3, size=config.image_size))
+  shapes = jax.eval_shape(
+    built.init, jax.random.key(0), tiny_episode(ways=3, size=config.image_size)
+  )
   assert set(shapes) == set(meta0)
   # The paper's embedding: each conv with its (per-image) batch norm.
-  assert set(shapes["embed"]) == {f"{layer}{i}" for i in range(4)
-                                  for layer in ("conv", "norm")}
+  assert set(shapes["embed"]) == {
+    f"{layer}{i}" for i in range(4) for layer in ("conv", "norm")
+  }
 
 
 class ConvNorm(nn.Module):
@@ -353,7 +389,8 @@ def test_embed_each_embeds_examples_alone():
   np.testing.assert_allclose(together.std(-1), 1.0, rtol=1e-3)
   batch_stats = np.asarray(embedding.apply({"params": params}, x / 255.0))
   batch_stats = (batch_stats - batch_stats.mean(-1, keepdims=True)) / (
-      batch_stats.std(-1, keepdims=True))
+    batch_stats.std(-1, keepdims=True)
+  )
   assert np.abs(batch_stats[0] - together[0]).max() > 1e-3
 
 
@@ -392,17 +429,18 @@ def test_validation_of_blackbox_configs():
 
 
 @pytest.mark.parametrize("name", ["mann_omniglot", "snail_omniglot"])
-def test_config_smoke_runs_and_loads(name, tmp_path, omniglot_data_dir,
-                                     caplog):
+def test_config_smoke_runs_and_loads(name, tmp_path, omniglot_data_dir, caplog):
   config = importlib.import_module(f"experiments.configs.{name}").get_config(
-      "smoke")
+    "smoke"
+  )
   config.data_dir = omniglot_data_dir
   with jax.log_compiles(True), caplog.at_level(logging.WARNING):
     results = runs.train_and_evaluate(config, str(tmp_path))
   # The meta-step compiles once (the initial state is committed like the
   # step's outputs).
-  assert sum("Compiling jit(step)" in r.getMessage()
-             for r in caplog.records) == 1
+  assert (
+    sum("Compiling jit(step)" in r.getMessage() for r in caplog.records) == 1
+  )
   assert results["config"]["learner"] == config.learner
   assert results["episodes"] == config.eval_episodes
   assert 0.0 <= results["mean"] <= 1.0
@@ -414,18 +452,26 @@ def test_config_smoke_runs_and_loads(name, tmp_path, omniglot_data_dir,
   assert logits.shape == (2, ways) and np.isfinite(logits).all()
   # MANN's by-instance protocol on the finished run (SNAIL's is refused).
   plot = tmp_path / "by_instance.png"
-  args = [sys.executable, "-m", "experiments.mann_instances",
-          f"--workdir={tmp_path}", "--episodes=3", "--instances=3",
-          f"--plot={plot}"]
-  proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True,
-                        timeout=300, check=False)
+  args = [
+    sys.executable,
+    "-m",
+    "experiments.mann_instances",
+    f"--workdir={tmp_path}",
+    "--episodes=3",
+    "--instances=3",
+    f"--plot={plot}",
+  ]
+  proc = subprocess.run(
+    args, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+  )
   if name == "snail_omniglot":
     assert proc.returncode == 1 and "is a snail run" in proc.stderr
     return
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = json.loads(proc.stdout.splitlines()[-1])
   assert (line["episodes"], line["ways"], line["instances"]) == (3, ways, 3)
-  assert sorted(k for k in line if k.startswith("instance_") and
-                not k.endswith("ci95")) == [f"instance_{k}" for k in (1, 2, 3)]
+  assert sorted(
+    k for k in line if k.startswith("instance_") and not k.endswith("ci95")
+  ) == [f"instance_{k}" for k in (1, 2, 3)]
   assert all(0.0 <= line[f"instance_{k}"] <= 1.0 for k in (1, 2, 3))
   assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

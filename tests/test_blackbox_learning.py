@@ -21,12 +21,14 @@ def _episodes(rng, size, prototypes, queries=3, noise=0.1):
   noise, so only reading the support sequence beats chance (20 %)."""
   protos = prototypes(rng, (size, WAYS))
   support_y = np.tile(np.arange(WAYS, dtype=np.int32), (size, 1))
-  query_y = np.tile(np.repeat(np.arange(WAYS, dtype=np.int32), queries),
-                    (size, 1))
+  query_y = np.tile(
+    np.repeat(np.arange(WAYS, dtype=np.int32), queries), (size, 1)
+  )
   index = lambda y: y.reshape(y.shape + (1,) * (protos.ndim - 2))
-  noisy = lambda y: (np.take_along_axis(protos, index(y), 1) + noise *
-                     rng.normal(size=y.shape + protos.shape[2:])
-                     ).astype(np.float32)
+  noisy = lambda y: (
+    np.take_along_axis(protos, index(y), 1)
+    + noise * rng.normal(size=y.shape + protos.shape[2:])
+  ).astype(np.float32)
   return Episode(noisy(support_y), support_y, noisy(query_y), query_y)
 
 
@@ -37,8 +39,9 @@ def _train_and_test(learner, batch, *, lr, steps, tasks=16):
   step = step_lib.make_meta_step(learner, opt)
   for i in range(steps):
     state, _ = step(state, batch(tasks), jax.random.key(i))
-  return eval_lib.evaluate(learner, state.meta_params, _Fixed(batch(100)),
-                           episodes=100, batch_size=100).mean
+  return eval_lib.evaluate(
+    learner, state.meta_params, _Fixed(batch(100)), episodes=100, batch_size=100
+  ).mean
 
 
 def test_snail_learns_retrieval_of_a_matching_support_example():
@@ -46,10 +49,16 @@ def test_snail_learns_retrieval_of_a_matching_support_example():
   embedding passes 80 % on new episodes within 150 steps."""
   rng = np.random.default_rng(0)
   vectors = lambda r, shape: r.normal(size=shape + (16,))
-  learner = snail(nn.Dense(16), ways=WAYS, shots=1,
-                  attention=((16, 16), (16, 16)), tc_filters=8)
-  accuracy = _train_and_test(learner, lambda n: _episodes(rng, n, vectors),
-                             lr=3e-3, steps=150)
+  learner = snail(
+    nn.Dense(16),
+    ways=WAYS,
+    shots=1,
+    attention=((16, 16), (16, 16)),
+    tc_filters=8,
+  )
+  accuracy = _train_and_test(
+    learner, lambda n: _episodes(rng, n, vectors), lr=3e-3, steps=150
+  )
   assert accuracy > 0.8, accuracy
 
 
@@ -70,11 +79,12 @@ def test_snail_learns_from_pixels_through_a_per_image_normalized_conv4():
     return cells.repeat(4, axis=-3).repeat(4, axis=-2)
 
   embedding = models.Conv4(None, filters=8, pooling="max", norm=True)
-  learner = snail(embedding, ways=WAYS, shots=1,
-                  attention=((16, 16), (16, 16)), tc_filters=8)
+  learner = snail(
+    embedding, ways=WAYS, shots=1, attention=((16, 16), (16, 16)), tc_filters=8
+  )
   accuracy = _train_and_test(
-      learner, lambda n: _episodes(rng, n, blocks, noise=0.2), lr=1e-2,
-      steps=150)
+    learner, lambda n: _episodes(rng, n, blocks, noise=0.2), lr=1e-2, steps=150
+  )
   assert accuracy > 0.8, accuracy
 
 

@@ -18,8 +18,19 @@ from metajax import from_config
 from tests.conftest import REPO
 from tests.helpers import checkpoint_steps
 
-KEYS = {"learner", "ways", "shots", "mean", "ci95", "budget", "device",
-        "train_seconds", "num_test_episodes", "config", "paper"}
+KEYS = {
+  "learner",
+  "ways",
+  "shots",
+  "mean",
+  "ci95",
+  "budget",
+  "device",
+  "train_seconds",
+  "num_test_episodes",
+  "config",
+  "paper",
+}
 
 
 def _compare(*args, data_dir=None):
@@ -27,9 +38,20 @@ def _compare(*args, data_dir=None):
   if data_dir:
     env["METAJAX_DATA_DIR"] = data_dir
   return subprocess.run(
-      [sys.executable, "-m", "experiments.compare", "--noprogress",
-       "--budget=smoke", *args], cwd=REPO, capture_output=True, text=True,
-      timeout=600, env=env)
+    [
+      sys.executable,
+      "-m",
+      "experiments.compare",
+      "--noprogress",
+      "--budget=smoke",
+      *args,
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=env,
+  )
 
 
 def _get(config, dotted):
@@ -39,8 +61,11 @@ def _get(config, dotted):
 
 
 def _every_cell(budget):
-  return [(l, c, comparison.cell_config(l, c, budget))
-          for l in comparison.LEARNERS for c in comparison.CELLS]
+  return [
+    (l, c, comparison.cell_config(l, c, budget))
+    for l in comparison.LEARNERS
+    for c in comparison.CELLS
+  ]
 
 
 # ------------------------------------------------------ the cells' configs
@@ -51,8 +76,12 @@ def test_every_cell_shares_the_fields_and_the_number_of_tasks(budget):
   budget = comparison.BUDGETS[budget]
   cells = _every_cell(budget)
   for field in comparison.SHARED_FIELDS:
-    values = {json.dumps(_get(c, field).to_dict() if field == "data_kwargs"
-                         else _get(c, field)) for _, _, c in cells}
+    values = {
+      json.dumps(
+        _get(c, field).to_dict() if field == "data_kwargs" else _get(c, field)
+      )
+      for _, _, c in cells
+    }
     assert len(values) == 1, (field, values)
   assert {c.image_size for _, _, c in cells} == {budget.image_size}
   assert {c.model_kwargs.filters for _, _, c in cells} == {budget.filters}
@@ -61,7 +90,8 @@ def test_every_cell_shares_the_fields_and_the_number_of_tasks(budget):
     assert (c.test_ways, c.test_shots) == (ways, shots), (learner, cell)
     assert c.test_queries == {5: 15, 20: 5}[ways]
     assert c.select_on_validation and c.val_every == max(
-        1, c.num_steps // comparison.VALIDATIONS)
+      1, c.num_steps // comparison.VALIDATIONS
+    )
     if learner in ("baseline", "baseline_pp"):  # one mini-batch = one task
       assert (c.num_steps, c.meta_batch_size) == (budget.tasks, 1)
     else:
@@ -71,10 +101,13 @@ def test_every_cell_shares_the_fields_and_the_number_of_tasks(budget):
     # norm and pooling stay the learner's; the stride-2 net for all but the
     # sequence learners, which embed each image alone (max-pool Conv4).
     own = comparison.learner_config(learner, cell).model_kwargs
-    assert (c.model_kwargs.norm, c.model_kwargs.pooling) == (own.norm,
-                                                             own.pooling)
+    assert (c.model_kwargs.norm, c.model_kwargs.pooling) == (
+      own.norm,
+      own.pooling,
+    )
     assert (c.model_kwargs.pooling == "stride") == (
-        learner not in ("snail", "mann"))
+      learner not in ("snail", "mann")
+    )
 
 
 def test_each_cell_keeps_its_learners_recipe():
@@ -97,13 +130,18 @@ def test_each_cell_keeps_its_learners_recipe():
 def test_shared_cells_train_the_same_run_and_others_do_not(budget):
   budget = comparison.BUDGETS[budget]
   for (learner, cell), trained in comparison.SHARED.items():
-    assert comparison.training_difference(
+    assert (
+      comparison.training_difference(
         comparison.cell_config(learner, cell, budget),
-        comparison.cell_config(learner, trained, budget)) == []
+        comparison.cell_config(learner, trained, budget),
+      )
+      == []
+    )
   # The check can fail: MAML's 20-way run is not its 5-way one.
   assert "ways" in comparison.training_difference(
-      comparison.cell_config("maml", "20w1s", budget),
-      comparison.cell_config("maml", "5w1s", budget))
+    comparison.cell_config("maml", "20w1s", budget),
+    comparison.cell_config("maml", "5w1s", budget),
+  )
 
 
 def test_every_cpu_cell_validates(omniglot_data_dir, monkeypatch):
@@ -112,8 +150,9 @@ def test_every_cpu_cell_validates(omniglot_data_dir, monkeypatch):
     assert from_config.validate(config).eval_episodes == 600, (learner, cell)
 
 
-@pytest.mark.parametrize("learner", ["maml", "protonet", "matching_net",
-                                     "reptile"])
+@pytest.mark.parametrize(
+  "learner", ["maml", "protonet", "matching_net", "reptile"]
+)
 def test_paper_figures_agree_with_the_configs(learner):
   for cell in comparison.CELLS:
     figure = comparison.paper_figure(learner, cell).split(" (")[0]
@@ -124,18 +163,25 @@ def test_paper_figures_agree_with_the_configs(learner):
 
 
 def _mtimes(root):
-  return {p: os.stat(p).st_mtime_ns for p in sorted(
-      str(p) for p in root.rglob("*") if p.name in ("results.json",
-                                                     "metrics.jsonl"))}
+  return {
+    p: os.stat(p).st_mtime_ns
+    for p in sorted(
+      str(p)
+      for p in root.rglob("*")
+      if p.name in ("results.json", "metrics.jsonl")
+    )
+  }
 
 
 def _lines(out):
-  return [json.loads(l) for l in (out / "comparison.jsonl").read_text()
-          .splitlines()]
+  return [
+    json.loads(l) for l in (out / "comparison.jsonl").read_text().splitlines()
+  ]
 
 
 def test_table_resumes_trains_nothing_twice_and_reports_each_cell(
-    tmp_path, omniglot_data_dir):
+  tmp_path, omniglot_data_dir
+):
   root, out = tmp_path / "table", tmp_path / "docs"
   args = (f"--workdir={root}", f"--output={out}")
   compare = functools.partial(_compare, data_dir=omniglot_data_dir)
@@ -152,27 +198,46 @@ def test_table_resumes_trains_nothing_twice_and_reports_each_cell(
   assert {k: v for k, v in _mtimes(root).items() if k in first} == first
   lines = _lines(out)
   assert [(l["learner"], l["ways"], l["shots"]) for l in lines] == [
-      ("maml", 5, 1), ("protonet", 5, 1), ("protonet", 20, 1)]
+    ("maml", 5, 1),
+    ("protonet", 5, 1),
+    ("protonet", 20, 1),
+  ]
   budget = comparison.BUDGETS["smoke"]
   for line in lines:
     assert KEYS <= set(line), KEYS - set(line)
     results = json.loads((root / line["workdir"] / "results.json").read_text())
     assert (line["mean"], line["ci95"], line["num_test_episodes"]) == (
-        results["mean"], results["ci95"], results["episodes"])
+      results["mean"],
+      results["ci95"],
+      results["episodes"],
+    )
     assert line["budget"] == {"name": "smoke", "tasks": budget.tasks}
     assert line["device"] == "cpu" and line["train_seconds"] > 0
   assert lines[2]["trained_in"] == "5w1s"
   assert lines[2]["train_seconds"] == lines[1]["train_seconds"]
   _check_saved_configs(root, lines)
   table = (out / "comparison.md").read_text()
-  rows = {r.split(" | ")[0]: r.split(" | ")[1:6] for r in table.splitlines()
-          if r.startswith(("| MAML |", "| ProtoNets |"))}
+  rows = {
+    r.split(" | ")[0]: r.split(" | ")[1:6]
+    for r in table.splitlines()
+    if r.startswith(("| MAML |", "| ProtoNets |"))
+  }
   percent = lambda l: f"{100 * l['mean']:.2f} +- {100 * l['ci95']:.2f}"
   steps = lambda l: f"{l['num_steps']}x{l['meta_batch_size']}"
-  assert rows["| MAML"] == [percent(lines[0]), "-", "-", "-",
-                            f"{steps(lines[0])} / - / - / -"]
-  assert rows["| ProtoNets"] == [percent(lines[1]), "-", percent(lines[2]), "-",
-                                 f"{steps(lines[1])} / - / =5w1s / -"]
+  assert rows["| MAML"] == [
+    percent(lines[0]),
+    "-",
+    "-",
+    "-",
+    f"{steps(lines[0])} / - / - / -",
+  ]
+  assert rows["| ProtoNets"] == [
+    percent(lines[1]),
+    "-",
+    percent(lines[2]),
+    "-",
+    f"{steps(lines[1])} / - / =5w1s / -",
+  ]
   # Again: nothing is trained, the same table is written.
   done = _mtimes(root)
   proc = compare(*args, "--learners=protonet,maml", "--cells=5w1s")
@@ -188,44 +253,59 @@ def test_table_resumes_trains_nothing_twice_and_reports_each_cell(
   assert "compare: maml 5w1s" in proc.stdout
   assert (cell / "metrics.jsonl").read_text() == metrics
   assert checkpoint_steps(cell) == [1]
-  assert _lines(out) == lines[:0] + [dict(lines[0], train_seconds=_lines(
-      out)[0]["train_seconds"])] + lines[1:]
+  assert (
+    _lines(out)
+    == lines[:0]
+    + [dict(lines[0], train_seconds=_lines(out)[0]["train_seconds"])]
+    + lines[1:]
+  )
 
 
 def _check_saved_configs(root, lines):
   """The shared fields, read back from every cell's saved config."""
-  saved = [json.loads((root / l["workdir"] / "results.json").read_text())[
-      "config"] for l in lines]
-  saved += [json.loads((root / l["workdir"] / "config.json").read_text())
-            for l in lines if not l["trained_in"]]
+  saved = [
+    json.loads((root / l["workdir"] / "results.json").read_text())["config"]
+    for l in lines
+  ]
+  saved += [
+    json.loads((root / l["workdir"] / "config.json").read_text())
+    for l in lines
+    if not l["trained_in"]
+  ]
   for field in comparison.SHARED_FIELDS:
     assert len({json.dumps(_get(c, field)) for c in saved}) == 1, field
   for config in saved:
     assert config["num_steps"] * config["meta_batch_size"] == 32
 
 
-@pytest.mark.parametrize("args,expected", [
+@pytest.mark.parametrize(
+  "args,expected",
+  [
     (["--learners=maml,protonett"], "--learners: unknown learner 'protonett'"),
     (["--cells=5w1s,5w2s"], "--cells: unknown cell '5w2s'"),
     (["--budget=tpu"], "--budget=tpu: unknown budget; valid: cpu, gpu, smoke"),
-], ids=["learner", "cell", "budget"])
+  ],
+  ids=["learner", "cell", "budget"],
+)
 def test_bad_flags_are_one_line_and_write_nothing(tmp_path, args, expected):
-  proc = _compare(f"--workdir={tmp_path / 'w'}", f"--output={tmp_path / 'o'}",
-                 *args)
+  proc = _compare(
+    f"--workdir={tmp_path / 'w'}", f"--output={tmp_path / 'o'}", *args
+  )
   assert proc.returncode == 1
   assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  assert proc.stderr.strip().splitlines()[-1].startswith(
-      "compare: " + expected)
+  assert proc.stderr.strip().splitlines()[-1].startswith("compare: " + expected)
   assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()
 
 
 def test_a_table_holds_one_budget(tmp_path):
   cell = tmp_path / "w" / "maml" / "5w1s"
   cell.mkdir(parents=True)
-  (cell / compare_report.COMPARE_JSON).write_text(json.dumps(
-      {"budget": comparison.describe(comparison.BUDGETS["cpu"])}))
-  proc = _compare(f"--workdir={tmp_path / 'w'}", f"--output={tmp_path / 'o'}",
-                 "--report_only")
+  (cell / compare_report.COMPARE_JSON).write_text(
+    json.dumps({"budget": comparison.describe(comparison.BUDGETS["cpu"])})
+  )
+  proc = _compare(
+    f"--workdir={tmp_path / 'w'}", f"--output={tmp_path / 'o'}", "--report_only"
+  )
   assert proc.returncode == 1
   assert "a table holds one budget" in proc.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "o").exists()

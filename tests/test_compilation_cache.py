@@ -13,8 +13,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _entries(folder):
-  return sorted(p.name for p in folder.iterdir()
-                if p.name.endswith("-cache"))
+  return sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache"))
 
 
 def test_a_second_run_loads_every_program_from_the_cache(tmp_path):
@@ -22,11 +21,22 @@ def test_a_second_run_loads_every_program_from_the_cache(tmp_path):
   outputs = []
   for i in range(2):
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.train",
-         "--config=experiments/configs/maml_sinusoid.py:smoke", "--noprogress",
-         f"--workdir={tmp_path / f'run{i}'}", f"--compilation_cache_dir={cache}",
-         "--compilation_cache_min_secs=0"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+      [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--config=experiments/configs/maml_sinusoid.py:smoke",
+        "--noprogress",
+        f"--workdir={tmp_path / f'run{i}'}",
+        f"--compilation_cache_dir={cache}",
+        "--compilation_cache_min_secs=0",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs.append([l for l in proc.stdout.splitlines() if "+-" in l])
     if i == 0:
@@ -42,7 +52,8 @@ def test_default_folder_and_bad_arguments(monkeypatch, tmp_path):
   monkeypatch.delenv(compilation_cache.ENV)
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   assert compilation_cache.default_dir() == os.path.join(
-      str(tmp_path), "metajax", "jax")
+    str(tmp_path), "metajax", "jax"
+  )
   with pytest.raises(ValueError, match="min_compile_secs"):
     compilation_cache.enable(str(tmp_path), min_compile_secs=-1)
   with pytest.raises(ValueError, match="max_size_bytes"):

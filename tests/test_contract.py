@@ -22,20 +22,21 @@ from tests.test_family import check_meta_training, tiny_episode
 WAYS, NUM_CLASSES = 3, 5
 # Each factory's tiny options, and one option value it must refuse.
 TINY = {
-    "maml": (dict(inner_steps=2), dict(inner_lr=float("inf"))),
-    "fomaml": (dict(inner_steps=2), dict(inner_steps=-1)),
-    "meta_sgd": (dict(inner_steps=1), dict(inner_lr=0.0)),
-    "anil": (dict(inner_steps=1), dict(inner_lr=float("nan"))),
-    "reptile": (dict(inner_steps=2, inner_lr=1e-2), dict(inner_batch_size=0)),
-    "meta_learner_lstm": (dict(inner_steps=2, hidden=3), dict(hidden=0)),
-    "protonet": (dict(), dict(distance="manhattan")),
-    "matching_net": (dict(read_steps=2), dict(read_steps=0)),
-    "baseline": (dict(finetune_steps=2), dict(finetune_lr=-1.0)),
-    "baseline_pp": (dict(finetune_steps=2), dict(finetune_steps=0)),
-    "mann": (dict(memory_slots=6, memory_size=4, controller_size=8,
-                  read_heads=2), dict(gamma=2.0)),
-    "snail": (dict(attention=((4, 4), (6, 4)), tc_filters=3),
-              dict(tc_filters=0)),
+  "maml": (dict(inner_steps=2), dict(inner_lr=float("inf"))),
+  "fomaml": (dict(inner_steps=2), dict(inner_steps=-1)),
+  "meta_sgd": (dict(inner_steps=1), dict(inner_lr=0.0)),
+  "anil": (dict(inner_steps=1), dict(inner_lr=float("nan"))),
+  "reptile": (dict(inner_steps=2, inner_lr=1e-2), dict(inner_batch_size=0)),
+  "meta_learner_lstm": (dict(inner_steps=2, hidden=3), dict(hidden=0)),
+  "protonet": (dict(), dict(distance="manhattan")),
+  "matching_net": (dict(read_steps=2), dict(read_steps=0)),
+  "baseline": (dict(finetune_steps=2), dict(finetune_lr=-1.0)),
+  "baseline_pp": (dict(finetune_steps=2), dict(finetune_steps=0)),
+  "mann": (
+    dict(memory_slots=6, memory_size=4, controller_size=8, read_heads=2),
+    dict(gamma=2.0),
+  ),
+  "snail": (dict(attention=((4, 4), (6, 4)), tc_filters=3), dict(tc_filters=0)),
 }
 
 
@@ -49,19 +50,24 @@ def build(name, **options):
   params = inspect.signature(factory).parameters
   embedding = next(iter(params)) == "embedding"
   # The black-box learners embed one example at a time, without batch norm.
-  model = models.Conv4(None if embedding else WAYS, filters=4,
-                       norm=name not in ("mann", "snail"))
+  model = models.Conv4(
+    None if embedding else WAYS, filters=4, norm=name not in ("mann", "snail")
+  )
   context = {"ways": WAYS, "shots": 1, "num_classes": NUM_CLASSES}
-  return factory(model, **{k: v for k, v in context.items() if k in params},
-                 **options)
+  return factory(
+    model, **{k: v for k, v in context.items() if k in params}, **options
+  )
 
 
 def class_batch(size=8):
   """A pre-training batch: no support set, queries with global labels."""
   rng = np.random.default_rng(0)
-  return Episode(np.zeros((0, 10, 10, 1), np.uint8), np.zeros((0,), np.int32),
-                 rng.integers(0, 256, (size, 10, 10, 1), np.uint8),
-                 rng.integers(0, NUM_CLASSES, (size,), np.int32))
+  return Episode(
+    np.zeros((0, 10, 10, 1), np.uint8),
+    np.zeros((0,), np.int32),
+    rng.integers(0, 256, (size, 10, 10, 1), np.uint8),
+    rng.integers(0, NUM_CLASSES, (size,), np.int32),
+  )
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -70,8 +76,11 @@ def test_learner_contract(name):
   learner = build(name, **options)
   assert learner.train_on in TRAIN_ON
   assert learner.metric_name == "accuracy"
-  train = class_batch() if learner.train_on == "class_batches" else (
-      tiny_episode(ways=WAYS))
+  train = (
+    class_batch()
+    if learner.train_on == "class_batches"
+    else (tiny_episode(ways=WAYS))
+  )
   batch = jax.tree.map(lambda x: np.stack([x, x]), train)
   meta0 = check_meta_training(learner, batch)
   ep = tiny_episode(ways=WAYS)

@@ -19,10 +19,13 @@ from tests.conftest import REPO
 
 def test_every_row_of_the_reliability_table_names_existing_tests():
   text = (REPO / "docs" / "reliability.md").read_text()
-  rows = [line for line in text.splitlines()
-          if line.startswith("| ") and not line.startswith("| ---")
-          and not line.startswith(("| input tried", "| fault tried",
-                                   "| property |"))]
+  rows = [
+    line
+    for line in text.splitlines()
+    if line.startswith("| ")
+    and not line.startswith("| ---")
+    and not line.startswith(("| input tried", "| fault tried", "| property |"))
+  ]
   assert len(rows) > 50
   refs = []
   for row in rows:
@@ -38,9 +41,21 @@ def test_every_row_of_the_reliability_table_names_existing_tests():
     assert found, f"row without a test: {row}"
     refs += found
   ids = subprocess.run(
-      [sys.executable, "-m", "pytest", "--collect-only", "-q",
-       "-p", "no:cacheprovider", "tests/"], cwd=REPO, capture_output=True,
-      text=True, timeout=600).stdout.splitlines()
+    [
+      sys.executable,
+      "-m",
+      "pytest",
+      "--collect-only",
+      "-q",
+      "-p",
+      "no:cacheprovider",
+      "tests/",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  ).stdout.splitlines()
   for file, name, case in refs:
     prefix = f"tests/{file}::{name}"
     matching = [i for i in ids if i == prefix or i.startswith(prefix + "[")]
@@ -70,7 +85,8 @@ def documented_modules():
   """Module names of the `automodule` directives under docs/ (reST, and
   MyST's ```{automodule}``` fences), each with the page naming it."""
   pattern = re.compile(
-      r"^\s*(?:\.\. automodule::|```\{automodule\})\s+(\S+)", re.MULTILINE)
+    r"^\s*(?:\.\. automodule::|```\{automodule\})\s+(\S+)", re.MULTILINE
+  )
   found = {}
   for page in sorted((REPO / "docs").rglob("*")):
     if page.suffix not in (".rst", ".md") or "_build" in page.parts:
@@ -86,12 +102,12 @@ def test_every_public_module_has_an_api_page():
   documented = documented_modules()
   missing = sorted(set(modules) - set(documented))
   assert not missing, (
-      f"modules without an API page (add an automodule directive to a page "
-      f"under docs/api/): {missing}")
+    f"modules without an API page (add an automodule directive to a page "
+    f"under docs/api/): {missing}"
+  )
   stale = sorted(set(documented) - set(modules))
   assert not stale, f"automodule directives of no public module: {stale}"
-  twice = {name: pages for name, pages in documented.items()
-           if len(pages) > 1}
+  twice = {name: pages for name, pages in documented.items() if len(pages) > 1}
   assert not twice, f"modules documented on more than one page: {twice}"
 
 
@@ -104,24 +120,35 @@ def _undocumented(module):
   such as a flax module's initializer, is described by its class)."""
   out = []
   for name, obj in vars(module).items():
-    if name.startswith("_") or not (inspect.isfunction(obj)
-                                    or inspect.isclass(obj)):
+    if name.startswith("_") or not (
+      inspect.isfunction(obj) or inspect.isclass(obj)
+    ):
       continue
     if obj.__module__ != module.__name__:
       continue  # imported, documented where it is defined
     if not inspect.getdoc(obj):
       out.append(f"{module.__name__}.{name}")
     if inspect.isclass(obj):
-      fields = ({f.name for f in dataclasses.fields(obj)}
-                if dataclasses.is_dataclass(obj) else set())
-      out += [f"{module.__name__}.{name}.{attr}"
-              for attr, value in vars(obj).items()
-              if not attr.startswith("_") and attr not in fields
-              and inspect.isfunction(value) and not inspect.getdoc(value)]
+      fields = (
+        {f.name for f in dataclasses.fields(obj)}
+        if dataclasses.is_dataclass(obj)
+        else set()
+      )
+      out += [
+        f"{module.__name__}.{name}.{attr}"
+        for attr, value in vars(obj).items()
+        if not attr.startswith("_")
+        and attr not in fields
+        and inspect.isfunction(value)
+        and not inspect.getdoc(value)
+      ]
   return out
 
 
 def test_every_public_function_and_class_has_a_docstring():
-  missing = [name for module in public_modules()
-             for name in _undocumented(importlib.import_module(module))]
+  missing = [
+    name
+    for module in public_modules()
+    for name in _undocumented(importlib.import_module(module))
+  ]
   assert not missing, f"public names without a docstring: {missing}"

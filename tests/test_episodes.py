@@ -13,15 +13,17 @@ NUM_CLASSES, PER_CLASS = 12, 7
 def make_classes(dense=True):
   # Pixel value encodes (class, example) so every image is identifiable.
   ids = np.arange(NUM_CLASSES * PER_CLASS).reshape(NUM_CLASSES, PER_CLASS)
-  images = np.broadcast_to(ids[:, :, None, None, None] % 256,
-                           (NUM_CLASSES, PER_CLASS, 2, 2, 1)).astype(np.uint8)
+  images = np.broadcast_to(
+    ids[:, :, None, None, None] % 256, (NUM_CLASSES, PER_CLASS, 2, 2, 1)
+  ).astype(np.uint8)
   images = images.copy()
   images[..., 1, 1, 0] = ids // 256  # high byte
   names = [f"c{i}" for i in range(NUM_CLASSES)]
   if dense:
     return ClassImages(images, names)
-  return ClassImages([images[c, : PER_CLASS - (c % 2)] for c in range(NUM_CLASSES)],
-                     names)
+  return ClassImages(
+    [images[c, : PER_CLASS - (c % 2)] for c in range(NUM_CLASSES)], names
+  )
 
 
 def decode(x):
@@ -35,7 +37,12 @@ def test_episode_invariants(dense):
   rng = np.random.default_rng(0)
   for _ in range(20):
     ep = sampler.sample(rng)
-    assert ep.support_x.shape == (8, 2, 2, 1) and ep.query_x.shape == (12, 2, 2, 1)
+    assert ep.support_x.shape == (8, 2, 2, 1) and ep.query_x.shape == (
+      12,
+      2,
+      2,
+      1,
+    )
     assert ep.support_x.dtype == np.uint8
     np.testing.assert_array_equal(ep.support_y, np.repeat(np.arange(4), 2))
     np.testing.assert_array_equal(ep.query_y, np.repeat(np.arange(4), 3))
@@ -72,17 +79,21 @@ def test_classes_come_from_the_given_split():
   classes = make_classes()
   split = ClassImages(classes.images[3:6], classes.names[3:6])
   ep = EpisodeSampler(split, ways=3, shots=1, queries=1).sample(
-      np.random.default_rng(0))
+    np.random.default_rng(0)
+  )
   assert set(decode(ep.support_x)[0]) == {3, 4, 5}
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(ways=13, shots=1, queries=1), "ways=13.*only 12 classes"),
     (dict(ways=2, shots=5, queries=3), "shots \\+ queries = 8.*only 7"),
     (dict(ways=1, shots=1, queries=1), "ways must be an integer >= 2"),
     (dict(ways=2, shots=0, queries=1), "shots must be"),
     (dict(ways=2, shots=1, queries=0), "queries must be"),
-])
+  ],
+)
 def test_bad_sizes(kwargs, match):
   with pytest.raises(ValueError, match=match):
     EpisodeSampler(make_classes(), **kwargs)
@@ -91,7 +102,11 @@ def test_bad_sizes(kwargs, match):
 def test_sinusoid_family():
   sampler = SinusoidSampler(shots=5, queries=7)
   batch = sampler.sample_batch(np.random.default_rng(0), 1000)
-  assert batch.support_x.shape == (1000, 5, 1) and batch.query_y.shape == (1000, 7, 1)
+  assert batch.support_x.shape == (1000, 5, 1) and batch.query_y.shape == (
+    1000,
+    7,
+    1,
+  )
   x = np.concatenate([batch.support_x, batch.query_x], 1)[..., 0]
   y = np.concatenate([batch.support_y, batch.query_y], 1)[..., 0]
   assert x.min() >= -5 and x.max() <= 5
@@ -130,11 +145,13 @@ def test_within_group_episodes():
   # Groups of 5, 4 and 3 classes, named as Omniglot's "<alphabet>/<char>".
   sizes = {"A": 5, "B": 4, "C": 3}
   groups = [g for g, n in sizes.items() for _ in range(n)]
-  classes = ClassImages(classes.images,
-                        [f"{g}/c{i}" for i, g in enumerate(groups)])
+  classes = ClassImages(
+    classes.images, [f"{g}/c{i}" for i, g in enumerate(groups)]
+  )
   assert classes.name_groups() == groups
-  sampler = EpisodeSampler(classes, ways=4, shots=1, queries=1,
-                           groups=classes.name_groups())
+  sampler = EpisodeSampler(
+    classes, ways=4, shots=1, queries=1, groups=classes.name_groups()
+  )
   seen = set()
   for step in range(60):
     ep = sampler.sample(step_rng(0, step))
@@ -147,10 +164,12 @@ def test_within_group_episodes():
   # always were (runs sample the same episodes as before the option).
   plain = EpisodeSampler(classes, ways=4, shots=1, queries=1)
   np.testing.assert_array_equal(
-      decode(plain.sample(step_rng(0, 1)).support_x)[0],
-      step_rng(0, 1).choice(NUM_CLASSES, size=4, replace=False))
+    decode(plain.sample(step_rng(0, 1)).support_x)[0],
+    step_rng(0, 1).choice(NUM_CLASSES, size=4, replace=False),
+  )
   with pytest.raises(ValueError, match="largest group has only 5 classes"):
     EpisodeSampler(classes, ways=6, shots=1, queries=1, groups=groups)
-  with pytest.raises(ValueError, match="groups has 3 labels but the source "
-                     "has 12 classes"):
+  with pytest.raises(
+    ValueError, match="groups has 3 labels but the source has 12 classes"
+  ):
     EpisodeSampler(classes, ways=2, shots=1, queries=1, groups=["A"] * 3)

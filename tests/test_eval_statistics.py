@@ -27,26 +27,35 @@ FINITE = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 def reference_ci(values):
   n = len(values)
   mean = math.fsum(values) / n
-  return 1.96 * math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n) / math.sqrt(n)
+  return (
+    1.96
+    * math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
+    / math.sqrt(n)
+  )
 
 
 @PROPERTY
 @given(st.lists(FINITE, min_size=1, max_size=60))
 def test_ci_is_196_std_over_sqrt_n(values):
   assert eval_lib.confidence_interval(values) == pytest.approx(
-      reference_ci(values), rel=1e-9, abs=1e-9)
+    reference_ci(values), rel=1e-9, abs=1e-9
+  )
 
 
 @PROPERTY
 @given(FINITE, st.integers(1, 60))
 def test_ci_of_constant_values_is_zero(value, n):
   assert eval_lib.confidence_interval([value] * n) == pytest.approx(
-      0.0, abs=1e-12 * max(1.0, abs(value)))
+    0.0, abs=1e-12 * max(1.0, abs(value))
+  )
 
 
 @PROPERTY
-@given(st.lists(FINITE, min_size=1, max_size=60), FINITE,
-       st.floats(-100, 100, allow_nan=False))
+@given(
+  st.lists(FINITE, min_size=1, max_size=60),
+  FINITE,
+  st.floats(-100, 100, allow_nan=False),
+)
 def test_ci_ignores_shifts_and_scales_linearly(values, shift, scale):
   ci = eval_lib.confidence_interval(values)
   shifted = eval_lib.confidence_interval([v + shift for v in values])
@@ -63,38 +72,64 @@ def test_ci_rejects_empty_input():
 def zero_regressor():
   """Predicts 0, so an episode's MSE is the mean of its squared targets."""
   mse = lambda out, y: jnp.mean(jnp.square(out - y))
-  return Learner(init=lambda key, episode: {"b": jnp.zeros(())},
-                 adapt=lambda params, support, key: params["b"],
-                 predict=lambda params, b, x: jnp.zeros_like(x) + b,
-                 loss=mse, metric=mse, metric_name="mse")
+  return Learner(
+    init=lambda key, episode: {"b": jnp.zeros(())},
+    adapt=lambda params, support, key: params["b"],
+    predict=lambda params, b, x: jnp.zeros_like(x) + b,
+    loss=mse,
+    metric=mse,
+    metric_name="mse",
+  )
 
 
 @settings(max_examples=10, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 16), st.integers(0, 100))
 def test_evaluate_statistics(episodes, batch_size, seed):
   source = SinusoidSampler(shots=2, queries=3)
-  result = eval_lib.evaluate(zero_regressor(), {"b": jnp.zeros(())}, source,
-                             episodes=episodes, batch_size=batch_size,
-                             seed=seed)
+  result = eval_lib.evaluate(
+    zero_regressor(),
+    {"b": jnp.zeros(())},
+    source,
+    episodes=episodes,
+    batch_size=batch_size,
+    seed=seed,
+  )
   # Independently: batch i of min(batch_size, episodes) tasks comes from
   # step_rng(seed, i); each task's MSE is mean(query_y ** 2).
   size = min(batch_size, episodes)
-  expected = np.concatenate([
-      np.mean(np.square(source.sample_batch(step_rng(seed, i), size).query_y
-                        .astype(np.float64)), axis=(1, 2))
-      for i in range(-(-episodes // size))])[:episodes]
+  expected = np.concatenate(
+    [
+      np.mean(
+        np.square(
+          source.sample_batch(step_rng(seed, i), size).query_y.astype(
+            np.float64
+          )
+        ),
+        axis=(1, 2),
+      )
+      for i in range(-(-episodes // size))
+    ]
+  )[:episodes]
   assert result.episodes == episodes and result.values.shape == (episodes,)
   np.testing.assert_allclose(result.values, expected, rtol=1e-5)
   assert result.mean == pytest.approx(np.mean(expected), rel=1e-5)
-  assert result.ci95 == pytest.approx(reference_ci(list(result.values)),
-                                      rel=1e-9, abs=1e-12)
+  assert result.ci95 == pytest.approx(
+    reference_ci(list(result.values)), rel=1e-9, abs=1e-12
+  )
 
 
-@pytest.mark.parametrize("kwargs", [dict(episodes=0), dict(batch_size=0)],
-                         ids=["episodes=0", "batch_size=0"])
+@pytest.mark.parametrize(
+  "kwargs",
+  [dict(episodes=0), dict(batch_size=0)],
+  ids=["episodes=0", "batch_size=0"],
+)
 def test_evaluate_rejects_bad_counts(kwargs):
   args = dict(episodes=5, batch_size=5)
   args.update(kwargs)
   with pytest.raises(ValueError, match=next(iter(kwargs))):
-    eval_lib.evaluate(zero_regressor(), {"b": jnp.zeros(())},
-                      SinusoidSampler(shots=1, queries=1), **args)
+    eval_lib.evaluate(
+      zero_regressor(),
+      {"b": jnp.zeros(())},
+      SinusoidSampler(shots=1, queries=1),
+      **args,
+    )

@@ -30,8 +30,10 @@ T0 = 1.5
 def query_loss_fn(learner, ep):
   def f(meta_params):
     adapted = learner.adapt(meta_params, ep.support, None)
-    return learner.loss(learner.predict(meta_params, adapted, ep.query_x),
-                        ep.query_y)
+    return learner.loss(
+      learner.predict(meta_params, adapted, ep.query_x), ep.query_y
+    )
+
   return f
 
 
@@ -46,51 +48,69 @@ def test_meta_sgd_meta_gradient_closed_form():
   s = 1 - lr * BIG_A
   # L(t') with t' = t (1 - lr A): dL/dt = A t s^2; dL/dlr = A t' * (-A t).
   np.testing.assert_allclose(grads["params"]["t"], BIG_A * T0 * s**2, rtol=1e-5)
-  np.testing.assert_allclose(grads["inner"]["t"], -BIG_A**2 * T0**2 * s,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    grads["inner"]["t"], -(BIG_A**2) * T0**2 * s, rtol=1e-5
+  )
 
 
 def test_lslr_uses_one_rate_per_step():
   rates = {"t": jnp.array([0.1, 0.25])}
-  learner = maml(Scalar(), inner_steps=2, task="regression",
-                 inner_opt_fn=lambda r: learned_sgd(r, per_step=True),
-                 inner_hparams=rates)
+  learner = maml(
+    Scalar(),
+    inner_steps=2,
+    task="regression",
+    inner_opt_fn=lambda r: learned_sgd(r, per_step=True),
+    inner_hparams=rates,
+  )
   ep = quadratic_episode(A_SMALL)
   meta = learner.init(jax.random.key(0), ep)
   adapted = learner.adapt(meta, ep.support, None)
   np.testing.assert_allclose(
-      adapted["t"], T0 * (1 - 0.1 * BIG_A) * (1 - 0.25 * BIG_A), rtol=1e-6)
+    adapted["t"], T0 * (1 - 0.1 * BIG_A) * (1 - 0.25 * BIG_A), rtol=1e-6
+  )
 
 
 def test_multi_step_loss_closed_form():
   alpha, w = 0.2, (0.3, 0.7)
-  learner = maml(Scalar(), inner_lr=alpha, inner_steps=2, task="regression",
-                 multi_step_loss=w)
+  learner = maml(
+    Scalar(),
+    inner_lr=alpha,
+    inner_steps=2,
+    task="regression",
+    multi_step_loss=w,
+  )
   ep = quadratic_episode(A_SMALL)
   meta = learner.init(jax.random.key(0), ep)
   loss, _ = learner.task_loss(meta, ep, None)
   s = 1 - alpha * BIG_A
-  expected = sum(wk * BIG_A * (T0 * s**(k + 1))**2 / 2 for k, wk in enumerate(w))
+  expected = sum(
+    wk * BIG_A * (T0 * s ** (k + 1)) ** 2 / 2 for k, wk in enumerate(w)
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   grad = jax.grad(lambda p: learner.task_loss(p, ep, None)[0])(meta)["t"]
-  expected_grad = sum(wk * BIG_A * T0 * s**(2 * (k + 1)) for k, wk in enumerate(w))
+  expected_grad = sum(
+    wk * BIG_A * T0 * s ** (2 * (k + 1)) for k, wk in enumerate(w)
+  )
   np.testing.assert_allclose(grad, expected_grad, rtol=1e-5)
 
 
 def test_reptile_update_by_hand():
   alpha, epsilon = 0.2, 0.5
-  learner = reptile(Scalar(), inner_opt=optax.sgd(alpha), inner_steps=1,
-                    task="regression")
+  learner = reptile(
+    Scalar(), inner_opt=optax.sgd(alpha), inner_steps=1, task="regression"
+  )
   ep = quadratic_episode(A_SMALL)
   batch = jax.tree.map(lambda x: jnp.stack([x, x]), ep)
   opt = optax.sgd(epsilon)
   state = step_lib.init_train_state(learner, opt, jax.random.key(0), batch)
-  state, _ = step_lib.make_meta_step(learner, opt)(state, batch,
-                                                   jax.random.key(1))
+  state, _ = step_lib.make_meta_step(learner, opt)(
+    state, batch, jax.random.key(1)
+  )
   # adapted = t (1 - alpha A); theta <- theta - eps (theta - adapted).
   adapted = T0 * (1 - alpha * BIG_A)
-  np.testing.assert_allclose(state.meta_params["t"],
-                             T0 - epsilon * (T0 - adapted), rtol=1e-6)
+  np.testing.assert_allclose(
+    state.meta_params["t"], T0 - epsilon * (T0 - adapted), rtol=1e-6
+  )
 
 
 def test_reptile_carried_adam_by_hand():
@@ -98,15 +118,22 @@ def test_reptile_carried_adam_by_hand():
   carried second moments and bias correction, and the next meta-step from their mean
   over the tasks, whatever the outer step size."""
   lr, b2, epsilon, steps = 0.1, 0.9, 0.5, 2
-  learner = reptile(Scalar(), inner_lr=lr, inner_steps=steps, b2=b2,
-                    carry_inner_state=True, task="regression")
+  learner = reptile(
+    Scalar(),
+    inner_lr=lr,
+    inner_steps=steps,
+    b2=b2,
+    carry_inner_state=True,
+    task="regression",
+  )
   # The plain optimizer: the step programs apply the learner's
   # wrap_outer_opt (carry_outer_opt), so the statistics are set, not stepped.
   assert learner.wrap_outer_opt is carry_outer_opt
   opt = optax.sgd(epsilon)
   curvatures = (A_SMALL, 2.5)  # two tasks with other gradients
-  batch = jax.tree.map(lambda *x: jnp.stack(x),
-                       *[quadratic_episode(a) for a in curvatures])
+  batch = jax.tree.map(
+    lambda *x: jnp.stack(x), *[quadratic_episode(a) for a in curvatures]
+  )
   state = step_lib.init_train_state(learner, opt, jax.random.key(0), batch)
   step = step_lib.make_meta_step(learner, opt)
   theta, nu, count = T0, 0.0, 0
@@ -118,7 +145,7 @@ def test_reptile_carried_adam_by_hand():
       for _ in range(steps):
         g = 2 * a * t
         v, n = b2 * v + (1 - b2) * g * g, n + 1
-        t -= lr * g / (np.sqrt(v / (1 - b2 ** n)) + 1e-8)
+        t -= lr * g / (np.sqrt(v / (1 - b2**n)) + 1e-8)
       adapted.append(t)
       nus.append(v)
     theta -= epsilon * (theta - np.mean(adapted))
@@ -126,18 +153,26 @@ def test_reptile_carried_adam_by_hand():
     meta = state.meta_params
     np.testing.assert_allclose(meta["params"]["t"], theta, rtol=1e-5)
     np.testing.assert_allclose(meta["inner_state"]["nu"]["t"], nu, rtol=1e-5)
-    np.testing.assert_allclose(meta["inner_state"]["debias"], 1 - b2 ** count,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+      meta["inner_state"]["debias"], 1 - b2**count, rtol=1e-6
+    )
   # Test-time adaptation starts from the carried statistics too: one step
   # from them is not a fresh Adam's first step (lr * sign(g)).
-  one = reptile(Scalar(), inner_lr=lr, inner_steps=1, b2=b2,
-                carry_inner_state=True, task="regression")
+  one = reptile(
+    Scalar(),
+    inner_lr=lr,
+    inner_steps=1,
+    b2=b2,
+    carry_inner_state=True,
+    task="regression",
+  )
   ep = quadratic_episode(A_SMALL)
   g = 2 * A_SMALL * theta
   v = b2 * nu + (1 - b2) * g * g
   expected = theta - lr * g / np.sqrt(v / (1 - b2 ** (count + 1)))
-  np.testing.assert_allclose(one.adapt(meta, ep.support, None)["t"], expected,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    one.adapt(meta, ep.support, None)["t"], expected, rtol=1e-5
+  )
   assert abs(expected - (theta - lr * np.sign(g))) > 1e-3
   # From fresh statistics (at initialization) it is optax's Adam (beta1 = 0).
   config = family_config("reptile")
@@ -147,12 +182,15 @@ def test_reptile_carried_adam_by_hand():
   config.learner_kwargs.carry_inner_state = True
   carried_learner = from_config.build_learner(config)
   carried0 = step_lib.init_train_state(
-      carried_learner, opt, jax.random.key(0), batch).meta_params
+    carried_learner, opt, jax.random.key(0), batch
+  ).meta_params
   ep = tiny_episode()
   chex.assert_trees_all_close(
-      carried_learner.adapt(carried0, ep.support, None),
-      fresh_learner.adapt(carried0["params"], ep.support, None),
-      rtol=1e-5, atol=1e-6)
+    carried_learner.adapt(carried0, ep.support, None),
+    fresh_learner.adapt(carried0["params"], ep.support, None),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   with pytest.raises(ValueError, match="does not take an inner_opt"):
     reptile(Scalar(), inner_opt=optax.sgd(0.1), carry_inner_state=True)
   config = maml_omniglot.get_config("smoke")
@@ -166,8 +204,12 @@ def test_reptile_inner_mini_batches():
   set, shuffled passes over it without replacement (the paper's code)."""
   alpha, t0 = 0.1, 1.5
   xs, ys = np.array([1.0, 2.0]), np.array([1.0, 4.0])  # gradients of both signs
-  ep = Episode(jnp.asarray(xs[:, None]), jnp.asarray(ys[:, None]),
-               jnp.asarray(xs[:, None]), jnp.asarray(ys[:, None]))
+  ep = Episode(
+    jnp.asarray(xs[:, None]),
+    jnp.asarray(ys[:, None]),
+    jnp.asarray(xs[:, None]),
+    jnp.asarray(ys[:, None]),
+  )
 
   def sgd(t, batches):  # MSE of f(x) = t x: d/dt = mean 2 x (t x - y)
     for b in batches:
@@ -175,8 +217,14 @@ def test_reptile_inner_mini_batches():
     return t
 
   def adapted(batch_size, key, steps=2, **kwargs):
-    learner = reptile(Scalar(), inner_opt=optax.sgd(alpha), inner_steps=steps,
-                      inner_batch_size=batch_size, task="regression", **kwargs)
+    learner = reptile(
+      Scalar(),
+      inner_opt=optax.sgd(alpha),
+      inner_steps=steps,
+      inner_batch_size=batch_size,
+      task="regression",
+      **kwargs,
+    )
     return float(learner.adapt({"t": jnp.asarray(t0)}, ep.support, key)["t"])
 
   whole = sgd(t0, [[0, 1], [0, 1]])
@@ -196,20 +244,33 @@ def test_reptile_inner_mini_batches():
   idx = np.asarray(support_batches(jax.random.key(3), 5, 3, 4)).reshape(-1)
   assert sorted(idx[:5]) == sorted(idx[5:10]) == list(range(5))
   # The carried Adam takes its steps on the mini-batches too.
-  carried = reptile(Scalar(), inner_lr=0.1, inner_steps=1, inner_batch_size=1,
-                    carry_inner_state=True, task="regression")
+  carried = reptile(
+    Scalar(),
+    inner_lr=0.1,
+    inner_steps=1,
+    inner_batch_size=1,
+    carry_inner_state=True,
+    task="regression",
+  )
   meta = carried.init(jax.random.key(0), ep)
-  one = [float(carried.adapt(meta, ep.support, jax.random.key(k))["t"])
-         for k in range(8)]
+  one = [
+    float(carried.adapt(meta, ep.support, jax.random.key(k))["t"])
+    for k in range(8)
+  ]
   # A fresh Adam's first step is lr * sign(g): sign(g) of each example.
   g = 2 * xs * (t0 * xs - ys)
-  np.testing.assert_allclose(sorted(set(np.round(one, 5))),
-                             sorted(np.round(t0 - 0.1 * np.sign(g), 5)))
+  np.testing.assert_allclose(
+    sorted(set(np.round(one, 5))), sorted(np.round(t0 - 0.1 * np.sign(g), 5))
+  )
   with pytest.raises(ValueError, match="inner_batch_size must be"):
     reptile(Scalar(), inner_batch_size=0)
   with pytest.raises(ValueError, match="draws its mini-batches"):
-    reptile(Scalar(), inner_opt=optax.sgd(alpha), inner_batch_size=1,
-            task="regression").adapt({"t": jnp.asarray(t0)}, ep.support, None)
+    reptile(
+      Scalar(),
+      inner_opt=optax.sgd(alpha),
+      inner_batch_size=1,
+      task="regression",
+    ).adapt({"t": jnp.asarray(t0)}, ep.support, None)
   # Config: Reptile only; the test-time size when given.
   config = maml_omniglot.get_config("smoke")
   config.inner_batch_size = 3
@@ -217,30 +278,48 @@ def test_reptile_inner_mini_batches():
     from_config.validate(config)
   config = family_config("reptile")
   config.inner_batch_size = 0
-  with pytest.raises(ValueError, match="inner_batch_size must be None or an "
-                     "integer >= 1, got 0"):
+  with pytest.raises(
+    ValueError, match="inner_batch_size must be None or an integer >= 1, got 0"
+  ):
     from_config.validate(config)
-  config.update(dict(inner_steps=1, test_inner_steps=1, inner_lr=1e-2,
-                     inner_batch_size=3, test_inner_batch_size=1))
+  config.update(
+    dict(
+      inner_steps=1,
+      test_inner_steps=1,
+      inner_lr=1e-2,
+      inner_batch_size=3,
+      test_inner_batch_size=1,
+    )
+  )
   from_config.validate(config)
   tiny = tiny_episode()  # 3 ways x 1 shot
   meta = from_config.build_learner(config).init(jax.random.key(0), tiny)
-  by_batch = {b: reptile(from_config.build_model(config, 3), inner_lr=1e-2,
-                         inner_steps=1, inner_batch_size=b).adapt(
-                             meta, tiny.support, jax.random.key(5))
-              for b in (1, 3)}
+  by_batch = {
+    b: reptile(
+      from_config.build_model(config, 3),
+      inner_lr=1e-2,
+      inner_steps=1,
+      inner_batch_size=b,
+    ).adapt(meta, tiny.support, jax.random.key(5))
+    for b in (1, 3)
+  }
   for test, b in ((False, 3), (True, 1)):
     chex.assert_trees_all_close(
-        from_config.build_learner(config, test=test).adapt(
-            meta, tiny.support, jax.random.key(5)),
-        by_batch[b])
+      from_config.build_learner(config, test=test).adapt(
+        meta, tiny.support, jax.random.key(5)
+      ),
+      by_batch[b],
+    )
 
 
 def sine_episode(x):
   """Regression on sin: the first 3 rows of x [6, 1] support, the rest query."""
   return quadratic_episode(1.0)._replace(
-      support_x=x[:3], support_y=np.sin(x[:3]), query_x=x[3:],
-      query_y=np.sin(x[3:]))
+    support_x=x[:3],
+    support_y=np.sin(x[:3]),
+    query_x=x[3:],
+    query_y=np.sin(x[3:]),
+  )
 
 
 def check_gradient_by_finite_differences(f, params, rng, eps=1e-6, rtol=1e-5):
@@ -249,8 +328,9 @@ def check_gradient_by_finite_differences(f, params, rng, eps=1e-6, rtol=1e-5):
   grads = jax.jit(jax.grad(f))(params)
   flat, unravel = jax.flatten_util.ravel_pytree(params)
   direction = rng.standard_normal(flat.shape)
-  numeric = (f(unravel(flat + eps * direction))
-             - f(unravel(flat - eps * direction))) / (2 * eps)
+  numeric = (
+    f(unravel(flat + eps * direction)) - f(unravel(flat - eps * direction))
+  ) / (2 * eps)
   analytic = jnp.dot(jax.flatten_util.ravel_pytree(grads)[0], direction)
   np.testing.assert_allclose(analytic, numeric, rtol=rtol)
   return numeric
@@ -258,22 +338,30 @@ def check_gradient_by_finite_differences(f, params, rng, eps=1e-6, rtol=1e-5):
 
 def test_adam_inner_meta_gradient_matches_finite_differences():
   with jax.enable_x64(True):
-    learner = maml(models.MLP(1, hidden=(4,)), inner_opt=optax.adam(0.05),
-                   inner_steps=3, task="regression")
+    learner = maml(
+      models.MLP(1, hidden=(4,)),
+      inner_opt=optax.adam(0.05),
+      inner_steps=3,
+      task="regression",
+    )
     rng = np.random.default_rng(0)
     ep = sine_episode(rng.uniform(-2, 2, (6, 1)))
-    meta = jax.tree.map(lambda p: p.astype(jnp.float64),
-                        learner.init(jax.random.key(0), ep))
+    meta = jax.tree.map(
+      lambda p: p.astype(jnp.float64), learner.init(jax.random.key(0), ep)
+    )
     check_gradient_by_finite_differences(query_loss_fn(learner, ep), meta, rng)
 
 
 def tiny_episode(ways=3, shots=1, queries=2, size=10):
   rng = np.random.default_rng(0)
   from metajax.types import Episode  # pylint: disable=g-import-not-at-top
-  return Episode(rng.integers(0, 256, (ways * shots, size, size, 1), np.uint8),
-                 np.repeat(np.arange(ways, dtype=np.int32), shots),
-                 rng.integers(0, 256, (ways * queries, size, size, 1), np.uint8),
-                 np.repeat(np.arange(ways, dtype=np.int32), queries))
+
+  return Episode(
+    rng.integers(0, 256, (ways * shots, size, size, 1), np.uint8),
+    np.repeat(np.arange(ways, dtype=np.int32), shots),
+    rng.integers(0, 256, (ways * queries, size, size, 1), np.uint8),
+    np.repeat(np.arange(ways, dtype=np.int32), queries),
+  )
 
 
 def test_anil_adapts_only_the_head_and_trains_the_body():
@@ -282,8 +370,12 @@ def test_anil_adapts_only_the_head_and_trains_the_body():
   meta = learner.init(jax.random.key(0), ep)
   adapted = learner.adapt(meta, ep.support, None)
   for name in meta:
-    changed = not all(np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(meta[name]), jax.tree.leaves(adapted[name])))
+    changed = not all(
+      np.array_equal(a, b)
+      for a, b in zip(
+        jax.tree.leaves(meta[name]), jax.tree.leaves(adapted[name])
+      )
+    )
     assert changed == (name == "head"), name
   grads = jax.grad(query_loss_fn(learner, ep))(meta)
   assert float(optax.tree.norm(grads["conv0"])) > 0
@@ -300,6 +392,7 @@ def check_meta_training(learner, batch):
     def wrapped(*args):
       traces.append(1)
       return fn(*args)
+
     return wrapped
 
   counted = learner
@@ -316,18 +409,23 @@ def check_meta_training(learner, batch):
   assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
   chex.assert_tree_all_finite(state.meta_params)
   chex.assert_trees_all_equal_structs(state.meta_params, meta0)
-  assert not all(np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(meta0), jax.tree.leaves(state.meta_params)))
+  assert not all(
+    np.array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(meta0), jax.tree.leaves(state.meta_params))
+  )
   return meta0
 
 
 LEARNER_VARIANTS = [
-    dict(learner="maml"), dict(learner="fomaml"), dict(learner="meta_sgd"),
-    dict(learner="anil"), dict(learner="reptile"),
-    dict(learner="reptile", carry_inner_state=True),
-    dict(learner="maml", lslr=True, lslr_steps=2, multi_step_loss=True),
-    dict(learner="maml", first_order_steps=1),
-    dict(learner="meta_learner_lstm", hidden=3),
+  dict(learner="maml"),
+  dict(learner="fomaml"),
+  dict(learner="meta_sgd"),
+  dict(learner="anil"),
+  dict(learner="reptile"),
+  dict(learner="reptile", carry_inner_state=True),
+  dict(learner="maml", lslr=True, lslr_steps=2, multi_step_loss=True),
+  dict(learner="maml", first_order_steps=1),
+  dict(learner="meta_learner_lstm", hidden=3),
 ]
 
 
@@ -343,8 +441,11 @@ def family_config(learner, **options):
   return config
 
 
-@pytest.mark.parametrize("overrides", LEARNER_VARIANTS,
-                         ids=lambda o: "-".join(str(v) for v in o.values()))
+@pytest.mark.parametrize(
+  "overrides",
+  LEARNER_VARIANTS,
+  ids=lambda o: "-".join(str(v) for v in o.values()),
+)
 def test_family_contract(overrides):
   options = dict(overrides)
   config = family_config(options.pop("learner"), **options)
@@ -365,12 +466,21 @@ def test_family_contract(overrides):
 
 # FOMAML's and ANIL's configs differ from MAML's only in the learner, which the
 # contract test covers; every config is validated by test_config_errors.
-@pytest.mark.parametrize("name", ["meta_sgd_omniglot", "reptile_omniglot",
-                                  "meta_lstm_omniglot", "meta_sgd_sinusoid"])
+@pytest.mark.parametrize(
+  "name",
+  [
+    "meta_sgd_omniglot",
+    "reptile_omniglot",
+    "meta_lstm_omniglot",
+    "meta_sgd_sinusoid",
+  ],
+)
 def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   import importlib  # pylint: disable=g-import-not-at-top
+
   config = importlib.import_module(f"experiments.configs.{name}").get_config(
-      "smoke")
+    "smoke"
+  )
   config.data_dir = omniglot_data_dir if "omniglot" in name else ""
   results = runs.train_and_evaluate(config, str(tmp_path))
   assert results["config"]["learner"] == config.learner
@@ -378,7 +488,8 @@ def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   assert np.isfinite(results["mean"])
   run = runs.load_run(str(tmp_path))
   assert ("inner" in run.meta_params) == (
-      config.learner in ("meta_sgd", "meta_learner_lstm"))
+    config.learner in ("meta_sgd", "meta_learner_lstm")
+  )
 
 
 def test_first_order_then_second_order(tmp_path):
@@ -387,8 +498,9 @@ def test_first_order_then_second_order(tmp_path):
 
   def final_params(name, **overrides):
     config = maml_sinusoid.get_config("smoke")
-    config.update(dict(num_steps=6, eval_episodes=2, val_every=0,
-                       checkpoint_every=3))
+    config.update(
+      dict(num_steps=6, eval_episodes=2, val_every=0, checkpoint_every=3)
+    )
     config.num_steps = overrides.pop("num_steps", config.num_steps)
     config.learner_kwargs.update(overrides)
     runs.train_and_evaluate(config, str(tmp_path / name))

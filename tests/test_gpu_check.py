@@ -16,8 +16,14 @@ def test_gpu_check_is_valid_bash():
 
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="a GPU is here")
 def test_gpu_check_without_a_gpu_says_what_to_install():
-  proc = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, capture_output=True,
-                        text=True, timeout=120, check=False)
+  proc = subprocess.run(
+    ["bash", str(SCRIPT)],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 1
   assert "JAX sees no GPU (backend: cpu)" in proc.stderr
   assert "jax[cuda12]" in proc.stderr

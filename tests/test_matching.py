@@ -28,6 +28,7 @@ class Flatten(nn.Module):
 
 class FlatDense(nn.Module):
   """Flatten then Dense: an embedding without batch statistics."""
+
   features: int = 6
 
   @nn.compact
@@ -35,8 +36,9 @@ class FlatDense(nn.Module):
     return nn.Dense(self.features)(x.reshape((x.shape[0], -1)))
 
 
-def float_episode(ways=3, shots=2, queries=2, shape=(4, 4, 1), noise=0.5,
-                  seed=0):
+def float_episode(
+  ways=3, shots=2, queries=2, shape=(4, 4, 1), noise=0.5, seed=0
+):
   """Class prototypes + Gaussian noise, float32 images."""
   rng = np.random.default_rng(seed)
   protos = rng.standard_normal((ways,) + shape)
@@ -59,8 +61,9 @@ def init(learner, episode, seed=0):
 def cosine_attention_by_hand(support_x, support_y, query_x, ways, scale):
   s = support_x.reshape(len(support_x), -1).astype(np.float64)
   q = query_x.reshape(len(query_x), -1).astype(np.float64)
-  cos = (q @ s.T) / (np.linalg.norm(q, axis=1)[:, None]
-                     * np.linalg.norm(s, axis=1)[None])
+  cos = (q @ s.T) / (
+    np.linalg.norm(q, axis=1)[:, None] * np.linalg.norm(s, axis=1)[None]
+  )
   a = np.exp(scale * cos)
   a /= a.sum(axis=1, keepdims=True)
   return a @ np.eye(ways)[support_y]
@@ -85,11 +88,14 @@ def test_attention_matches_hand_computation(scale):
   np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-5)
   # The loss on log-probabilities is the negative log-likelihood.
   np.testing.assert_allclose(
-      learner.loss(log_probs, query_y),
-      -np.mean(np.log(expected[np.arange(4), query_y])), rtol=1e-5)
+    learner.loss(log_probs, query_y),
+    -np.mean(np.log(expected[np.arange(4), query_y])),
+    rtol=1e-5,
+  )
   assert learner.metric_name == "accuracy"
-  np.testing.assert_allclose(learner.metric(log_probs, query_y),
-                             np.mean(expected.argmax(1) == query_y))
+  np.testing.assert_allclose(
+    learner.metric(log_probs, query_y), np.mean(expected.argmax(1) == query_y)
+  )
 
 
 def test_class_absent_from_support_gets_finite_log_prob():
@@ -116,8 +122,11 @@ def test_uint8_images_are_scaled():
   state = learner.adapt(params, ep8.support, None)
   out8 = learner.predict(params, state, ep8.query_x)
   f = lambda x: x.astype(np.float32) / 255
-  out = learner.predict(params, learner.adapt(
-      params, (f(ep8.support_x), ep8.support_y), None), f(ep8.query_x))
+  out = learner.predict(
+    params,
+    learner.adapt(params, (f(ep8.support_x), ep8.support_y), None),
+    f(ep8.query_x),
+  )
   np.testing.assert_allclose(out8, out, rtol=1e-5, atol=1e-6)
 
 
@@ -146,8 +155,9 @@ def test_fce_shapes_gradients_and_query_independence():
     assert float(optax.tree.norm(grads[name])) > 0, name
 
   perm = np.array([4, 0, 5, 2, 1, 3])
-  np.testing.assert_allclose(predict(params, state, ep.query_x[perm]),
-                             out[perm], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    predict(params, state, ep.query_x[perm]), out[perm], rtol=1e-5, atol=1e-6
+  )
   one = predict(params, state, ep.query_x[2:3])
   np.testing.assert_allclose(one, out[2:3], rtol=1e-5, atol=1e-6)
 
@@ -168,9 +178,11 @@ def numpy_lstm(p, carry, x):
   """flax's LSTMCell in numpy: gates i, f, g, o; carry (c, h)."""
   c, h = carry
   sig = lambda z: 1 / (1 + np.exp(-z))
-  gate = lambda n: (x @ np.asarray(p["i" + n]["kernel"])
-                    + h @ np.asarray(p["h" + n]["kernel"])
-                    + np.asarray(p["h" + n]["bias"]))
+  gate = lambda n: (
+    x @ np.asarray(p["i" + n]["kernel"])
+    + h @ np.asarray(p["h" + n]["kernel"])
+    + np.asarray(p["h" + n]["bias"])
+  )
   c = sig(gate("f")) * c + sig(gate("i")) * np.tanh(gate("g"))
   return c, sig(gate("o")) * np.tanh(c)
 
@@ -187,8 +199,9 @@ def test_attention_reader_matches_numpy():
     h = h_hat + f_prime
     a = np.exp(h @ g.T)
     r = (a / a.sum(axis=1, keepdims=True)) @ g
-  np.testing.assert_allclose(reader.apply({"params": params}, f_prime, g), h,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    reader.apply({"params": params}, f_prime, g), h, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_support_encoder_is_bidirectional_with_skip():
@@ -204,11 +217,15 @@ def test_support_encoder_is_bidirectional_with_skip():
       out.append(carry[1])
     return np.stack(out)
 
-  expected = (x + run(params["forward"], x)
-              + run(params["backward"], x[::-1])[::-1])
+  expected = (
+    x + run(params["forward"], x) + run(params["backward"], x[::-1])[::-1]
+  )
   np.testing.assert_allclose(
-      SupportEncoder(features=3).apply({"params": params}, x), expected,
-      rtol=1e-5, atol=1e-6)
+    SupportEncoder(features=3).apply({"params": params}, x),
+    expected,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def make_batch():
@@ -220,8 +237,7 @@ def make_batch():
 @pytest.mark.parametrize("fce", [False, True])
 def test_meta_training_lowers_loss_and_traces_once(fce):
   batch = make_batch()
-  learner = matching_net(FlatDense(8), ways=3, fce=fce, read_steps=2,
-                         scale=5.0)
+  learner = matching_net(FlatDense(8), ways=3, fce=fce, read_steps=2, scale=5.0)
   traces = []
 
   def counting_predict(*args):
@@ -260,14 +276,16 @@ def test_evaluate_conv4_on_uint8_episodes(fce):
   images = rng.integers(0, 256, (6, 5, 28, 28, 1), dtype=np.uint8)
   classes = ClassImages(images, [f"c{i}" for i in range(6)])
   sampler = EpisodeSampler(classes, ways=3, shots=1, queries=2)
-  learner = matching_net(models.Conv4(None, filters=8), ways=3, fce=fce,
-                         read_steps=2)
+  learner = matching_net(
+    models.Conv4(None, filters=8), ways=3, fce=fce, read_steps=2
+  )
   example = sampler.sample(np.random.default_rng(1))
   params = init(learner, example)
   if fce:
     assert jax.tree.leaves(params["g"])[0].shape[-1] == 8
-  result = evaluate_lib.evaluate(learner, params, sampler, episodes=4,
-                                 batch_size=2)
+  result = evaluate_lib.evaluate(
+    learner, params, sampler, episodes=4, batch_size=2
+  )
   assert result.metric == "accuracy"
   assert result.episodes == 4
   assert 0.0 <= result.mean <= 1.0

@@ -28,30 +28,41 @@ from metajax.types import Episode
 from tests.conftest import omniglot_dir
 
 DATA_DIR = omniglot_dir()
-SMALL = {"small1": "images_background_small1.zip",
-         "small2": "images_background_small2.zip"}
+SMALL = {
+  "small1": "images_background_small1.zip",
+  "small2": "images_background_small2.zip",
+}
 
 
 def _zip_characters(name):
   with zipfile.ZipFile(DATA_DIR / SMALL[name]) as zf:
-    return {tuple(n.split("/")[1:3]) for n in zf.namelist()
-            if n.endswith(".png")}
+    return {
+      tuple(n.split("/")[1:3]) for n in zf.namelist() if n.endswith(".png")
+    }
 
 
 @pytest.fixture(scope="module")
 def minimal(tmp_path_factory, omniglot_data_dir):
   cache = tmp_path_factory.mktemp("cache")
-  return {bg: omniglot.load(data_dir=omniglot_data_dir, split="minimal",
-                            background=bg, image_size=14, cache_dir=cache)
-          for bg in ("small1", "small2")}
+  return {
+    bg: omniglot.load(
+      data_dir=omniglot_data_dir,
+      split="minimal",
+      background=bg,
+      image_size=14,
+      cache_dir=cache,
+    )
+    for bg in ("small1", "small2")
+  }
 
 
 def _characters(classes):
   return {tuple(n.split("/")[:2]) for n in classes.names}
 
 
-@pytest.mark.parametrize("background,other", [("small1", "small2"),
-                                              ("small2", "small1")])
+@pytest.mark.parametrize(
+  "background,other", [("small1", "small2"), ("small2", "small1")]
+)
 def test_minimal_split(minimal, background, other):
   """Train + val are exactly one zip's characters; test is the other zip's
   characters of the alphabets the first lacks, unrotated."""
@@ -64,28 +75,39 @@ def test_minimal_split(minimal, background, other):
   want = {k for k in _zip_characters(other) if k[0] not in seen}
   assert _characters(splits["test"]) == want
   assert {a for a, _ in want} == {
-      "small1": {"Japanese_(katakana)", "Sanskrit", "Tagalog"},
-      "small2": {"Balinese", "Early_Aramaic", "Korean"}}[background]
+    "small1": {"Japanese_(katakana)", "Sanskrit", "Tagalog"},
+    "small2": {"Balinese", "Early_Aramaic", "Korean"},
+  }[background]
   assert splits["train"].num_classes == 4 * len(train)  # rotations
   assert splits["test"].num_classes == len(want)  # never rotated
   assert not any("/rot" in n for n in splits["test"].names)
 
 
 def test_minimal_split_arguments(tmp_path):
-  with pytest.raises(ValueError, match="background is an option of "
-                     "split='minimal' only"):
-    omniglot.load(data_dir=DATA_DIR, split="seeded", background="small1",
-                  cache_dir=tmp_path)
+  with pytest.raises(
+    ValueError, match="background is an option of split='minimal' only"
+  ):
+    omniglot.load(
+      data_dir=DATA_DIR, split="seeded", background="small1", cache_dir=tmp_path
+    )
   with pytest.raises(ValueError, match="background must be one of"):
-    omniglot.load(data_dir=DATA_DIR, split="minimal", background="small3",
-                  cache_dir=tmp_path)
+    omniglot.load(
+      data_dir=DATA_DIR,
+      split="minimal",
+      background="small3",
+      cache_dir=tmp_path,
+    )
   with pytest.raises(ValueError, match="num_train must be None"):
-    omniglot.load(data_dir=DATA_DIR, split="minimal", num_train=10,
-                  cache_dir=tmp_path)
-  with pytest.raises(ValueError, match="num_val=136 must be less than the "
-                     "136 characters of small1"):
-    omniglot.load(data_dir=DATA_DIR, split="minimal", num_val=136,
-                  cache_dir=tmp_path)
+    omniglot.load(
+      data_dir=DATA_DIR, split="minimal", num_train=10, cache_dir=tmp_path
+    )
+  with pytest.raises(
+    ValueError,
+    match="num_val=136 must be less than the 136 characters of small1",
+  ):
+    omniglot.load(
+      data_dir=DATA_DIR, split="minimal", num_val=136, cache_dir=tmp_path
+    )
   one = tmp_path / "one_zip"
   one.mkdir()
   (one / SMALL["small1"]).symlink_to(DATA_DIR / SMALL["small1"])
@@ -98,8 +120,9 @@ def test_within_alphabet_test_episodes(minimal):
   """A 20-way within-alphabet sampler never mixes alphabets and skips
   Tagalog (17 characters)."""
   test = minimal["small1"]["test"]
-  sampler = EpisodeSampler(test, ways=20, shots=1, queries=1,
-                           groups=test.name_groups())
+  sampler = EpisodeSampler(
+    test, ways=20, shots=1, queries=1, groups=test.name_groups()
+  )
   rng = np.random.default_rng(0)
   drawn = set()
   for _ in range(30):
@@ -118,16 +141,29 @@ def test_warp_is_scipys_affine_transform():
   rng = np.random.default_rng(0)
   x = rng.random((3, 20, 24, 1)).astype(np.float32)
   angle = 0.3
-  forward = (np.array([[np.cos(angle), -np.sin(angle)],
-                       [np.sin(angle), np.cos(angle)]])
-             @ np.array([[1.0, 0.2], [0.0, 1.0]]) * np.array([1.1, 0.9]))
+  forward = (
+    np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    @ np.array([[1.0, 0.2], [0.0, 1.0]])
+    * np.array([1.1, 0.9])
+  )
   shift = np.array([1.5, -2.25])
-  ours = augment.warp(x, np.repeat(forward[None], 3, 0),
-                      np.repeat(shift[None], 3, 0))
+  ours = augment.warp(
+    x, np.repeat(forward[None], 3, 0), np.repeat(shift[None], 3, 0)
+  )
   inverse, centre = np.linalg.inv(forward), np.array([9.5, 11.5])
-  want = np.stack([ndimage.affine_transform(
-      one[..., 0], inverse, offset=centre - inverse @ (centre + shift),
-      order=1, mode="grid-constant", cval=0.0) for one in x])
+  want = np.stack(
+    [
+      ndimage.affine_transform(
+        one[..., 0],
+        inverse,
+        offset=centre - inverse @ (centre + shift),
+        order=1,
+        mode="grid-constant",
+        cval=0.0,
+      )
+      for one in x
+    ]
+  )
   np.testing.assert_allclose(ours[..., 0], want, atol=1e-5)
 
 
@@ -135,11 +171,15 @@ def test_warped_source():
   rng = np.random.default_rng(0)
   images = (rng.random((6, 4, 12, 12, 1)) * 255).astype(np.uint8)
   sampler = EpisodeSampler(
-      ClassImages(images, [f"a/{i}" for i in range(6)]),
-      ways=3, shots=1, queries=2)
+    ClassImages(images, [f"a/{i}" for i in range(6)]),
+    ways=3,
+    shots=1,
+    queries=2,
+  )
   plain = sampler.sample_batch(np.random.default_rng(1), 2)
-  still = augment.Warped(sampler, rotation=0, shear=0, scale=(1, 1),
-                         translate=0).sample_batch(np.random.default_rng(1), 2)
+  still = augment.Warped(
+    sampler, rotation=0, shear=0, scale=(1, 1), translate=0
+  ).sample_batch(np.random.default_rng(1), 2)
   np.testing.assert_array_equal(still.support_x, plain.support_x)
   warped = augment.Warped(sampler).sample_batch(np.random.default_rng(1), 2)
   np.testing.assert_array_equal(warped.query_y, plain.query_y)
@@ -147,8 +187,10 @@ def test_warped_source():
   assert warped.support_x.shape == plain.support_x.shape
   assert not np.array_equal(warped.support_x, plain.support_x)
   assert augment.Warped(sampler).ways == 3
-  for bad, match in ((dict(scale=(1.2, 0.8)), "scale must be"),
-                     (dict(rotation=-1), "rotation")):
+  for bad, match in (
+    (dict(scale=(1.2, 0.8)), "scale must be"),
+    (dict(rotation=-1), "rotation"),
+  ):
     with pytest.raises(ValueError, match=match):
       augment.Warped(sampler, **bad)
 
@@ -160,8 +202,11 @@ def test_support_statistics_batch_norm():
   mean = ref.mean((0, 1, 2))
   var = ((ref - mean) ** 2).mean((0, 1, 2))
   np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), atol=1e-5)
-  np.testing.assert_allclose(layers.batch_stat_norm(x[:3], stats_rows=3),
-                             layers.batch_stat_norm(x[:3]), atol=1e-6)
+  np.testing.assert_allclose(
+    layers.batch_stat_norm(x[:3], stats_rows=3),
+    layers.batch_stat_norm(x[:3]),
+    atol=1e-6,
+  )
   # Conv4 passes stats_rows to each of its batch norms: the rows after the
   # first 3 are each embedded as if alone after them.
   net = models.Conv4(None, filters=2, conv_impl="xla")
@@ -170,8 +215,9 @@ def test_support_statistics_batch_norm():
   apply = jax.jit(net.apply, static_argnames="stats_rows")
   every = apply(params, images, stats_rows=3)
   for i in range(3, 6):
-    alone = apply(params, np.concatenate([images[:3], images[i:i + 1]]),
-                  stats_rows=3)
+    alone = apply(
+      params, np.concatenate([images[:3], images[i : i + 1]]), stats_rows=3
+    )
     np.testing.assert_allclose(alone[3], every[i], atol=1e-5)
   assert not np.allclose(apply(params, images)[3], every[3], atol=1e-3)
 
@@ -185,8 +231,9 @@ class _DenseNorm(nn.Module):
     return layers.BatchStatNorm()(x, stats_rows)
 
 
-@pytest.mark.parametrize("query_norm,independent", [("support", True),
-                                                    ("batch", False)])
+@pytest.mark.parametrize(
+  "query_norm,independent", [("support", True), ("batch", False)]
+)
 def test_queries_classified_on_their_own(query_norm, independent):
   """With query_norm="support" a query's logits do not depend on the other
   queries (with "batch" they do, which shows the test can fail)."""
@@ -195,8 +242,9 @@ def test_queries_classified_on_their_own(query_norm, independent):
   support_x = jax.random.uniform(key, (3, 14, 14, 1))
   query_x = jax.random.uniform(jax.random.PRNGKey(2), (4, 14, 14, 1))
   support_y = jnp.arange(3)
-  params = learner.init(key, Episode(support_x, support_y, query_x,
-                                     jnp.zeros(4, jnp.int32)))
+  params = learner.init(
+    key, Episode(support_x, support_y, query_x, jnp.zeros(4, jnp.int32))
+  )
   state = jax.jit(learner.adapt)(params, (support_x, support_y), key)
   predict = jax.jit(learner.predict)
   logits = predict(params, state, query_x)
@@ -224,8 +272,9 @@ def test_config_plumbing(monkeypatch, omniglot_data_dir):
     from_config.build_sources(config)
 
 
-def test_a_trained_run_on_a_users_drawings(tmp_path, monkeypatch,
-                                           omniglot_data_dir):
+def test_a_trained_run_on_a_users_drawings(
+  tmp_path, monkeypatch, omniglot_data_dir
+):
   """load_run + prepare_images (105x105 PNGs, at the run's image size) +
   predict: a query that is one of the support drawings is nearest its own
   prototype (distance 0, because queries take the support's statistics),
@@ -235,21 +284,27 @@ def test_a_trained_run_on_a_users_drawings(tmp_path, monkeypatch,
   runs.train_and_evaluate(config, str(tmp_path / "run"))
   run = runs.load_run(str(tmp_path / "run"))
   with zipfile.ZipFile(DATA_DIR / SMALL["small2"]) as zf:
-    names = sorted(n for n in zf.namelist() if "/Sanskrit/" in n
-                   and n.endswith(".png"))
+    names = sorted(
+      n for n in zf.namelist() if "/Sanskrit/" in n and n.endswith(".png")
+    )
     by_character = {}
     for n in names:
       by_character.setdefault(n.split("/")[2], []).append(n)
-    drawings = [[Image.open(io.BytesIO(zf.read(n))) for n in files[:2]]
-                for files in list(by_character.values())[:5]]
+    drawings = [
+      [Image.open(io.BytesIO(zf.read(n))) for n in files[:2]]
+      for files in list(by_character.values())[:5]
+    ]
   assert drawings[0][0].size == (105, 105)
-  support_x = omniglot.prepare_images([d[0] for d in drawings],
-                                      image_size=run.config.image_size)
-  query_x = omniglot.prepare_images([d[1] for d in drawings] + [
-      drawings[3][0]], image_size=run.config.image_size)
+  support_x = omniglot.prepare_images(
+    [d[0] for d in drawings], image_size=run.config.image_size
+  )
+  query_x = omniglot.prepare_images(
+    [d[1] for d in drawings] + [drawings[3][0]],
+    image_size=run.config.image_size,
+  )
   logits = runs.predict(run, support_x, np.arange(5), query_x)
   assert logits.shape == (6, 5)
   assert np.argmax(logits[5]) == 3 and abs(logits[5, 3]) < 1e-3
   for i in (0, 5):
-    alone = runs.predict(run, support_x, np.arange(5), query_x[i:i + 1])
+    alone = runs.predict(run, support_x, np.arange(5), query_x[i : i + 1])
     np.testing.assert_allclose(alone[0], logits[i], atol=1e-4)

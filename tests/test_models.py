@@ -28,7 +28,9 @@ def _xent(logits, labels):
 # ---------------------------------------------------------------- conv2d
 
 
-@pytest.mark.parametrize("size,strides,padding", [
+@pytest.mark.parametrize(
+  "size,strides,padding",
+  [
     (28, (1, 1), "SAME"),
     (28, (2, 2), "SAME"),
     (20, (1, 1), "SAME"),
@@ -41,28 +43,40 @@ def _xent(logits, labels):
     (28, (2, 1), "SAME"),
     (7, (2, 1), ((1, 0), (2, 1))),
     (20, (1, 1), ((0, 2), (1, 1))),
-])
+  ],
+)
 def test_conv2d_patches_matches_xla(size, strides, padding):
   kx, kk, kg = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (2, size, size + 1, 3))
   kernel = jax.random.normal(kk, (3, 3, 3, 4))
-  fwd = {impl: jax.jit(functools.partial(
-      layers.conv2d, strides=strides, padding=padding, impl=impl))
-         for impl in layers.CONV_IMPLS}
+  fwd = {
+    impl: jax.jit(
+      functools.partial(
+        layers.conv2d, strides=strides, padding=padding, impl=impl
+      )
+    )
+    for impl in layers.CONV_IMPLS
+  }
   y_patches = fwd["patches"](x, kernel)
   y_xla = fwd["xla"](x, kernel)
   expected = jax.lax.conv_general_dilated(
-      x, kernel, strides,
-      padding if isinstance(padding, str) else list(padding),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x,
+    kernel,
+    strides,
+    padding if isinstance(padding, str) else list(padding),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
   chex.assert_equal_shape([y_patches, y_xla, expected])
   _close(y_patches, expected)
   _close(y_xla, expected)
   # Gradients w.r.t. input and kernel of a non-trivial function.
   w = jax.random.normal(kg, y_xla.shape)
-  grads = {impl: jax.jit(jax.grad(
-      lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k)) * w), argnums=(0, 1)))(
-          x, kernel) for impl, f in fwd.items()}
+  grads = {
+    impl: jax.jit(
+      jax.grad(lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k)) * w), argnums=(0, 1))
+    )(x, kernel)
+    for impl, f in fwd.items()
+  }
   _close(grads["patches"], grads["xla"], atol=1e-4)
 
 
@@ -72,14 +86,20 @@ def test_conv2d_patches_one_input_channel_matches_xla(lead, strides):
   kx, kk, kg = jax.random.split(jax.random.key(7), 3)
   x = jax.random.normal(kx, lead + (9, 8, 1))
   kernel = jax.random.normal(kk, (3, 3, 1, 4))
-  fns = [functools.partial(f, strides=strides, padding="SAME")
-         for f in (layers.conv2d_patches, layers.conv2d_xla)]
+  fns = [
+    functools.partial(f, strides=strides, padding="SAME")
+    for f in (layers.conv2d_patches, layers.conv2d_xla)
+  ]
   y_patches, y_xla = [jax.jit(f)(x, kernel) for f in fns]
   chex.assert_equal_shape([y_patches, y_xla])
   _close(y_patches, y_xla)
   w = jax.random.normal(kg, y_xla.shape)
-  grads = [jax.jit(jax.grad(lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k)) * w),
-                            argnums=(0, 1)))(x, kernel) for f in fns]
+  grads = [
+    jax.jit(
+      jax.grad(lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k)) * w), argnums=(0, 1))
+    )(x, kernel)
+    for f in fns
+  ]
   _close(grads[0], grads[1], atol=1e-4)
 
 
@@ -90,23 +110,27 @@ def test_conv2d_bfloat16_close_to_float32_to_second_order():
   kernel = jax.random.normal(kk, (2, 3, 3, 8, 4)) / 8.0
 
   def second_order(k, x, dtype):
-    conv = functools.partial(layers.conv2d_patches, strides=(2, 2),
-                             compute_dtype=dtype)
+    conv = functools.partial(
+      layers.conv2d_patches, strides=(2, 2), compute_dtype=dtype
+    )
     loss = lambda k: jnp.mean(jnp.tanh(conv(x, k)) ** 2)
     return loss(k - 0.5 * jax.grad(loss)(k))
 
   outs = {}
   for dtype in layers.COMPUTE_DTYPES:
-    fn = jax.vmap(jax.value_and_grad(second_order, argnums=(0, 1)),
-                  in_axes=(0, 0, None))
+    fn = jax.vmap(
+      jax.value_and_grad(second_order, argnums=(0, 1)), in_axes=(0, 0, None)
+    )
     outs[dtype] = jax.jit(fn, static_argnums=2)(kernel, x, dtype)
     jaxpr = str(jax.make_jaxpr(fn, static_argnums=2)(kernel, x, dtype))
     assert ("bf16" in jaxpr) == (dtype == "bfloat16"), dtype
   chex.assert_trees_all_equal_dtypes(outs["float32"], outs["bfloat16"])
   chex.assert_tree_all_finite(outs["bfloat16"])
   _close(outs["bfloat16"], outs["float32"], rtol=3e-2, atol=1e-3)
-  y32, y16 = [layers.conv2d_patches(x[0], kernel[0], compute_dtype=d)
-              for d in layers.COMPUTE_DTYPES]
+  y32, y16 = [
+    layers.conv2d_patches(x[0], kernel[0], compute_dtype=d)
+    for d in layers.COMPUTE_DTYPES
+  ]
   assert y16.dtype == jnp.float32
   _close(y16, y32, rtol=3e-2, atol=3e-2)
 
@@ -119,17 +143,17 @@ def test_conv_compute_dtype_errors():
     layers.conv2d(x, kernel, impl="xla", compute_dtype="bfloat16")
   with pytest.raises(ValueError, match="compute_dtype must be one of"):
     models.Conv4(5, filters=2, compute_dtype="bf16").init(
-        jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+      jax.random.key(0), jnp.zeros((1, 16, 16, 1))
+    )
   with pytest.raises(ValueError, match="needs conv_impl='patches'"):
-    models.Conv4(5, filters=2, conv_impl="xla",
-                 compute_dtype="bfloat16").init(
-                     jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+    models.Conv4(5, filters=2, conv_impl="xla", compute_dtype="bfloat16").init(
+      jax.random.key(0), jnp.zeros((1, 16, 16, 1))
+    )
 
 
 def test_conv2d_unknown_impl_raises():
   with pytest.raises(ValueError, match="conv impl"):
-    layers.conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 2)),
-                  impl="fft")
+    layers.conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 2)), impl="fft")
 
 
 def test_extract_patches_order_matches_hwio_kernel():
@@ -175,14 +199,16 @@ def _random_variables(net, x_shape, key, tasks=None):
   Kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.01), scales ~ 1 + N(0, 0.01);
   with `tasks`, each leaf gets a leading task axis of independent draws.
   """
-  shapes = jax.eval_shape(net.init, jax.random.key(0),
-                          jax.ShapeDtypeStruct(x_shape, jnp.float32))
+  shapes = jax.eval_shape(
+    net.init, jax.random.key(0), jax.ShapeDtypeStruct(x_shape, jnp.float32)
+  )
   leaves, treedef = jax.tree.flatten(shapes)
   keys = jax.random.split(key, len(leaves))
   lead = () if tasks is None else (tasks,)
   new = []
-  for path_leaf, k in zip(jax.tree_util.tree_flatten_with_path(shapes)[0],
-                          keys):
+  for path_leaf, k in zip(
+    jax.tree_util.tree_flatten_with_path(shapes)[0], keys
+  ):
     path, leaf = path_leaf
     noise = jax.random.normal(k, lead + leaf.shape)
     if len(leaf.shape) > 1:
@@ -195,24 +221,37 @@ def _random_variables(net, x_shape, key, tasks=None):
 
 
 def _conv4_pair(pooling, filters=8, num_outputs=5, **kwargs):
-  return {impl: models.Conv4(num_outputs, filters=filters, pooling=pooling,
-                             conv_impl=impl, **kwargs)
-          for impl in layers.CONV_IMPLS}
+  return {
+    impl: models.Conv4(
+      num_outputs, filters=filters, pooling=pooling, conv_impl=impl, **kwargs
+    )
+    for impl in layers.CONV_IMPLS
+  }
 
 
 @pytest.mark.parametrize("pooling", ["stride", "max"])
 def test_conv4_params_tree_identical_between_impls(pooling):
   nets = _conv4_pair(pooling)
   x = jax.ShapeDtypeStruct((2, 20, 20, 1), jnp.float32)
-  trees = {impl: jax.eval_shape(net.init, jax.random.key(0), x)
-           for impl, net in nets.items()}
+  trees = {
+    impl: jax.eval_shape(net.init, jax.random.key(0), x)
+    for impl, net in nets.items()
+  }
   chex.assert_trees_all_equal_structs(trees["patches"], trees["xla"])
-  chex.assert_trees_all_equal_shapes_and_dtypes(trees["patches"],
-                                                trees["xla"])
+  chex.assert_trees_all_equal_shapes_and_dtypes(trees["patches"], trees["xla"])
   params = trees["patches"]["params"]
   assert set(trees["patches"]) == {"params"}
-  assert set(params) == {"conv0", "conv1", "conv2", "conv3", "norm0", "norm1",
-                         "norm2", "norm3", "head"}
+  assert set(params) == {
+    "conv0",
+    "conv1",
+    "conv2",
+    "conv3",
+    "norm0",
+    "norm1",
+    "norm2",
+    "norm3",
+    "head",
+  }
   assert params["conv0"]["kernel"].shape == (3, 3, 1, 8)
   assert params["conv3"]["kernel"].shape == (3, 3, 8, 8)
   assert "bias" not in params["conv0"]  # batch norm follows every conv
@@ -220,13 +259,16 @@ def test_conv4_params_tree_identical_between_impls(pooling):
 
 def test_conv4_init_gives_the_same_params_for_both_impls():
   x = jnp.zeros((2, 16, 16, 1))
-  trees = {impl: net.init(jax.random.key(5), x)
-           for impl, net in _conv4_pair("max", filters=4).items()}
+  trees = {
+    impl: net.init(jax.random.key(5), x)
+    for impl, net in _conv4_pair("max", filters=4).items()
+  }
   chex.assert_trees_all_equal(trees["patches"], trees["xla"])
 
 
-@pytest.mark.parametrize("pooling,size", [
-    ("stride", 28), ("stride", 20), ("max", 28), ("max", 20)])
+@pytest.mark.parametrize(
+  "pooling,size", [("stride", 28), ("stride", 20), ("max", 28), ("max", 20)]
+)
 def test_conv4_impls_agree(pooling, size):
   nets = _conv4_pair(pooling)
   kx, kp = jax.random.split(jax.random.key(3))
@@ -237,10 +279,13 @@ def test_conv4_impls_agree(pooling, size):
   def logits_loss_grads(net, variables, x):
     loss = lambda v, x: _xent(net.apply(v, x), y)
     return (net.apply(variables, x),) + jax.value_and_grad(
-        loss, argnums=(0, 1))(variables, x)
+      loss, argnums=(0, 1)
+    )(variables, x)
 
-  outs = {impl: jax.jit(functools.partial(logits_loss_grads, net))(
-      variables, x) for impl, net in nets.items()}
+  outs = {
+    impl: jax.jit(functools.partial(logits_loss_grads, net))(variables, x)
+    for impl, net in nets.items()
+  }
   logits, _, grads = outs["patches"]
   chex.assert_shape(logits, (6, 5))
   chex.assert_tree_all_finite(grads)
@@ -266,7 +311,8 @@ def test_conv4_impls_agree_under_vmap_with_per_task_params(pooling):
       return support_loss(jax.tree.map(lambda v, g: v - 0.4 * g, v, g), x)
 
     return (net.apply(variables, x),) + jax.value_and_grad(
-        second_order_loss, argnums=(0, 1))(variables, x)
+      second_order_loss, argnums=(0, 1)
+    )(variables, x)
 
   outs = {}
   for impl, net in nets.items():
@@ -282,19 +328,21 @@ def test_conv4_impls_agree_under_vmap_with_per_task_params(pooling):
     _close(apply(task_variables, x[t]), outs["patches"][0][t], atol=1e-4)
 
 
-@pytest.mark.parametrize("pooling,size,readout,features", [
-    ("stride", 28, None, 8),           # 28 -> 14 -> 7 -> 4 -> 2, mean
+@pytest.mark.parametrize(
+  "pooling,size,readout,features",
+  [
+    ("stride", 28, None, 8),  # 28 -> 14 -> 7 -> 4 -> 2, mean
     ("stride", 28, "flatten", 2 * 2 * 8),
-    ("max", 84, None, 5 * 5 * 8),      # 84 -> 42 -> 21 -> 10 -> 5, flatten
+    ("max", 84, None, 5 * 5 * 8),  # 84 -> 42 -> 21 -> 10 -> 5, flatten
     ("max", 84, "mean", 8),
     ("stride", 20, None, 8),
-])
+  ],
+)
 def test_conv4_output_shapes(pooling, size, readout, features):
   x = jax.ShapeDtypeStruct((3, size, size, 1), jnp.float32)
   key = jax.random.key(0)
   for num_outputs, width in ((5, 5), (None, features)):
-    net = models.Conv4(num_outputs, filters=8, pooling=pooling,
-                       readout=readout)
+    net = models.Conv4(num_outputs, filters=8, pooling=pooling, readout=readout)
     variables = jax.eval_shape(net.init, key, x)
     out = jax.eval_shape(net.apply, variables, x)
     assert out.shape == (3, width)
@@ -304,7 +352,11 @@ def test_conv4_output_shapes(pooling, size, readout, features):
 def test_conv4_defaults_are_maml_omniglot():
   net = models.Conv4(5)
   assert (net.filters, net.pooling, net.conv_impl, net.norm) == (
-      64, "stride", "patches", True)
+    64,
+    "stride",
+    "patches",
+    True,
+  )
   x = jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32)
   variables = jax.eval_shape(net.init, jax.random.key(0), x)
   assert variables["params"]["head"]["kernel"].shape == (64, 5)
@@ -338,8 +390,9 @@ def test_batch_stat_norm_matches_numpy():
   net = models.BatchStatNorm()
   variables = net.init(jax.random.key(0), x)
   assert set(variables) == {"params"}
-  chex.assert_trees_all_equal(variables["params"], {
-      "scale": jnp.ones(3), "bias": jnp.zeros(3)})
+  chex.assert_trees_all_equal(
+    variables["params"], {"scale": jnp.ones(3), "bias": jnp.zeros(3)}
+  )
   y = np.asarray(net.apply(variables, x))
   # Before scale/bias (they start at 1 and 0): per-channel mean 0, var 1.
   np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
@@ -416,15 +469,18 @@ def test_mlp_flattens_images_and_embeds_without_a_head():
   net = models.MLP(2, hidden=(6,))
   variables = net.init(jax.random.key(0), x)
   flat = x.reshape(3, -1)
-  np.testing.assert_array_equal(net.apply(variables, x),
-                                net.apply(variables, flat))
+  np.testing.assert_array_equal(
+    net.apply(variables, x), net.apply(variables, flat)
+  )
   embed = models.MLP(None, hidden=(6,))
   p = embed.init(jax.random.key(0), x)["params"]
   assert set(p) == {"dense0"}
   np.testing.assert_allclose(
-      embed.apply({"params": p}, x),
-      np.maximum(flat @ p["dense0"]["kernel"] + p["dense0"]["bias"], 0),
-      rtol=1e-5, atol=1e-5)
+    embed.apply({"params": p}, x),
+    np.maximum(flat @ p["dense0"]["kernel"] + p["dense0"]["bias"], 0),
+    rtol=1e-5,
+    atol=1e-5,
+  )
   # No layers at all: the flattened input, and no parameters.
   pixels = models.MLP(None, hidden=())
   assert not pixels.init(jax.random.key(0), x).get("params")

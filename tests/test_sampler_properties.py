@@ -25,13 +25,17 @@ def class_sources(draw):
   if dense:
     counts = [draw(st.integers(2, 8))] * num_classes
   else:
-    counts = draw(st.lists(st.integers(2, 8), min_size=num_classes,
-                           max_size=num_classes))
+    counts = draw(
+      st.lists(st.integers(2, 8), min_size=num_classes, max_size=num_classes)
+    )
   shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)))
   dtype = draw(st.sampled_from([np.uint8, np.float32]))
-  images = [np.broadcast_to((16 * c + np.arange(n)).reshape((n,) + (1,) * len(shape)),
-                            (n,) + shape).astype(dtype)
-            for c, n in enumerate(counts)]
+  images = [
+    np.broadcast_to(
+      (16 * c + np.arange(n)).reshape((n,) + (1,) * len(shape)), (n,) + shape
+    ).astype(dtype)
+    for c, n in enumerate(counts)
+  ]
   images = np.stack(images) if dense else images
   return ClassImages(images, [f"c{c}" for c in range(num_classes)]), counts
 
@@ -55,8 +59,11 @@ def test_sampler_properties(data):
   shape = np.asarray(classes.images[0]).shape[1:]
   assert ep.support_x.shape == (ways * shots,) + shape
   assert ep.query_x.shape == (ways * queries,) + shape
-  assert ep.support_x.dtype == ep.query_x.dtype == np.asarray(
-      classes.images[0]).dtype
+  assert (
+    ep.support_x.dtype
+    == ep.query_x.dtype
+    == np.asarray(classes.images[0]).dtype
+  )
   assert ep.support_y.dtype == ep.query_y.dtype == np.int32
   # Labels 0..ways-1, each exactly `shots` (`queries`) times.
   assert np.bincount(ep.support_y, minlength=ways).tolist() == [shots] * ways
@@ -65,13 +72,16 @@ def test_sampler_properties(data):
   q_class, q_example = decode(ep.query_x)
   # One class per label, the same in support and query; labels distinct.
   label_class = {}
-  for c, y in zip(np.concatenate([s_class, q_class]),
-                  np.concatenate([ep.support_y, ep.query_y])):
+  for c, y in zip(
+    np.concatenate([s_class, q_class]),
+    np.concatenate([ep.support_y, ep.query_y]),
+  ):
     assert label_class.setdefault(int(y), int(c)) == c
   assert len(set(label_class.values())) == ways
   # Every image exists in the class its label names.
-  for c, e in zip(np.concatenate([s_class, q_class]),
-                  np.concatenate([s_example, q_example])):
+  for c, e in zip(
+    np.concatenate([s_class, q_class]), np.concatenate([s_example, q_example])
+  ):
     assert 0 <= c < len(counts) and 0 <= e < counts[c]
   # No image twice: support and query are disjoint.
   ids = np.concatenate([16 * s_class + s_example, 16 * q_class + q_example])
@@ -85,8 +95,11 @@ def test_sampler_properties(data):
 @given(data=st.data())
 def test_sampler_rejects_every_invalid_setting(data):
   classes, counts = data.draw(class_sources())
-  problem = data.draw(st.sampled_from(
-      ["ways_low", "too_many_ways", "shots_low", "queries_low", "too_few"]))
+  problem = data.draw(
+    st.sampled_from(
+      ["ways_low", "too_many_ways", "shots_low", "queries_low", "too_few"]
+    )
+  )
   ways, shots, queries = 2, 1, 1
   if problem == "ways_low":
     ways = data.draw(st.integers(-3, 1))

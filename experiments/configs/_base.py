@@ -25,8 +25,14 @@ def get_config() -> ml_collections.ConfigDict:
   return from_config.default_config()
 
 
-def link(c: ml_collections.ConfigDict, name: str, value, *,
-         option: str = "", test: bool = False) -> None:
+def link(
+  c: ml_collections.ConfigDict,
+  name: str,
+  value,
+  *,
+  option: str = "",
+  test: bool = False,
+) -> None:
   """Declares `c.<name> = value` and passes it to the learner.
 
   As `learner_kwargs.<option>` (default: the same name), or with `test=True`

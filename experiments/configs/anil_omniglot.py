@@ -24,6 +24,8 @@ def get_config(variant: str = ""):
   c.learner = "anil"
   if variant != "smoke":
     c.test_inner_steps = 30  # chosen on validation (see above)
-  c.paper_result = ("ANIL paper: ANIL matches MAML's performance (its "
-                    "abstract); compare with the MAML row")
+  c.paper_result = (
+    "ANIL paper: ANIL matches MAML's performance (its "
+    "abstract); compare with the MAML row"
+  )
   return c

@@ -48,8 +48,10 @@ def get_config(variant: str = ""):
   c.outer_lr = 1e-3
   c.outer_lr_schedule = "linear_decay"
   c.num_steps = 3_000  # the docs/results.md budget (2 CPU cores)
-  c.paper_result = ("Baseline paper reports Omniglot only cross-domain; "
-                    "compare with ProtoNets and MAML rows")
+  c.paper_result = (
+    "Baseline paper reports Omniglot only cross-domain; "
+    "compare with ProtoNets and MAML rows"
+  )
   if variant == "smoke":
     base.smoke(c)
     c.meta_batch_size = 1

@@ -36,8 +36,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.eval_tasks = 1_000
   c.seed = 0
   if variant not in ("", "smoke"):
-    raise ValueError(f"Unknown variant {variant!r} of l2l_quadratic; valid: "
-                     "'', 'smoke'.")
+    raise ValueError(
+      f"Unknown variant {variant!r} of l2l_quadratic; valid: '', 'smoke'."
+    )
   if variant == "smoke":
     c.dim = 3
     c.hidden = 4

@@ -51,8 +51,10 @@ def get_config(variant: str = ""):
   c.test_inner_steps = 10
   c.meta_batch_size = 4
   c.num_steps = 30_000
-  c.paper_result = (f"Bertinetto et al. 2019, Table 1, MAML on CIFAR-FS "
-                    f"5-way {c.shots}-shot: {PAPER[(c.ways, c.shots)]}")
+  c.paper_result = (
+    f"Bertinetto et al. 2019, Table 1, MAML on CIFAR-FS "
+    f"5-way {c.shots}-shot: {PAPER[(c.ways, c.shots)]}"
+  )
   if variant == "smoke":
     c.inner_steps = 1
     c.test_inner_steps = 1

@@ -23,16 +23,26 @@ import ml_collections
 from experiments.configs import _base as base
 
 PAPER = {  # MAML paper, Table 1, full Omniglot
-    (5, 1): "98.7 +- 0.4", (5, 5): "99.9 +- 0.1",
-    (20, 1): "95.8 +- 0.3", (20, 5): "98.9 +- 0.2"}
-SIZES = {"": (5, 1), "5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1),
-         "20w5s": (20, 5), "smoke": (5, 1)}
+  (5, 1): "98.7 +- 0.4",
+  (5, 5): "99.9 +- 0.1",
+  (20, 1): "95.8 +- 0.3",
+  (20, 5): "98.9 +- 0.2",
+}
+SIZES = {
+  "": (5, 1),
+  "5w1s": (5, 1),
+  "5w5s": (5, 5),
+  "20w1s": (20, 1),
+  "20w5s": (20, 5),
+  "smoke": (5, 1),
+}
 
 
 def check_variant(variant: str, name: str, valid=tuple(SIZES)) -> None:
   if variant not in valid:
-    raise ValueError(f"Unknown variant {variant!r} of {name}; valid: "
-                     f"{sorted(valid)}.")
+    raise ValueError(
+      f"Unknown variant {variant!r} of {name}; valid: {sorted(valid)}."
+    )
 
 
 def omniglot_config(variant: str) -> ml_collections.ConfigDict:
@@ -76,16 +86,19 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.learner_kwargs.multi_step_loss = False
   c.learner_kwargs.first_order_steps = 0
   # The budgets of docs/results.md's table (H100, seeded small-set split).
-  c.num_steps = {(5, 1): 8_000, (5, 5): 4_000, (20, 1): 4_000,
-                 (20, 5): 2_500}[(c.ways, c.shots)]
+  c.num_steps = {(5, 1): 8_000, (5, 5): 4_000, (20, 1): 4_000, (20, 5): 2_500}[
+    (c.ways, c.shots)
+  ]
   if c.ways == 20:
     c.inner_lr = 0.1
     c.inner_steps = 5
     c.test_inner_steps = 5
     c.meta_batch_size = 16
     c.queries = 5
-  c.paper_result = (f"MAML paper, full Omniglot {c.ways}-way {c.shots}-shot: "
-                    f"{PAPER[(c.ways, c.shots)]}")
+  c.paper_result = (
+    f"MAML paper, full Omniglot {c.ways}-way {c.shots}-shot: "
+    f"{PAPER[(c.ways, c.shots)]}"
+  )
   if variant == "smoke":
     base.smoke(c)
   return c

@@ -25,15 +25,22 @@ PAPER = {5: "1.13 +- 0.18", 10: "0.77 +- 0.11", 20: "0.48 +- 0.08"}
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant not in ("", "smoke", "k5", "k10", "k20"):
-    raise ValueError(f"Unknown variant {variant!r} of maml_sinusoid; valid: "
-                     "'', 'smoke', 'k5', 'k10', 'k20'.")
+    raise ValueError(
+      f"Unknown variant {variant!r} of maml_sinusoid; valid: "
+      "'', 'smoke', 'k5', 'k10', 'k20'."
+    )
   c = base.get_config()
   c.learner = "maml"
   base.link(c, "inner_lr", 0.01)
   base.link(c, "inner_steps", 1)
   # None: the training steps.
-  base.link(c, "test_inner_steps", base.placeholder(int), option="inner_steps",
-            test=True)
+  base.link(
+    c,
+    "test_inner_steps",
+    base.placeholder(int),
+    option="inner_steps",
+    test=True,
+  )
   c.learner_kwargs.first_order = False
   c.learner_kwargs.remat = False
   c.learner_kwargs.lslr = False  # MAML++ per-layer per-step learned rates

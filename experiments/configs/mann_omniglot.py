@@ -88,8 +88,10 @@ def get_config(variant: str = ""):
   c.meta_batch_size = 16
   c.outer_lr = 1e-3
   c.num_steps = 10_000
-  c.paper_result = ("MANN paper, Table 1: 5-way online accuracy by instance "
-                    "(a different protocol from this N-way K-shot score)")
+  c.paper_result = (
+    "MANN paper, Table 1: 5-way online accuracy by instance "
+    "(a different protocol from this N-way K-shot score)"
+  )
   if variant == "pixels":
     # The paper's setup, trained end to end: flattened 20x20 pixels (no
     # embedding network), the loss of every step of sequences of 5 classes x

@@ -33,13 +33,18 @@ VARIANTS = ("", "5w1s", "5w5s", "20w1s", "20w5s", "smoke", "fce_smoke")
 
 def get_config(variant: str = ""):
   if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant {variant!r} of matching_net_omniglot; "
-                     f"valid: {sorted(VARIANTS)}.")
+    raise ValueError(
+      f"Unknown variant {variant!r} of matching_net_omniglot; "
+      f"valid: {sorted(VARIANTS)}."
+    )
   fce = variant == "fce_smoke"
   c = protonet_omniglot.get_config("smoke" if fce else variant)
   c.learner = "matching_net"
   c.learner_kwargs = ml_collections.ConfigDict(
-      {"scale": 30.0, "fce": fce, "read_steps": 5})
-  c.paper_result = (f"Matching Nets paper, full Omniglot {c.test_ways}-way "
-                    f"{c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}")
+    {"scale": 30.0, "fce": fce, "read_steps": 5}
+  )
+  c.paper_result = (
+    f"Matching Nets paper, full Omniglot {c.test_ways}-way "
+    f"{c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}"
+  )
   return c

@@ -21,13 +21,15 @@ from experiments.configs import _base as base
 from experiments.configs import maml_omniglot
 
 PAPER = {  # Ravi & Larochelle, Table 1 (miniImageNet; no Omniglot numbers)
-    (5, 1): "43.44 +- 0.77 (miniImageNet)",
-    (5, 5): "60.60 +- 0.71 (miniImageNet)"}
+  (5, 1): "43.44 +- 0.77 (miniImageNet)",
+  (5, 5): "60.60 +- 0.71 (miniImageNet)",
+}
 
 
 def get_config(variant: str = ""):
-  maml_omniglot.check_variant(variant, "meta_lstm_omniglot",
-                              ("", "5w1s", "5w5s", "smoke"))
+  maml_omniglot.check_variant(
+    variant, "meta_lstm_omniglot", ("", "5w1s", "5w5s", "smoke")
+  )
   c = maml_omniglot.omniglot_config(variant)  # data, sizes, smoke sizes
   c.learner = "meta_learner_lstm"
   base.link(c, "inner_steps", 1)
@@ -39,8 +41,10 @@ def get_config(variant: str = ""):
   c.learner_kwargs.first_order = True
   c.learner_kwargs.remat = False
   c.outer_grad_clip = 0.25
-  c.paper_result = (f"Ravi & Larochelle, {c.ways}-way {c.shots}-shot: "
-                    f"{PAPER[(c.ways, c.shots)]}")
+  c.paper_result = (
+    f"Ravi & Larochelle, {c.ways}-way {c.shots}-shot: "
+    f"{PAPER[(c.ways, c.shots)]}"
+  )
   if variant == "smoke":
     base.smoke(c)
     c.inner_steps = c.test_inner_steps = 2

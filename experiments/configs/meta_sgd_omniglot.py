@@ -12,13 +12,19 @@ Variants as maml_omniglot: "" (5w1s), 5w5s, 20w1s, 20w5s, smoke.
 from experiments.configs import maml_omniglot
 
 # The Meta-SGD paper's Table 1 (%).
-PAPER = {(5, 1): "99.53 +- 0.26", (5, 5): "99.93 +- 0.09",
-         (20, 1): "95.93 +- 0.38", (20, 5): "98.97 +- 0.19"}
+PAPER = {
+  (5, 1): "99.53 +- 0.26",
+  (5, 5): "99.93 +- 0.09",
+  (20, 1): "95.93 +- 0.38",
+  (20, 5): "98.97 +- 0.19",
+}
 
 
 def get_config(variant: str = ""):
   c = maml_omniglot.get_config(variant)
   c.learner = "meta_sgd"
-  c.paper_result = (f"Meta-SGD paper, full Omniglot {c.ways}-way {c.shots}-"
-                    f"shot: {PAPER[(c.ways, c.shots)]}")
+  c.paper_result = (
+    f"Meta-SGD paper, full Omniglot {c.ways}-way {c.shots}-"
+    f"shot: {PAPER[(c.ways, c.shots)]}"
+  )
   return c

@@ -43,12 +43,20 @@ def get_config(variant: str = ""):
   c.learner = "protonet"
   c.learner_kwargs.distance = "euclidean"
   c.learner_kwargs.query_norm = "support"
-  c.data_kwargs = {"split": "minimal", "background": variant or "small1",
-                   "seed": 0, "num_val": base.placeholder(int),
-                   "rotations": True}
+  c.data_kwargs = {
+    "split": "minimal",
+    "background": variant or "small1",
+    "seed": 0,
+    "num_val": base.placeholder(int),
+    "rotations": True,
+  }
   c.warp = True
-  c.warp_kwargs = {"rotation": 10.0, "shear": 10.0, "scale": (0.8, 1.2),
-                   "translate": 0.1}
+  c.warp_kwargs = {
+    "rotation": 10.0,
+    "shear": 10.0,
+    "scale": (0.8, 1.2),
+    "translate": 0.1,
+  }
   c.ways, c.shots, c.queries = 60, 1, 5
   c.test_ways, c.test_shots, c.test_queries = 20, 1, 1
   c.test_within_groups = True
@@ -60,8 +68,10 @@ def get_config(variant: str = ""):
   c.val_episodes = 200
   c.select_on_validation = True
   c.eval_episodes = 400  # 8,000 trials
-  c.paper_result = ("Lake et al. 2019, 20-way within-alphabet one-shot error: "
-                    "ProtoNets ~30 %, ConvNet ~23 %, BPL ~4 %")
+  c.paper_result = (
+    "Lake et al. 2019, 20-way within-alphabet one-shot error: "
+    "ProtoNets ~30 %, ConvNet ~23 %, BPL ~4 %"
+  )
   if variant == "smoke":
     base.smoke(c)
     c.data_kwargs.background = "small1"

@@ -27,7 +27,8 @@ def get_config(variant: str = ""):
   c = maml_cifar_fs.cifar_fs_config(variant)
   c.learner = "protonet"
   c.learner_kwargs = ml_collections.ConfigDict(
-      {"distance": "euclidean", "scale": 10.0})  # scale: only for "cosine"
+    {"distance": "euclidean", "scale": 10.0}
+  )  # scale: only for "cosine"
   c.test_learner_kwargs = ml_collections.ConfigDict()
   c.inner_lr = c.inner_steps = c.test_inner_steps = None  # no inner loop
   c.model_kwargs.filters = 4 if variant == "smoke" else 64
@@ -39,8 +40,10 @@ def get_config(variant: str = ""):
   c.outer_lr = 1e-3
   c.outer_lr_schedule = "linear_decay"
   c.num_steps = 20_000
-  c.paper_result = (f"Bertinetto et al. 2019, Table 1, ProtoNets on CIFAR-FS "
-                    f"5-way {c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}")
+  c.paper_result = (
+    f"Bertinetto et al. 2019, Table 1, ProtoNets on CIFAR-FS "
+    f"5-way {c.shots}-shot: {PAPER[(c.test_ways, c.shots)]}"
+  )
   if variant == "smoke":
     c.ways, c.queries, c.test_queries = 6, 2, 2
     c.num_steps = 3

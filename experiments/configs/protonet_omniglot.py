@@ -38,8 +38,10 @@ def get_config(variant: str = ""):
   c.outer_lr_schedule = "linear_decay"
   # The budgets of docs/results.md's table (2 CPU cores).
   c.num_steps = 3_000 if shots == 1 else 2_000
-  c.paper_result = (f"ProtoNets paper, full Omniglot {test_ways}-way {shots}-shot: "
-                    f"{PAPER[(test_ways, shots)]}")
+  c.paper_result = (
+    f"ProtoNets paper, full Omniglot {test_ways}-way {shots}-shot: "
+    f"{PAPER[(test_ways, shots)]}"
+  )
   if variant == "smoke":
     base.smoke(c)
     c.meta_batch_size = 1

@@ -39,15 +39,19 @@ from experiments.configs import maml_omniglot
 # whole support set (None): the paper's eval-batch of 25 holds each of the
 # 5 (1-shot) or 25 (5-shot) support images equally often, the same gradient.
 _PAPER = {
-    (5, 1): (15, 3, 5, 1e-3, 10, 100_000, 25, None),
-    (5, 5): (15, 3, 5, 1e-3, 10, 100_000, 25, None),
-    (20, 1): (9, 12, 97, 4.6e-4, 3, 200_000, 15, 10),
-    (20, 5): (12, 12, 97, 4.6e-4, 3, 200_000, 20, 10),
+  (5, 1): (15, 3, 5, 1e-3, 10, 100_000, 25, None),
+  (5, 5): (15, 3, 5, 1e-3, 10, 100_000, 25, None),
+  (20, 1): (9, 12, 97, 4.6e-4, 3, 200_000, 15, 10),
+  (20, 5): (12, 12, 97, 4.6e-4, 3, 200_000, 20, 10),
 }
 
 # The Reptile paper's Table 1, transductive Omniglot rows.
-_PAPER_RESULT = {(5, 1): "97.68 +- 0.04", (5, 5): "99.48 +- 0.06",
-                 (20, 1): "89.43 +- 0.14", (20, 5): "97.12 +- 0.32"}
+_PAPER_RESULT = {
+  (5, 1): "97.68 +- 0.04",
+  (5, 5): "99.48 +- 0.06",
+  (20, 1): "89.43 +- 0.14",
+  (20, 5): "97.12 +- 0.32",
+}
 
 
 def get_config(variant: str = ""):
@@ -62,18 +66,33 @@ def get_config(variant: str = ""):
   # Examples per inner step (None: the whole support set), at meta-training
   # and (test_) at test time.
   base.link(c, "inner_batch_size", base.placeholder(int))
-  base.link(c, "test_inner_batch_size", base.placeholder(int),
-            option="inner_batch_size", test=True)
+  base.link(
+    c,
+    "test_inner_batch_size",
+    base.placeholder(int),
+    option="inner_batch_size",
+    test=True,
+  )
   c.outer_opt = "sgd"
   c.outer_lr = 1.0
   c.outer_lr_schedule = "linear_decay"
   if variant == "smoke":
     base.smoke(c)
     return c
-  (shots, steps, test_steps, lr, batch, num_steps, inner_batch,
-   test_inner_batch) = _PAPER[(c.ways, c.shots)]
-  c.paper_result = (f"Reptile paper, full Omniglot {c.ways}-way {c.shots}-shot "
-                    f"(transductive): {_PAPER_RESULT[(c.ways, c.shots)]}")
+  (
+    shots,
+    steps,
+    test_steps,
+    lr,
+    batch,
+    num_steps,
+    inner_batch,
+    test_inner_batch,
+  ) = _PAPER[(c.ways, c.shots)]
+  c.paper_result = (
+    f"Reptile paper, full Omniglot {c.ways}-way {c.shots}-shot "
+    f"(transductive): {_PAPER_RESULT[(c.ways, c.shots)]}"
+  )
   c.test_shots = c.shots
   c.shots = shots
   c.queries = 5  # training queries only give the logged accuracy

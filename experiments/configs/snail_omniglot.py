@@ -80,8 +80,10 @@ def get_config(variant: str = ""):
   c.meta_batch_size = 32
   c.outer_lr = 1e-3
   c.num_steps = 10_000
-  c.paper_result = (f"SNAIL paper, Table 1, full Omniglot {c.ways}-way "
-                    f"{c.shots}-shot: {PAPER[(c.ways, c.shots)]}")
+  c.paper_result = (
+    f"SNAIL paper, Table 1, full Omniglot {c.ways}-way "
+    f"{c.shots}-shot: {PAPER[(c.ways, c.shots)]}"
+  )
   if variant == "smoke":
     base.smoke(c)
     c.image_size = 16  # four 2x2 max-pools

@@ -24,8 +24,9 @@ from metajax import checks
 from metajax.types import Episode
 
 
-def crop_and_flip(images: np.ndarray, rng: np.random.Generator, *,
-                  pad: int, flip: bool) -> np.ndarray:
+def crop_and_flip(
+  images: np.ndarray, rng: np.random.Generator, *, pad: int, flip: bool
+) -> np.ndarray:
   """Random crops of the zero-padded images, and random horizontal flips.
 
   Args:
@@ -53,9 +54,15 @@ def crop_and_flip(images: np.ndarray, rng: np.random.Generator, *,
   return out.reshape(shape)
 
 
-def affine_warp(images: np.ndarray, rng: np.random.Generator, *,
-                rotation: float, shear: float, scale: Sequence[float],
-                translate: float) -> np.ndarray:
+def affine_warp(
+  images: np.ndarray,
+  rng: np.random.Generator,
+  *,
+  rotation: float,
+  shear: float,
+  scale: Sequence[float],
+  translate: float,
+) -> np.ndarray:
   """Random affine warps about each image's centre, bilinear, 0 outside.
 
   Per image, uniformly: a rotation in [-rotation, rotation] degrees, a shear
@@ -79,8 +86,13 @@ def affine_warp(images: np.ndarray, rng: np.random.Generator, *,
   shift = rng.uniform(-translate, translate, (n, 2)) * (height, width)
   cos, sin = np.cos(angle), np.sin(angle)
   forward = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1)
-  forward = forward @ np.stack([np.stack([np.ones(n), slant], -1),
-                                np.stack([np.zeros(n), np.ones(n)], -1)], 1)
+  forward = forward @ np.stack(
+    [
+      np.stack([np.ones(n), slant], -1),
+      np.stack([np.zeros(n), np.ones(n)], -1),
+    ],
+    1,
+  )
   forward = forward * sizes[:, None, :]  # (row, col) coordinates
   out = warp(x, forward, shift)
   if np.issubdtype(images.dtype, np.integer):
@@ -105,15 +117,20 @@ def warp(x: np.ndarray, forward: np.ndarray, shift: np.ndarray) -> np.ndarray:
   dy, dx = src_r - top, src_c - left
   flat = x.reshape(n, height * width, -1)
   out = np.zeros((n, height * width, x.shape[-1]), np.float32)
-  for row, col, weight in ((top, left, (1 - dy) * (1 - dx)),
-                           (top, left + 1, (1 - dy) * dx),
-                           (top + 1, left, dy * (1 - dx)),
-                           (top + 1, left + 1, dy * dx)):
+  for row, col, weight in (
+    (top, left, (1 - dy) * (1 - dx)),
+    (top, left + 1, (1 - dy) * dx),
+    (top + 1, left, dy * (1 - dx)),
+    (top + 1, left + 1, dy * dx),
+  ):
     inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
-    index = (np.clip(row, 0, height - 1).astype(np.int32) * width
-             + np.clip(col, 0, width - 1).astype(np.int32)).reshape(n, -1, 1)
-    out += (np.take_along_axis(flat, index, axis=1)
-            * (weight * inside).reshape(n, -1, 1))
+    index = (
+      np.clip(row, 0, height - 1).astype(np.int32) * width
+      + np.clip(col, 0, width - 1).astype(np.int32)
+    ).reshape(n, -1, 1)
+    out += np.take_along_axis(flat, index, axis=1) * (weight * inside).reshape(
+      n, -1, 1
+    )
   return out.reshape(x.shape)
 
 
@@ -128,11 +145,14 @@ class _Transformed:
   def transform(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     raise NotImplementedError
 
-  def sample_batch(self, rng: np.random.Generator,
-                   meta_batch_size: int) -> Episode:
+  def sample_batch(
+    self, rng: np.random.Generator, meta_batch_size: int
+  ) -> Episode:
     batch = self.source.sample_batch(rng, meta_batch_size)
-    return batch._replace(support_x=self.transform(batch.support_x, rng),
-                          query_x=self.transform(batch.query_x, rng))
+    return batch._replace(
+      support_x=self.transform(batch.support_x, rng),
+      query_x=self.transform(batch.query_x, rng),
+    )
 
 
 class Augmented(_Transformed):
@@ -152,8 +172,9 @@ class Augmented(_Transformed):
   """
 
   def __init__(self, source, *, pad: int, flip: bool = True):
-    if (not isinstance(pad, (int, np.integer)) or isinstance(pad, bool)
-        or pad < 0):
+    if (
+      not isinstance(pad, (int, np.integer)) or isinstance(pad, bool) or pad < 0
+    ):
       raise ValueError(f"pad must be an integer >= 0, got {pad!r}.")
     self.source, self.pad, self.flip = source, int(pad), bool(flip)
 
@@ -179,20 +200,38 @@ class Warped(_Transformed):
     translate: shift of each axis, up to this fraction of the side.
   """
 
-  def __init__(self, source, *, rotation: float = 10.0, shear: float = 10.0,
-               scale: Sequence[float] = (0.8, 1.2), translate: float = 0.1):
-    for name, value in (("rotation", rotation), ("shear", shear),
-                        ("translate", translate)):
+  def __init__(
+    self,
+    source,
+    *,
+    rotation: float = 10.0,
+    shear: float = 10.0,
+    scale: Sequence[float] = (0.8, 1.2),
+    translate: float = 0.1,
+  ):
+    for name, value in (
+      ("rotation", rotation),
+      ("shear", shear),
+      ("translate", translate),
+    ):
       checks.number(name, value, low=0)
     scale = tuple(scale)
     if len(scale) != 2 or not 0 < checks.number("scale[0]", scale[0]) <= (
-        checks.number("scale[1]", scale[1])):
-      raise ValueError(f"scale must be (low, high) with 0 < low <= high, got "
-                       f"{scale!r}.")
+      checks.number("scale[1]", scale[1])
+    ):
+      raise ValueError(
+        f"scale must be (low, high) with 0 < low <= high, got {scale!r}."
+      )
     self.source, self.rotation, self.shear = source, rotation, shear
     self.scale, self.translate = scale, translate
 
   def transform(self, x, rng):
     """`x` randomly warped (`affine_warp`)."""
-    return affine_warp(x, rng, rotation=self.rotation, shear=self.shear,
-                       scale=self.scale, translate=self.translate)
+    return affine_warp(
+      x,
+      rng,
+      rotation=self.rotation,
+      shear=self.shear,
+      scale=self.scale,
+      translate=self.translate,
+    )

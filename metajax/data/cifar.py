@@ -45,7 +45,8 @@ TFDS_NAME = "cifar100"
 _READ_BATCH = 1000  # records per read of the data source
 
 # CIFAR-100's fine labels, by index (the `label` of tensorflow-datasets).
-FINE_LABELS: Tuple[str, ...] = tuple("""
+FINE_LABELS: Tuple[str, ...] = tuple(
+  """
 apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
 bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee
 clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant
@@ -56,40 +57,47 @@ poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark
 shrew skunk skyscraper snail snake spider squirrel streetcar sunflower
 sweet_pepper table tank telephone television tiger tractor train trout tulip
 turtle wardrobe whale willow_tree wolf woman worm
-""".split())
+""".split()
+)
 
 # CIFAR-100's 20 superclasses, by index (the `coarse_label`), with their
 # five fine classes each.
 SUPERCLASSES: Tuple[Tuple[str, Tuple[str, ...]], ...] = tuple(
-    (name, tuple(members.split())) for name, members in (
-        ("aquatic_mammals", "beaver dolphin otter seal whale"),
-        ("fish", "aquarium_fish flatfish ray shark trout"),
-        ("flowers", "orchid poppy rose sunflower tulip"),
-        ("food_containers", "bottle bowl can cup plate"),
-        ("fruit_and_vegetables", "apple mushroom orange pear sweet_pepper"),
-        ("household_electrical_devices",
-         "clock keyboard lamp telephone television"),
-        ("household_furniture", "bed chair couch table wardrobe"),
-        ("insects", "bee beetle butterfly caterpillar cockroach"),
-        ("large_carnivores", "bear leopard lion tiger wolf"),
-        ("large_man-made_outdoor_things",
-         "bridge castle house road skyscraper"),
-        ("large_natural_outdoor_scenes", "cloud forest mountain plain sea"),
-        ("large_omnivores_and_herbivores",
-         "camel cattle chimpanzee elephant kangaroo"),
-        ("medium_mammals", "fox porcupine possum raccoon skunk"),
-        ("non-insect_invertebrates", "crab lobster snail spider worm"),
-        ("people", "baby boy girl man woman"),
-        ("reptiles", "crocodile dinosaur lizard snake turtle"),
-        ("small_mammals", "hamster mouse rabbit shrew squirrel"),
-        ("trees", "maple_tree oak_tree palm_tree pine_tree willow_tree"),
-        ("vehicles_1", "bicycle bus motorcycle pickup_truck train"),
-        ("vehicles_2", "lawn_mower rocket streetcar tank tractor"),
-    ))
+  (name, tuple(members.split()))
+  for name, members in (
+    ("aquatic_mammals", "beaver dolphin otter seal whale"),
+    ("fish", "aquarium_fish flatfish ray shark trout"),
+    ("flowers", "orchid poppy rose sunflower tulip"),
+    ("food_containers", "bottle bowl can cup plate"),
+    ("fruit_and_vegetables", "apple mushroom orange pear sweet_pepper"),
+    (
+      "household_electrical_devices",
+      "clock keyboard lamp telephone television",
+    ),
+    ("household_furniture", "bed chair couch table wardrobe"),
+    ("insects", "bee beetle butterfly caterpillar cockroach"),
+    ("large_carnivores", "bear leopard lion tiger wolf"),
+    ("large_man-made_outdoor_things", "bridge castle house road skyscraper"),
+    ("large_natural_outdoor_scenes", "cloud forest mountain plain sea"),
+    (
+      "large_omnivores_and_herbivores",
+      "camel cattle chimpanzee elephant kangaroo",
+    ),
+    ("medium_mammals", "fox porcupine possum raccoon skunk"),
+    ("non-insect_invertebrates", "crab lobster snail spider worm"),
+    ("people", "baby boy girl man woman"),
+    ("reptiles", "crocodile dinosaur lizard snake turtle"),
+    ("small_mammals", "hamster mouse rabbit shrew squirrel"),
+    ("trees", "maple_tree oak_tree palm_tree pine_tree willow_tree"),
+    ("vehicles_1", "bicycle bus motorcycle pickup_truck train"),
+    ("vehicles_2", "lawn_mower rocket streetcar tank tractor"),
+  )
+)
 
 # CIFAR-FS, Bertinetto et al.'s release.
 CIFAR_FS_SPLITS: Dict[str, Tuple[str, ...]] = {
-    "train": tuple("""
+  "train": tuple(
+    """
         dolphin seal aquarium_fish ray trout orchid sunflower tulip bottle bowl
         can cup plate apple mushroom orange pear clock keyboard chair couch bee
         caterpillar cockroach bear lion tiger wolf bridge castle house road
@@ -97,23 +105,28 @@ CIFAR_FS_SPLITS: Dict[str, Tuple[str, ...]] = {
         raccoon skunk lobster spider boy girl dinosaur lizard snake turtle
         hamster mouse rabbit shrew squirrel oak_tree palm_tree pine_tree
         willow_tree bus train lawn_mower streetcar tank
-        """.split()),
-    "val": tuple("""
+        """.split()
+  ),
+  "val": tuple(
+    """
         beaver otter flatfish shark lamp television beetle butterfly sea camel
         cattle crab crocodile maple_tree motorcycle tractor
-        """.split()),
-    "test": tuple("""
+        """.split()
+  ),
+  "test": tuple(
+    """
         whale poppy rose sweet_pepper telephone bed table wardrobe leopard
         plain chimpanzee fox snail worm baby man woman bicycle pickup_truck
         rocket
-        """.split()),
+        """.split()
+  ),
 }
 
 # FC100, Oreshkin et al.: superclass indices of each split.
 FC100_SUPERCLASSES: Dict[str, Tuple[int, ...]] = {
-    "train": (1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19),
-    "val": (8, 11, 13, 16),
-    "test": (0, 7, 12, 14),
+  "train": (1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19),
+  "val": (8, 11, 13, 16),
+  "test": (0, 7, 12, 14),
 }
 
 
@@ -130,15 +143,21 @@ def split_classes(dataset: str) -> Dict[str, Tuple[str, ...]]:
   if dataset == "cifar_fs":
     return dict(CIFAR_FS_SPLITS)
   if dataset == "fc100":
-    return {split: tuple(c for s in supers for c in SUPERCLASSES[s][1])
-            for split, supers in FC100_SUPERCLASSES.items()}
-  raise ValueError(f"Unknown CIFAR few-shot dataset {dataset!r}; valid: "
-                   f"{', '.join(DATASETS)}.")
+    return {
+      split: tuple(c for s in supers for c in SUPERCLASSES[s][1])
+      for split, supers in FC100_SUPERCLASSES.items()
+    }
+  raise ValueError(
+    f"Unknown CIFAR few-shot dataset {dataset!r}; valid: {', '.join(DATASETS)}."
+  )
 
 
-def load(dataset: str = "cifar_fs", *,
-         data_dir: Optional[tfds_images.PathLike] = None,
-         image_size: int = IMAGE_SIZE) -> Dict[str, ClassImages]:
+def load(
+  dataset: str = "cifar_fs",
+  *,
+  data_dir: Optional[tfds_images.PathLike] = None,
+  image_size: int = IMAGE_SIZE,
+) -> Dict[str, ClassImages]:
   """Loads CIFAR-FS or FC100 as class-indexed arrays.
 
   Args:
@@ -172,45 +191,57 @@ def load(dataset: str = "cifar_fs", *,
       images = by_label.get(index[name])
       if images is None:
         raise ValueError(
-            f"{TFDS_NAME} in {os.fspath(_data_dir(data_dir))} has no image of "
-            f"class {name!r} (label {index[name]}), which {dataset} puts in "
-            f"{split}; prepare the full dataset.")
+          f"{TFDS_NAME} in {os.fspath(_data_dir(data_dir))} has no image of "
+          f"class {name!r} (label {index[name]}), which {dataset} puts in "
+          f"{split}; prepare the full dataset."
+        )
       arrays.append(tfds_images.resize(images, image_size))
     out[split] = tfds_images.class_images(arrays, names)
   return out
 
 
 def _data_dir(data_dir):
-  return (tfds_images.default_cache_dir() if data_dir is None
-          else os.path.expanduser(os.fspath(data_dir)))
+  return (
+    tfds_images.default_cache_dir()
+    if data_dir is None
+    else os.path.expanduser(os.fspath(data_dir))
+  )
 
 
 def _needs_tensorflow(data_dir) -> RuntimeError:
   return RuntimeError(
-      f"{TFDS_NAME} is not prepared in {os.fspath(_data_dir(data_dir))}, "
-      "and tensorflow-datasets' cifar builder needs TensorFlow to prepare "
-      "it: `pip install tensorflow-cpu` and run once (it downloads the "
-      "CIFAR-100 archive), or name a data_dir holding cifar100 prepared "
-      "as array_record (`tfds build cifar100 --file_format=array_record`).")
+    f"{TFDS_NAME} is not prepared in {os.fspath(_data_dir(data_dir))}, "
+    "and tensorflow-datasets' cifar builder needs TensorFlow to prepare "
+    "it: `pip install tensorflow-cpu` and run once (it downloads the "
+    "CIFAR-100 archive), or name a data_dir holding cifar100 prepared "
+    "as array_record (`tfds build cifar100 --file_format=array_record`)."
+  )
 
 
 def _check_can_prepare(builder, data_dir) -> None:
   """Before any download: without TensorFlow the archive would be fetched
   and then fail to convert."""
-  if (not builder.is_prepared()
-      and importlib.util.find_spec("tensorflow") is None):
+  if (
+    not builder.is_prepared() and importlib.util.find_spec("tensorflow") is None
+  ):
     raise _needs_tensorflow(data_dir)
 
 
 def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
   """{fine label: uint8 [n, 32, 32, 3]} over cifar100's train and test."""
+
   def make_builder():
-    return tfds.builder(TFDS_NAME, data_dir=os.fspath(_data_dir(data_dir)),
-                        file_format="array_record")
+    return tfds.builder(
+      TFDS_NAME,
+      data_dir=os.fspath(_data_dir(data_dir)),
+      file_format="array_record",
+    )
+
   _check_can_prepare(make_builder(), data_dir)
   try:
     builder = tfds_prepare.prepare(
-        make_builder, tfds.download.DownloadConfig(try_download_gcs=False))
+      make_builder, tfds.download.DownloadConfig(try_download_gcs=False)
+    )
   except ModuleNotFoundError as e:
     if e.name != "tensorflow":
       raise
@@ -224,5 +255,6 @@ def _read_cifar100(data_dir) -> Dict[int, np.ndarray]:
       records = get_many(keys) if get_many else [source[i] for i in keys]
       for record in records:
         lists.setdefault(int(record["label"]), []).append(
-            np.asarray(record["image"], np.uint8))
+          np.asarray(record["image"], np.uint8)
+        )
   return {label: np.stack(images) for label, images in lists.items()}

@@ -7,8 +7,18 @@ exactly the episodes an uninterrupted run would have.
 
 import threading
 import queue
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
-                    Protocol, Sequence, Tuple)
+from typing import (
+  Any,
+  Callable,
+  Dict,
+  Iterable,
+  Iterator,
+  List,
+  Optional,
+  Protocol,
+  Sequence,
+  Tuple,
+)
 
 import jax
 import numpy as np
@@ -21,8 +31,9 @@ from metajax.types import Episode
 class TaskSource(Protocol):
   """Anything that samples meta-batches: `sample_batch(rng, size) -> Episode`."""
 
-  def sample_batch(self, rng: np.random.Generator,
-                   meta_batch_size: int) -> Episode:
+  def sample_batch(
+    self, rng: np.random.Generator, meta_batch_size: int
+  ) -> Episode:
     """`meta_batch_size` tasks stacked on a leading task axis."""
     ...
 
@@ -45,29 +56,36 @@ def check_classes(classes: ClassImages) -> None:
   dtype: np.dtype
   if isinstance(images, np.ndarray):
     if images.ndim < 3:
-      raise ValueError(f"Dense class images must be [num_classes, n, *shape]; "
-                       f"got shape {images.shape}.")
+      raise ValueError(
+        f"Dense class images must be [num_classes, n, *shape]; "
+        f"got shape {images.shape}."
+      )
     arrays = [images]
     shape, dtype = images.shape[2:], images.dtype
   else:
     arrays = []
     for i, x in enumerate(images):
       if not isinstance(x, np.ndarray) or x.ndim < 2:
-        raise ValueError(f"{name(i)} must be an array [n, *shape] of "
-                         f"examples; got {type(x).__name__} of shape "
-                         f"{np.shape(x)}.")
+        raise ValueError(
+          f"{name(i)} must be an array [n, *shape] of "
+          f"examples; got {type(x).__name__} of shape "
+          f"{np.shape(x)}."
+        )
       if i and (x.shape[1:] != shape or x.dtype != dtype):
         raise ValueError(
-            f"{name(i)} has examples of shape {x.shape[1:]} and dtype "
-            f"{x.dtype}, but {name(0)} has {shape} and {dtype}; every class "
-            "needs the same.")
+          f"{name(i)} has examples of shape {x.shape[1:]} and dtype "
+          f"{x.dtype}, but {name(0)} has {shape} and {dtype}; every class "
+          "needs the same."
+        )
       shape, dtype = x.shape[1:], x.dtype
       arrays.append(x)
   if not arrays:
     raise ValueError("The source has no classes.")
   if not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):
-    raise ValueError(f"Class images have dtype {dtype}; use uint8 (scaled by "
-                     "1/255 by the models) or float.")
+    raise ValueError(
+      f"Class images have dtype {dtype}; use uint8 (scaled by "
+      "1/255 by the models) or float."
+    )
   if np.issubdtype(dtype, np.floating):
     for i, x in enumerate(arrays):
       if not np.isfinite(x).all():
@@ -75,21 +93,25 @@ def check_classes(classes: ClassImages) -> None:
         raise ValueError(f"Class images hold NaN or infinite values ({where}).")
 
 
-def _eligible_groups(groups: Sequence[Any], num_classes: int,
-                     ways: int) -> List[np.ndarray]:
+def _eligible_groups(
+  groups: Sequence[Any], num_classes: int, ways: int
+) -> List[np.ndarray]:
   """The class indices of each group with at least `ways` classes."""
   groups = list(groups)
   if len(groups) != num_classes:
-    raise ValueError(f"groups has {len(groups)} labels but the source has "
-                     f"{num_classes} classes; give one label per class.")
+    raise ValueError(
+      f"groups has {len(groups)} labels but the source has "
+      f"{num_classes} classes; give one label per class."
+    )
   members: Dict[Any, List[int]] = {}
   for i, g in enumerate(groups):
     members.setdefault(g, []).append(i)
   eligible = [np.asarray(m) for m in members.values() if len(m) >= ways]
   if not eligible:
     raise ValueError(
-        f"ways={ways} but the largest group has only "
-        f"{max(len(m) for m in members.values())} classes; use ways <= that.")
+      f"ways={ways} but the largest group has only "
+      f"{max(len(m) for m in members.values())} classes; use ways <= that."
+    )
   return eligible
 
 
@@ -117,27 +139,39 @@ class EpisodeSampler:
       batch.support_x.shape  # (32, 5, 28, 28, 1)
   """
 
-  def __init__(self, classes: ClassImages, *, ways: int, shots: int,
-               queries: int, groups: Optional[Sequence[Any]] = None):
+  def __init__(
+    self,
+    classes: ClassImages,
+    *,
+    ways: int,
+    shots: int,
+    queries: int,
+    groups: Optional[Sequence[Any]] = None,
+  ):
     checks.integer("ways", ways, minimum=2)
     checks.integer("shots", shots, minimum=1)
     checks.integer("queries", queries, minimum=1)
     check_classes(classes)
     if classes.num_classes < ways:
       raise ValueError(
-          f"ways={ways} but this split has only {classes.num_classes} classes; "
-          f"use ways <= {classes.num_classes}.")
+        f"ways={ways} but this split has only {classes.num_classes} classes; "
+        f"use ways <= {classes.num_classes}."
+      )
     if classes.min_examples() < shots + queries:
       raise ValueError(
-          f"shots + queries = {shots + queries} but the smallest class of this "
-          f"split has only {classes.min_examples()} examples; use shots + "
-          f"queries <= {classes.min_examples()}.")
+        f"shots + queries = {shots + queries} but the smallest class of this "
+        f"split has only {classes.min_examples()} examples; use shots + "
+        f"queries <= {classes.min_examples()}."
+      )
     self.classes = classes
     self.ways, self.shots, self.queries = ways, shots, queries
     images = classes.images
     self._dense = images if isinstance(images, np.ndarray) else None
-    self._groups = None if groups is None else _eligible_groups(
-        groups, classes.num_classes, ways)
+    self._groups = (
+      None
+      if groups is None
+      else _eligible_groups(groups, classes.num_classes, ways)
+    )
 
   def sample(self, rng: np.random.Generator) -> Episode:
     """One episode as numpy arrays."""
@@ -154,20 +188,29 @@ class EpisodeSampler:
       idx = np.argsort(rng.random((ways, n)), axis=1)[:, :per_class]
       x = self._dense[chosen[:, None], idx]  # [ways, per_class, H, W, C]
     else:
-      x = np.stack([
-          self.classes.images[c][rng.choice(len(self.classes.images[c]),
-                                             size=per_class, replace=False)]
-          for c in chosen])
+      x = np.stack(
+        [
+          self.classes.images[c][
+            rng.choice(
+              len(self.classes.images[c]), size=per_class, replace=False
+            )
+          ]
+          for c in chosen
+        ]
+      )
     labels = np.arange(ways, dtype=np.int32)
     support_x = x[:, :shots].reshape((ways * shots,) + x.shape[2:])
     query_x = x[:, shots:].reshape((ways * queries,) + x.shape[2:])
-    return Episode(support_x=support_x,
-                   support_y=np.repeat(labels, shots),
-                   query_x=query_x,
-                   query_y=np.repeat(labels, queries))
+    return Episode(
+      support_x=support_x,
+      support_y=np.repeat(labels, shots),
+      query_x=query_x,
+      query_y=np.repeat(labels, queries),
+    )
 
-  def sample_batch(self, rng: np.random.Generator,
-                   meta_batch_size: int) -> Episode:
+  def sample_batch(
+    self, rng: np.random.Generator, meta_batch_size: int
+  ) -> Episode:
     """`meta_batch_size` episodes stacked on a leading task axis."""
     checks.integer("meta_batch_size", meta_batch_size, minimum=1)
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
@@ -193,8 +236,9 @@ class ClassBatchSampler:
     checks.integer("batch_size", batch_size, minimum=1)
     check_classes(classes)
     if classes.num_classes < 2:
-      raise ValueError(f"Pre-training needs at least 2 classes, got "
-                       f"{classes.num_classes}.")
+      raise ValueError(
+        f"Pre-training needs at least 2 classes, got {classes.num_classes}."
+      )
     self.classes = classes
     self.batch_size = batch_size
     self.num_classes = classes.num_classes
@@ -206,18 +250,20 @@ class ClassBatchSampler:
   def sample(self, rng: np.random.Generator) -> Episode:
     """One mini-batch as an Episode with an empty support set."""
     flat = rng.integers(0, self._offsets[-1], size=self.batch_size)
-    labels = (np.searchsorted(self._offsets, flat, side="right") - 1)
+    labels = np.searchsorted(self._offsets, flat, side="right") - 1
     index = flat - self._offsets[labels]
     if self._dense is not None:
       x = self._dense[labels, index]
     else:
       x = np.stack([self.classes.images[c][i] for c, i in zip(labels, index)])
     labels = labels.astype(np.int32)
-    return Episode(support_x=x[:0], support_y=labels[:0],
-                   query_x=x, query_y=labels)
+    return Episode(
+      support_x=x[:0], support_y=labels[:0], query_x=x, query_y=labels
+    )
 
-  def sample_batch(self, rng: np.random.Generator,
-                   meta_batch_size: int) -> Episode:
+  def sample_batch(
+    self, rng: np.random.Generator, meta_batch_size: int
+  ) -> Episode:
     """`meta_batch_size` mini-batches stacked on a leading axis."""
     checks.integer("meta_batch_size", meta_batch_size, minimum=1)
     return stack([self.sample(rng) for _ in range(meta_batch_size)])
@@ -228,9 +274,12 @@ def stack(episodes: Iterable[Episode]) -> Episode:
   return jax.tree.map(lambda *xs: np.stack(xs), *episodes)
 
 
-def prefetch_to_device(iterator: Iterator, size: int = 2,
-                       device: Optional[jax.Device] = None,
-                       put: Optional[Callable[[Any], Any]] = None) -> Iterator:
+def prefetch_to_device(
+  iterator: Iterator,
+  size: int = 2,
+  device: Optional[jax.Device] = None,
+  put: Optional[Callable[[Any], Any]] = None,
+) -> Iterator:
   """Puts the next `size` items of `iterator` on the device ahead of use.
 
   A background thread pulls from `iterator` (host sampling) and starts the

@@ -19,8 +19,13 @@ from metajax.data.sinusoid import SinusoidSampler
 from metajax.types import TRAIN_ON, Episode
 
 # The image datasets and their images' own side (the default image_size).
-IMAGE_DATASETS = {"omniglot": 28, "cifar_fs": 32, "fc100": 32,
-                  "mini_imagenet": 84, "tiered_imagenet": 84}
+IMAGE_DATASETS = {
+  "omniglot": 28,
+  "cifar_fs": 32,
+  "fc100": 32,
+  "mini_imagenet": 84,
+  "tiered_imagenet": 84,
+}
 DATASETS = ("sinusoid",) + tuple(IMAGE_DATASETS)
 
 
@@ -54,14 +59,19 @@ def load_splits(config):
   else:
     from metajax.data import omniglot as loader  # type: ignore[no-redef]
   # pylint: enable=g-import-not-at-top
-  kwargs = dict(data_dir=config.data_dir or None, image_size=image_size(config),
-                **config.data_kwargs.to_dict())
+  kwargs = dict(
+    data_dir=config.data_dir or None,
+    image_size=image_size(config),
+    **config.data_kwargs.to_dict(),
+  )
   if config.dataset != "omniglot":
     kwargs["dataset"] = config.dataset
   try:
     return loader.load(**kwargs)
   except TypeError as e:
-    raise ConfigError(f"config.data_kwargs of {config.dataset!r}: {e}") from None
+    raise ConfigError(
+      f"config.data_kwargs of {config.dataset!r}: {e}"
+    ) from None
 
 
 def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
@@ -75,33 +85,45 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
   (more ways than classes, more shots + queries than examples).
   """
   if config.dataset == "sinusoid":
-    train: episodes_lib.TaskSource = SinusoidSampler(shots=config.shots,
-                                                     queries=config.queries)
-    test = SinusoidSampler(shots=test_value(config, "shots"),
-                           queries=test_value(config, "queries"))
+    train: episodes_lib.TaskSource = SinusoidSampler(
+      shots=config.shots, queries=config.queries
+    )
+    test = SinusoidSampler(
+      shots=test_value(config, "shots"), queries=test_value(config, "queries")
+    )
     return {"train": train, "val": test, "test": test}
   splits = load_splits(config)
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
 
   def sampler(split, ways, shots, queries, *, prefix=""):
-    groups = (splits[split].name_groups()
-              if split == "test" and config.test_within_groups else None)
+    groups = (
+      splits[split].name_groups()
+      if split == "test" and config.test_within_groups
+      else None
+    )
     try:
-      return episodes_lib.EpisodeSampler(splits[split], ways=ways, shots=shots,
-                                         queries=queries, groups=groups)
+      return episodes_lib.EpisodeSampler(
+        splits[split], ways=ways, shots=shots, queries=queries, groups=groups
+      )
     except ValueError as e:
-      raise ConfigError(f"config.{prefix}ways / {prefix}shots / "
-                        f"{prefix}queries on the {split} split: {e}") from None
+      raise ConfigError(
+        f"config.{prefix}ways / {prefix}shots / "
+        f"{prefix}queries on the {split} split: {e}"
+      ) from None
 
   if train_on not in TRAIN_ON:
-    raise ValueError(f"{config.learner}'s train_on={train_on!r}; valid: "
-                     f"{TRAIN_ON}.")
+    raise ValueError(
+      f"{config.learner}'s train_on={train_on!r}; valid: {TRAIN_ON}."
+    )
   if train_on == "class_batches":
     if config.batch_size is None:
-      raise ConfigError(f"config.batch_size is unset: {config.learner} "
-                        "trains on mini-batches of all meta-train classes.")
-    train = episodes_lib.ClassBatchSampler(splits["train"],
-                                           batch_size=config.batch_size)
+      raise ConfigError(
+        f"config.batch_size is unset: {config.learner} "
+        "trains on mini-batches of all meta-train classes."
+      )
+    train = episodes_lib.ClassBatchSampler(
+      splits["train"], batch_size=config.batch_size
+    )
   else:
     train = sampler("train", config.ways, config.shots, config.queries)
   if config.augment:
@@ -114,9 +136,11 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
       train = augment.Warped(train, **config.warp_kwargs.to_dict())
     except (TypeError, ValueError) as e:
       raise ConfigError(f"config.warp_kwargs: {e}") from None
-  return {"train": train,
-          "val": sampler("val", *test_sizes, prefix="test_"),
-          "test": sampler("test", *test_sizes, prefix="test_")}
+  return {
+    "train": train,
+    "val": sampler("val", *test_sizes, prefix="test_"),
+    "test": sampler("test", *test_sizes, prefix="test_"),
+  }
 
 
 def input_shape(config):

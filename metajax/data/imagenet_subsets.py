@@ -43,17 +43,23 @@ from metajax.data.sources import ClassImages
 DATASETS = ("mini_imagenet", "tiered_imagenet")
 IMAGE_SIZE = 84
 _TITLES = {"mini_imagenet": "miniImageNet", "tiered_imagenet": "tieredImageNet"}
-_MODULES = {"mini_imagenet": mini_imagenet_builder,
-            "tiered_imagenet": tiered_imagenet_builder}
-_BUILDERS = {"mini_imagenet": mini_imagenet_builder.MetajaxMiniImagenet,
-             "tiered_imagenet": tiered_imagenet_builder.MetajaxTieredImagenet}
+_MODULES = {
+  "mini_imagenet": mini_imagenet_builder,
+  "tiered_imagenet": tiered_imagenet_builder,
+}
+_BUILDERS = {
+  "mini_imagenet": mini_imagenet_builder.MetajaxMiniImagenet,
+  "tiered_imagenet": tiered_imagenet_builder.MetajaxTieredImagenet,
+}
 
 
-def load(dataset: str = "mini_imagenet", *,
-         data_dir: Optional[tfds_images.PathLike] = None,
-         image_size: int = IMAGE_SIZE,
-         cache_dir: Optional[tfds_images.PathLike] = None
-         ) -> Dict[str, ClassImages]:
+def load(
+  dataset: str = "mini_imagenet",
+  *,
+  data_dir: Optional[tfds_images.PathLike] = None,
+  image_size: int = IMAGE_SIZE,
+  cache_dir: Optional[tfds_images.PathLike] = None,
+) -> Dict[str, ClassImages]:
   """Loads miniImageNet or tieredImageNet split by class.
 
   Args:
@@ -80,21 +86,29 @@ def load(dataset: str = "mini_imagenet", *,
       which files to put where); files that do not match the published split.
   """
   if dataset not in DATASETS:
-    raise ValueError(f"Unknown dataset {dataset!r}; valid: "
-                     f"{', '.join(DATASETS)}.")
+    raise ValueError(
+      f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}."
+    )
   tfds_images.check_image_size(image_size)
-  cache = pathlib.Path(cache_dir) if cache_dir else (
-      tfds_images.default_cache_dir())
+  cache = (
+    pathlib.Path(cache_dir) if cache_dir else (tfds_images.default_cache_dir())
+  )
+
   def make_builder():
-    return _BUILDERS[dataset](data_dir=os.fspath(cache),
-                              file_format="array_record")
+    return _BUILDERS[dataset](
+      data_dir=os.fspath(cache), file_format="array_record"
+    )
+
   builder = make_builder()
   if not builder.is_prepared():
     folder = manual_folder(dataset, data_dir, cache)
     _MODULES[dataset].manual_files(folder)  # names what is missing
     builder = tfds_prepare.prepare(
-        make_builder, tfds.download.DownloadConfig(
-            manual_dir=os.fspath(folder), try_download_gcs=False))
+      make_builder,
+      tfds.download.DownloadConfig(
+        manual_dir=os.fspath(folder), try_download_gcs=False
+      ),
+    )
   out = {}
   for split in ("train", "val", "test"):
     source = builder.as_data_source(split=split)
@@ -102,14 +116,18 @@ def load(dataset: str = "mini_imagenet", *,
     for i in range(len(source)):
       record = source[i]
       classes[_class_name(dataset, record)] = tfds_images.resize(
-          np.asarray(record["images"], np.uint8), image_size)
+        np.asarray(record["images"], np.uint8), image_size
+      )
     names = sorted(classes)
     out[split] = tfds_images.class_images([classes[n] for n in names], names)
   return out
 
 
-def manual_folder(dataset: str, data_dir: Optional[tfds_images.PathLike],
-                  cache: Optional[pathlib.Path] = None) -> pathlib.Path:
+def manual_folder(
+  dataset: str,
+  data_dir: Optional[tfds_images.PathLike],
+  cache: Optional[pathlib.Path] = None,
+) -> pathlib.Path:
   """The folder of `dataset`'s files: `data_dir`, or under $METAJAX_DATA_DIR.
 
   Raises:
@@ -122,10 +140,11 @@ def manual_folder(dataset: str, data_dir: Optional[tfds_images.PathLike],
     return folder
   where = f" in {os.fspath(cache)}" if cache is not None else ""
   raise ValueError(
-      f"{_TITLES[dataset]} is not prepared{where} and no folder of its files "
-      f"is named: set data_dir (config.data_dir) to that folder, or put the "
-      f"files in $METAJAX_DATA_DIR/{dataset}. "
-      f"{_MODULES[dataset].MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    f"{_TITLES[dataset]} is not prepared{where} and no folder of its files "
+    f"is named: set data_dir (config.data_dir) to that folder, or put the "
+    f"files in $METAJAX_DATA_DIR/{dataset}. "
+    f"{_MODULES[dataset].MANUAL_DOWNLOAD_INSTRUCTIONS}"
+  )
 
 
 def _class_name(dataset: str, record) -> str:

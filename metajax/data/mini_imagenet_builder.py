@@ -47,7 +47,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 # Ravi & Larochelle (2017), `data/miniImagenet/{train,val,test}.csv`.
 SPLITS: Dict[str, Tuple[str, ...]] = {
-    "train": tuple("""
+  "train": tuple(
+    """
         n01532829 n01558993 n01704323 n01749939 n01770081 n01843383 n01910747
         n02074367 n02089867 n02091831 n02101006 n02105505 n02108089 n02108551
         n02108915 n02111277 n02113712 n02120079 n02165456 n02457408 n02606052
@@ -58,17 +59,22 @@ SPLITS: Dict[str, Tuple[str, ...]] = {
         n04389033 n04435653 n04443257 n04509417 n04515003 n04596742 n04604644
         n04612504 n06794110 n07584110 n07697537 n07747607 n09246464 n13054560
         n13133613
-        """.split()),
-    "val": tuple("""
+        """.split()
+  ),
+  "val": tuple(
+    """
         n01855672 n02091244 n02114548 n02138441 n02174001 n02950826 n02971356
         n02981792 n03075370 n03417042 n03535780 n03584254 n03770439 n03773504
         n03980874 n09256479
-        """.split()),
-    "test": tuple("""
+        """.split()
+  ),
+  "test": tuple(
+    """
         n01930112 n01981276 n02099601 n02110063 n02110341 n02116738 n02129165
         n02219486 n02443484 n02871525 n03127925 n03146219 n03272010 n03544143
         n03775546 n04146614 n04149813 n04418357 n04522168 n07613480
-        """.split()),
+        """.split()
+  ),
 }
 
 PICKLES = {s: f"mini-imagenet-cache-{s}.pkl" for s in SPLIT_NAMES}
@@ -76,11 +82,12 @@ CSVS = {s: f"{s}.csv" for s in SPLIT_NAMES}
 IMAGES_FOLDER = "images"
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    "Put in one folder either the three pickles "
-    + ", ".join(PICKLES.values())
-    + " (the common miniImageNet release), or Ravi & Larochelle's split files "
-    + ", ".join(CSVS.values())
-    + f" beside a folder {IMAGES_FOLDER}/ holding the images they name.")
+  "Put in one folder either the three pickles "
+  + ", ".join(PICKLES.values())
+  + " (the common miniImageNet release), or Ravi & Larochelle's split files "
+  + ", ".join(CSVS.values())
+  + f" beside a folder {IMAGES_FOLDER}/ holding the images they name."
+)
 
 _CITATION = """\
 @inproceedings{ravi2017optimization,
@@ -107,23 +114,28 @@ def manual_files(folder: os.PathLike) -> Tuple[str, Dict[str, pathlib.Path]]:
   """
   folder = pathlib.Path(folder)
   if not folder.is_dir():
-    raise ValueError(f"miniImageNet folder {os.fspath(folder)} does not "
-                     f"exist. {MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    raise ValueError(
+      f"miniImageNet folder {os.fspath(folder)} does not "
+      f"exist. {MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
   pickles = {s: folder / name for s, name in PICKLES.items()}
   if all(p.is_file() for p in pickles.values()):
     return "pickle", pickles
   csvs = {s: folder / name for s, name in CSVS.items()}
-  if (all(p.is_file() for p in csvs.values())
-      and (folder / IMAGES_FOLDER).is_dir()):
+  if (
+    all(p.is_file() for p in csvs.values())
+    and (folder / IMAGES_FOLDER).is_dir()
+  ):
     return "csv", csvs
   missing_pickles = [p.name for p in pickles.values() if not p.is_file()]
   missing_csv = [p.name for p in csvs.values() if not p.is_file()]
   if not (folder / IMAGES_FOLDER).is_dir():
     missing_csv.append(IMAGES_FOLDER + "/")
   raise ValueError(
-      f"miniImageNet folder {os.fspath(folder)} lacks "
-      f"{', '.join(missing_pickles)} (pickle release) and {', '.join(missing_csv)} (csv release). "
-      f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    f"miniImageNet folder {os.fspath(folder)} lacks "
+    f"{', '.join(missing_pickles)} (pickle release) and {', '.join(missing_csv)} (csv release). "
+    f"{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+  )
 
 
 def check_split(split: str, wnids, source: str) -> None:
@@ -131,9 +143,10 @@ def check_split(split: str, wnids, source: str) -> None:
   wrong = sorted(set(wnids) - set(SPLITS[split]))
   if wrong:
     raise ValueError(
-        f"{source} holds {len(wrong)} classes that are not {split} classes of "
-        f"Ravi & Larochelle's miniImageNet split: {', '.join(wrong[:5])}"
-        f"{' ...' if len(wrong) > 5 else ''}. Check which file is which.")
+      f"{source} holds {len(wrong)} classes that are not {split} classes of "
+      f"Ravi & Larochelle's miniImageNet split: {', '.join(wrong[:5])}"
+      f"{' ...' if len(wrong) > 5 else ''}. Check which file is which."
+    )
 
 
 def _load_pickle(path: os.PathLike):
@@ -159,23 +172,29 @@ class MetajaxMiniImagenet(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "miniImageNet: 100 ImageNet classes of 600 84x84 images, split "
-            "64/16/20 as Ravi & Larochelle (2017). One example per class."),
-        features=tfds.features.FeaturesDict({
-            "images": tfds.features.Tensor(
-                shape=(None, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
-            "wnid": tfds.features.Text(),
-        }),
-        homepage="https://github.com/twitter-research/meta-learning-lstm",
-        citation=_CITATION,
+      builder=self,
+      description=(
+        "miniImageNet: 100 ImageNet classes of 600 84x84 images, split "
+        "64/16/20 as Ravi & Larochelle (2017). One example per class."
+      ),
+      features=tfds.features.FeaturesDict(
+        {
+          "images": tfds.features.Tensor(
+            shape=(None, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8
+          ),
+          "wnid": tfds.features.Text(),
+        }
+      ),
+      homepage="https://github.com/twitter-research/meta-learning-lstm",
+      citation=_CITATION,
     )
 
   def _split_generators(self, dl_manager):
     kind, files = manual_files(dl_manager.manual_dir)
-    return {split: self._generate_examples(split, kind, files[split])
-            for split in SPLIT_NAMES}
+    return {
+      split: self._generate_examples(split, kind, files[split])
+      for split in SPLIT_NAMES
+    }
 
   def _generate_examples(self, split, kind, path):
     if kind == "pickle":
@@ -186,10 +205,15 @@ class MetajaxMiniImagenet(tfds.core.GeneratorBasedBuilder):
     data = _load_pickle(path)
     data = {sources.text(k): v for k, v in data.items()}
     images = np.asarray(data["image_data"])
-    if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE,
-                                                         IMAGE_SIZE, 3):
-      raise ValueError(f"{os.fspath(path)}: image_data is {images.dtype} "
-                       f"{images.shape}; expected uint8 [n, 84, 84, 3].")
+    if images.dtype != np.uint8 or images.shape[1:] != (
+      IMAGE_SIZE,
+      IMAGE_SIZE,
+      3,
+    ):
+      raise ValueError(
+        f"{os.fspath(path)}: image_data is {images.dtype} "
+        f"{images.shape}; expected uint8 [n, 84, 84, 3]."
+      )
     class_dict = {sources.text(k): v for k, v in data["class_dict"].items()}
     check_split(split, class_dict, os.fspath(path))
     for wnid in sorted(class_dict):
@@ -209,8 +233,8 @@ class MetajaxMiniImagenet(tfds.core.GeneratorBasedBuilder):
       missing = [n for n in files[wnid] if not (folder / n).is_file()]
       if missing:
         raise ValueError(
-            f"{os.fspath(folder)} lacks {len(missing)} images that "
-            f"{os.fspath(path)} names, e.g. {missing[0]}.")
+          f"{os.fspath(folder)} lacks {len(missing)} images that "
+          f"{os.fspath(path)} names, e.g. {missing[0]}."
+        )
       images = np.stack([_read_image(folder / n) for n in files[wnid]])
       yield wnid, {"images": images, "wnid": wnid}
-

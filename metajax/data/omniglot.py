@@ -44,6 +44,7 @@ from metajax.data import omniglot_builder
 from metajax.data import omniglot_images
 from metajax.data import sources
 from metajax.data import tfds_prepare
+
 # Re-exported: `omniglot.prepare_images` (the `as` form marks it public).
 from metajax.data.omniglot_images import prepare_images as prepare_images
 from metajax.data.sources import DATA_DIR_ENV, ClassImages
@@ -66,21 +67,22 @@ def default_cache_dir() -> pathlib.Path:
   """Where prepared data goes by default: `$XDG_CACHE_HOME/metajax`, or
   `~/.cache/metajax` when that variable is unset."""
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-      os.path.expanduser("~"), ".cache")
+    os.path.expanduser("~"), ".cache"
+  )
   return pathlib.Path(base) / "metajax"
 
 
 def load(
-    *,
-    data_dir: Optional[PathLike] = None,
-    split: str = "vinyals",
-    image_size: int = 28,
-    rotations: bool = True,
-    seed: int = 0,
-    num_train: Optional[int] = None,
-    num_val: Optional[int] = None,
-    cache_dir: Optional[PathLike] = None,
-    background: Optional[str] = None,
+  *,
+  data_dir: Optional[PathLike] = None,
+  split: str = "vinyals",
+  image_size: int = 28,
+  rotations: bool = True,
+  seed: int = 0,
+  num_train: Optional[int] = None,
+  num_val: Optional[int] = None,
+  cache_dir: Optional[PathLike] = None,
+  background: Optional[str] = None,
 ) -> Dict[str, ClassImages]:
   """Loads Omniglot split by character into meta-train, meta-val, meta-test.
 
@@ -143,21 +145,34 @@ def load(
       leaves no test character. All of these are raised before any zip is
       decoded.
   """
-  _check_args(split, image_size, rotations, seed, num_train, num_val,
-              background)
+  _check_args(
+    split, image_size, rotations, seed, num_train, num_val, background
+  )
   folder = _data_folder(data_dir)
   archives = _choose_archives(split, folder)
   cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
   if split == "minimal":
-    return _minimal(folder, cache, image_size, rotations, seed, num_val,
-                    background or _SMALL[0])
+    return _minimal(
+      folder,
+      cache,
+      image_size,
+      rotations,
+      seed,
+      num_val,
+      background or _SMALL[0],
+    )
   if folder is not None:  # counts from the zips' listings: cheap
-    chars = _dedupe({a: omniglot_builder.character_files(
-        folder / omniglot_builder.ARCHIVES[a].filename) for a in archives})
+    chars = _dedupe(
+      {
+        a: omniglot_builder.character_files(
+          folder / omniglot_builder.ARCHIVES[a].filename
+        )
+        for a in archives
+      }
+    )
     counts = {a: sum(o == a for o in chars.values()) for a in archives}
   else:
-    counts = {a: omniglot_builder.ARCHIVES[a].num_characters
-              for a in archives}
+    counts = {a: omniglot_builder.ARCHIVES[a].num_characters for a in archives}
   _split_sizes(split, counts, num_train, num_val, folder)
 
   images, origin, names, _ = _read(archives, folder, cache, image_size)
@@ -168,25 +183,28 @@ def load(
   if split == "lake":
     background_keys = [k for k in keys if origin[k] == "background"]
     order = rng.permutation(len(background_keys))
-    val = [background_keys[i] for i in order[:sizes[1]]]
-    train = [background_keys[i] for i in order[sizes[1]:]]
+    val = [background_keys[i] for i in order[: sizes[1]]]
+    train = [background_keys[i] for i in order[sizes[1] :]]
     test = [k for k in keys if origin[k] == "evaluation"]
   else:
     order = rng.permutation(len(keys))
-    train = [keys[i] for i in order[:sizes[0]]]
-    val = [keys[i] for i in order[sizes[0]:sizes[0] + sizes[1]]]
-    test = [keys[i] for i in order[sizes[0] + sizes[1]:]]
-  return {name: _class_images(sorted(part), images, names, rotations,
-                              image_size)
-          for name, part in (("train", train), ("val", val), ("test", test))}
+    train = [keys[i] for i in order[: sizes[0]]]
+    val = [keys[i] for i in order[sizes[0] : sizes[0] + sizes[1]]]
+    test = [keys[i] for i in order[sizes[0] + sizes[1] :]]
+  return {
+    name: _class_images(sorted(part), images, names, rotations, image_size)
+    for name, part in (("train", train), ("val", val), ("test", test))
+  }
 
 
-def _check_args(split, image_size, rotations, seed, num_train, num_val,
-                background):
+def _check_args(
+  split, image_size, rotations, seed, num_train, num_val, background
+):
   """Checks the arguments that need no data."""
   if split not in SPLITS:
     raise ValueError(
-        f"Unknown Omniglot split {split!r}; valid splits: {', '.join(SPLITS)}.")
+      f"Unknown Omniglot split {split!r}; valid splits: {', '.join(SPLITS)}."
+    )
   checks.integer("image_size", image_size, minimum=1)
   checks.boolean("rotations", rotations)
   checks.integer("seed", seed, minimum=0)
@@ -194,13 +212,15 @@ def _check_args(split, image_size, rotations, seed, num_train, num_val,
   checks.integer("num_val", num_val, minimum=0, optional=True)
   if split == "lake" and num_train is not None:
     raise ValueError(
-        "split='lake' takes its meta-train characters from the background "
-        "set (less num_val of them); num_train must be None.")
+      "split='lake' takes its meta-train characters from the background "
+      "set (less num_val of them); num_train must be None."
+    )
   if split == "minimal":
     if num_train is not None:
       raise ValueError(
-          "split='minimal' trains on all the characters of its background set "
-          "but num_val; num_train must be None.")
+        "split='minimal' trains on all the characters of its background set "
+        "but num_val; num_train must be None."
+      )
     if background is not None:
       checks.one_of("background", background, _SMALL)
   elif background is not None:
@@ -223,23 +243,30 @@ def _data_folder(data_dir: Optional[PathLike]) -> Optional[pathlib.Path]:
   folder = pathlib.Path(data_dir).expanduser()
   if not folder.is_dir():
     raise ValueError(
-        f"Omniglot folder {os.fspath(folder)} (from {origin}) does not exist; "
-        f"it should hold any of {_expected_files()}.")
-  if not any((folder / a.filename).is_file()
-             for a in omniglot_builder.ARCHIVES.values()):
+      f"Omniglot folder {os.fspath(folder)} (from {origin}) does not exist; "
+      f"it should hold any of {_expected_files()}."
+    )
+  if not any(
+    (folder / a.filename).is_file() for a in omniglot_builder.ARCHIVES.values()
+  ):
     raise ValueError(
-        f"Omniglot folder {os.fspath(folder)} (from {origin}) holds none of "
-        f"the expected files {_expected_files()}.")
+      f"Omniglot folder {os.fspath(folder)} (from {origin}) holds none of "
+      f"the expected files {_expected_files()}."
+    )
   return folder
 
 
-def _choose_archives(split: str,
-                     folder: Optional[pathlib.Path]) -> Tuple[str, ...]:
+def _choose_archives(
+  split: str, folder: Optional[pathlib.Path]
+) -> Tuple[str, ...]:
   """The configs of `MetajaxOmniglot` (archives) that `split` reads."""
   if folder is None:  # downloaded
     return _SMALL if split == "minimal" else _FULL
-  present = tuple(a for a, info in omniglot_builder.ARCHIVES.items()
-                  if (folder / info.filename).is_file())
+  present = tuple(
+    a
+    for a, info in omniglot_builder.ARCHIVES.items()
+    if (folder / info.filename).is_file()
+  )
   full = tuple(a for a in _FULL if a in present)
   if split == "seeded":
     return full or tuple(a for a in _SMALL if a in present)
@@ -247,19 +274,30 @@ def _choose_archives(split: str,
     if all(a in present for a in _SMALL):
       return _SMALL
     need = " and ".join(omniglot_builder.ARCHIVES[a].filename for a in _SMALL)
-    raise ValueError(f"split='minimal' needs both small background sets, "
-                     f"{need}, in {os.fspath(folder)}.")
+    raise ValueError(
+      f"split='minimal' needs both small background sets, "
+      f"{need}, in {os.fspath(folder)}."
+    )
   if full == _FULL:
     return full
   names = [omniglot_builder.ARCHIVES[a].filename for a in present]
-  found = len(_dedupe({a: omniglot_builder.character_files(
-      folder / omniglot_builder.ARCHIVES[a].filename) for a in present}))
+  found = len(
+    _dedupe(
+      {
+        a: omniglot_builder.character_files(
+          folder / omniglot_builder.ARCHIVES[a].filename
+        )
+        for a in present
+      }
+    )
+  )
   need = " and ".join(omniglot_builder.ARCHIVES[a].filename for a in _FULL)
   raise ValueError(
-      f"split={split!r} needs the full Omniglot release ({need}, 1623 "
-      f"characters), but {os.fspath(folder)} holds only {', '.join(names)}: "
-      f"{found} characters. Use split='seeded' to split the characters that "
-      "are available, or add the full zips to the folder.")
+    f"split={split!r} needs the full Omniglot release ({need}, 1623 "
+    f"characters), but {os.fspath(folder)} holds only {', '.join(names)}: "
+    f"{found} characters. Use split='seeded' to split the characters that "
+    "are available, or add the full zips to the folder."
+  )
 
 
 def _dedupe(chars_by_archive: Dict[str, Dict[Key, list]]) -> Dict[Key, str]:
@@ -271,8 +309,13 @@ def _dedupe(chars_by_archive: Dict[str, Dict[Key, list]]) -> Dict[Key, str]:
   return origin
 
 
-def _split_sizes(split: str, counts: Dict[str, int], num_train, num_val,
-                 folder: Optional[pathlib.Path]) -> Tuple[int, int]:
+def _split_sizes(
+  split: str,
+  counts: Dict[str, int],
+  num_train,
+  num_val,
+  folder: Optional[pathlib.Path],
+) -> Tuple[int, int]:
   """(num_train, num_val) characters of `split`; checks they leave a test."""
   total = sum(counts.values())
   where = os.fspath(folder) if folder is not None else "the downloaded zips"
@@ -281,15 +324,17 @@ def _split_sizes(split: str, counts: Dict[str, int], num_train, num_val,
     num_val = _DEFAULT_VAL if num_val is None else num_val
     if num_val >= pool:
       raise ValueError(
-          f"num_val={num_val} must be less than the {pool} {pool_name} of "
-          f"split='lake' (in {where}).")
+        f"num_val={num_val} must be less than the {pool} {pool_name} of "
+        f"split='lake' (in {where})."
+      )
     return pool - num_val, num_val
   if split == "vinyals":
     if total < _VINYALS_TRAIN + 1:
       raise ValueError(
-          f"split='vinyals' needs the full Omniglot release (1623 "
-          f"characters); found {total} characters in {where}. Use "
-          "split='seeded' to split the characters that are available.")
+        f"split='vinyals' needs the full Omniglot release (1623 "
+        f"characters); found {total} characters in {where}. Use "
+        "split='seeded' to split the characters that are available."
+      )
     num_train = _VINYALS_TRAIN if num_train is None else num_train
     num_val = _DEFAULT_VAL if num_val is None else num_val
   else:
@@ -299,14 +344,19 @@ def _split_sizes(split: str, counts: Dict[str, int], num_train, num_val,
       num_val = int(round(_SEEDED_VAL_FRACTION * total))
   if num_train + num_val >= total:
     raise ValueError(
-        f"num_train + num_val = {num_train} + {num_val} must be less than the "
-        f"{total} characters available for split={split!r} (in {where}), so "
-        "that meta-test is not empty.")
+      f"num_train + num_val = {num_train} + {num_val} must be less than the "
+      f"{total} characters available for split={split!r} (in {where}), so "
+      "that meta-test is not empty."
+    )
   return num_train, num_val
 
 
-def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
-          cache: pathlib.Path, image_size: int):
+def _read(
+  archives: Sequence[str],
+  folder: Optional[pathlib.Path],
+  cache: pathlib.Path,
+  image_size: int,
+):
   """Prepares (once) and reads the archives; resizes as it reads.
 
   Returns:
@@ -314,11 +364,15 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
     {archive: its keys}), each key once in the first three (first archive in
     `ARCHIVES` order).
   """
-  matrix = (None if image_size == omniglot_builder.IMAGE_SIZE
-            else omniglot_images.resize_matrix(image_size))
+  matrix = (
+    None
+    if image_size == omniglot_builder.IMAGE_SIZE
+    else omniglot_images.resize_matrix(image_size)
+  )
   download_config = tfds.download.DownloadConfig(
-      manual_dir=os.fspath(folder) if folder is not None else None,
-      try_download_gcs=False)  # no probe for pre-built files: works offline
+    manual_dir=os.fspath(folder) if folder is not None else None,
+    try_download_gcs=False,
+  )  # no probe for pre-built files: works offline
   images: Dict[Key, np.ndarray] = {}
   origin: Dict[Key, str] = {}
   names: Dict[Key, str] = {}
@@ -327,13 +381,20 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
     if archive not in archives:
       continue
     builder = tfds_prepare.prepare(
-        functools.partial(
-            omniglot_builder.MetajaxOmniglot, config=archive,
-            data_dir=os.fspath(cache), file_format="array_record"),
-        download_config)
+      functools.partial(
+        omniglot_builder.MetajaxOmniglot,
+        config=archive,
+        data_dir=os.fspath(cache),
+        file_format="array_record",
+      ),
+      download_config,
+    )
     source = tfds.data_source(
-        f"{builder.name}/{archive}", split="train", data_dir=os.fspath(cache),
-        download=False)
+      f"{builder.name}/{archive}",
+      split="train",
+      data_dir=os.fspath(cache),
+      download=False,
+    )
     for i in range(len(source)):
       record = source[i]
       alphabet = sources.text(record["alphabet"])
@@ -348,8 +409,7 @@ def _read(archives: Sequence[str], folder: Optional[pathlib.Path],
   return images, origin, names, members
 
 
-def _minimal(folder, cache, image_size, rotations, seed, num_val,
-             background):
+def _minimal(folder, cache, image_size, rotations, seed, num_val, background):
   """The splits of split="minimal" (see `load`)."""
   where = os.fspath(folder) if folder is not None else "the downloaded zips"
 
@@ -357,13 +417,18 @@ def _minimal(folder, cache, image_size, rotations, seed, num_val,
     n = len(train_keys)
     val = int(round(_SEEDED_VAL_FRACTION * n)) if num_val is None else num_val
     if val >= n:
-      raise ValueError(f"num_val={val} must be less than the {n} characters "
-                       f"of {background} (in {where}).")
+      raise ValueError(
+        f"num_val={val} must be less than the {n} characters "
+        f"of {background} (in {where})."
+      )
     return val
 
   if folder is not None:  # from the listing: checked before decoding
-    sizes(omniglot_builder.character_files(
-        folder / omniglot_builder.ARCHIVES[background].filename))
+    sizes(
+      omniglot_builder.character_files(
+        folder / omniglot_builder.ARCHIVES[background].filename
+      )
+    )
   images, _, names, members = _read(_SMALL, folder, cache, image_size)
   train_keys = sorted(members[background])
   seen = {alphabet for alphabet, _ in train_keys}
@@ -373,21 +438,28 @@ def _minimal(folder, cache, image_size, rotations, seed, num_val,
   val_size = sizes(train_keys)
   val = sorted(train_keys[i] for i in order[:val_size])
   train = sorted(train_keys[i] for i in order[val_size:])
-  return {"train": _class_images(train, images, names, rotations, image_size),
-          "val": _class_images(val, images, names, rotations, image_size),
-          "test": _class_images(test, images, names, False, image_size)}
+  return {
+    "train": _class_images(train, images, names, rotations, image_size),
+    "val": _class_images(val, images, names, rotations, image_size),
+    "test": _class_images(test, images, names, False, image_size),
+  }
 
 
-def _class_images(keys: List[Key], images: Dict[Key, np.ndarray],
-                  names: Dict[Key, str], rotations: bool,
-                  image_size: int) -> ClassImages:
+def _class_images(
+  keys: List[Key],
+  images: Dict[Key, np.ndarray],
+  names: Dict[Key, str],
+  rotations: bool,
+  image_size: int,
+) -> ClassImages:
   """The classes of one split: its characters, then rotated, as arrays."""
   class_images, class_names = [], []
   for key in keys:
-    for degrees in (ROTATIONS if rotations else (0,)):
+    for degrees in ROTATIONS if rotations else (0,):
       class_images.append(np.rot90(images[key], degrees // 90, axes=(1, 2)))
-      class_names.append(names[key] + (f"/rot{degrees:03d}" if rotations
-                                       else ""))
+      class_names.append(
+        names[key] + (f"/rot{degrees:03d}" if rotations else "")
+      )
   sizes = {len(x) for x in images.values()}
   if len(sizes) == 1:  # the official release: 20 drawers per character
     shape = (len(class_images), sizes.pop(), image_size, image_size, 1)
@@ -395,5 +467,7 @@ def _class_images(keys: List[Key], images: Dict[Key, np.ndarray],
     for i, x in enumerate(class_images):
       dense[i] = x
     return ClassImages(images=dense, names=tuple(class_names))
-  return ClassImages(images=[np.ascontiguousarray(x) for x in class_images],
-                     names=tuple(class_names))
+  return ClassImages(
+    images=[np.ascontiguousarray(x) for x in class_images],
+    names=tuple(class_names),
+  )

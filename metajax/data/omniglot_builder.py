@@ -58,6 +58,7 @@ class Archive(NamedTuple):
     sha256: its sha256, hex.
     num_characters: the characters it holds.
   """
+
   filename: str
   size: int
   sha256: str
@@ -71,22 +72,30 @@ class Archive(NamedTuple):
 
 # In the order `metajax.data.omniglot` prefers when a character is in two.
 ARCHIVES: Dict[str, Archive] = {
-    "background": Archive(
-        "images_background.zip", 9464212,
-        "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
-        964),
-    "evaluation": Archive(
-        "images_evaluation.zip", 6462886,
-        "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
-        659),
-    "small1": Archive(
-        "images_background_small1.zip", 1319022,
-        "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
-        136),
-    "small2": Archive(
-        "images_background_small2.zip", 1580917,
-        "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
-        156),
+  "background": Archive(
+    "images_background.zip",
+    9464212,
+    "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
+    964,
+  ),
+  "evaluation": Archive(
+    "images_evaluation.zip",
+    6462886,
+    "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
+    659,
+  ),
+  "small1": Archive(
+    "images_background_small1.zip",
+    1319022,
+    "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
+    136,
+  ),
+  "small2": Archive(
+    "images_background_small2.zip",
+    1580917,
+    "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
+    156,
+  ),
 }
 
 _CITATION = """\
@@ -123,8 +132,9 @@ def character_files(path: os.PathLike) -> Dict[Tuple[str, str], List[str]]:
       chars.setdefault((parts[-3], parts[-2]), []).append(name)
   if not chars:
     raise ValueError(
-        f"{os.fspath(path)} holds no Omniglot images "
-        "(<Alphabet>/characterNN/<id>_<drawer>.png).")
+      f"{os.fspath(path)} holds no Omniglot images "
+      "(<Alphabet>/characterNN/<id>_<drawer>.png)."
+    )
   return {k: sorted(v) for k, v in sorted(chars.items())}
 
 
@@ -139,6 +149,7 @@ def _sha256(path: os.PathLike) -> str:
 @dataclasses.dataclass
 class MetajaxOmniglotConfig(tfds.core.BuilderConfig):
   """A config of `MetajaxOmniglot`: one official archive."""
+
   archive: str = ""  # a key of ARCHIVES
 
 
@@ -148,43 +159,52 @@ class MetajaxOmniglot(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "One record per character; ink 255 on 0."}
   BUILDER_CONFIGS = [
-      MetajaxOmniglotConfig(
-          name=key, archive=key,
-          description=f"{a.filename}: {a.num_characters} characters.")
-      for key, a in ARCHIVES.items()
+    MetajaxOmniglotConfig(
+      name=key,
+      archive=key,
+      description=f"{a.filename}: {a.num_characters} characters.",
+    )
+    for key, a in ARCHIVES.items()
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Offline, put the official Omniglot zips (any of "
-      + ", ".join(a.filename for a in ARCHIVES.values())
-      + f") in the manual folder; they are at {_BASE_URL}.")
+    "Offline, put the official Omniglot zips (any of "
+    + ", ".join(a.filename for a in ARCHIVES.values())
+    + f") in the manual folder; they are at {_BASE_URL}."
+  )
 
   @tfds.core.utils.classproperty
   @classmethod
   def url_infos(cls) -> Dict[str, tfds.download.checksums.UrlInfo]:
     """Sizes and sha256 of the official zips, checked on download."""
     return {
-        a.url: tfds.download.checksums.UrlInfo(
-            size=a.size, checksum=a.sha256, filename=a.filename)
-        for a in ARCHIVES.values()
+      a.url: tfds.download.checksums.UrlInfo(
+        size=a.size, checksum=a.sha256, filename=a.filename
+      )
+      for a in ARCHIVES.values()
     }
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "Omniglot (Lake et al., 2015): handwritten characters of 50 "
-            "alphabets, 20 drawers each. One example per character; images "
-            "are uint8 with ink 255 on background 0."),
-        features=tfds.features.FeaturesDict({
-            "images": tfds.features.Tensor(
-                shape=(None, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8,
-                encoding=tfds.features.Encoding.ZLIB),
-            "alphabet": tfds.features.Text(),
-            "character": tfds.features.Text(),
-            "drawers": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-        }),
-        homepage="https://github.com/brendenlake/omniglot",
-        citation=_CITATION,
+      builder=self,
+      description=(
+        "Omniglot (Lake et al., 2015): handwritten characters of 50 "
+        "alphabets, 20 drawers each. One example per character; images "
+        "are uint8 with ink 255 on background 0."
+      ),
+      features=tfds.features.FeaturesDict(
+        {
+          "images": tfds.features.Tensor(
+            shape=(None, IMAGE_SIZE, IMAGE_SIZE, 1),
+            dtype=np.uint8,
+            encoding=tfds.features.Encoding.ZLIB,
+          ),
+          "alphabet": tfds.features.Text(),
+          "character": tfds.features.Text(),
+          "drawers": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+        }
+      ),
+      homepage="https://github.com/brendenlake/omniglot",
+      citation=_CITATION,
     )
 
   def _archive_path(self, dl_manager) -> os.PathLike:
@@ -199,8 +219,9 @@ class MetajaxOmniglot(tfds.core.GeneratorBasedBuilder):
       sha256 = _sha256(path)
       if sha256 != archive.sha256:
         raise ValueError(
-            f"{os.fspath(path)} is not the official {archive.filename}: its "
-            f"sha256 is {sha256}, expected {archive.sha256}.")
+          f"{os.fspath(path)} is not the official {archive.filename}: its "
+          f"sha256 is {sha256}, expected {archive.sha256}."
+        )
       return path
     return dl_manager.download(archive.url)
 
@@ -215,11 +236,15 @@ class MetajaxOmniglot(tfds.core.GeneratorBasedBuilder):
         for i, name in enumerate(names):
           with Image.open(io.BytesIO(zf.read(name))) as im:
             images[i, ..., 0] = 255 - np.asarray(im.convert("L"))
-        drawers = [int(os.path.splitext(n)[0].rsplit("_", 1)[-1])
-                   for n in names]
-        yield f"{alphabet}/{character}", {
+        drawers = [
+          int(os.path.splitext(n)[0].rsplit("_", 1)[-1]) for n in names
+        ]
+        yield (
+          f"{alphabet}/{character}",
+          {
             "images": images,
             "alphabet": alphabet,
             "character": character,
             "drawers": np.asarray(drawers, np.int32),
-        }
+          },
+        )

@@ -29,7 +29,8 @@ def resize_matrix(image_size: int) -> np.ndarray:
   """
   eye = np.eye(omniglot_builder.IMAGE_SIZE, dtype=np.float32)
   rows = Image.fromarray(eye).resize(
-      (image_size, omniglot_builder.IMAGE_SIZE), Image.Resampling.LANCZOS)
+    (image_size, omniglot_builder.IMAGE_SIZE), Image.Resampling.LANCZOS
+  )
   return np.asarray(rows, np.float32).T
 
 
@@ -41,8 +42,10 @@ def resize(images: np.ndarray, matrix: Optional[np.ndarray]) -> np.ndarray:
   return np.rint(np.clip(out, 0, 255)).astype(np.uint8)[..., None]
 
 
-def prepare_images(images: Sequence[Union[PathLike, Image.Image, np.ndarray]],
-                   image_size: int = 28) -> np.ndarray:
+def prepare_images(
+  images: Sequence[Union[PathLike, Image.Image, np.ndarray]],
+  image_size: int = 28,
+) -> np.ndarray:
   """A user's own drawings -> the arrays a model trained by `load` expects.
 
   Each drawing is taken as Omniglot draws it, dark ink on a light background
@@ -69,13 +72,16 @@ def prepare_images(images: Sequence[Union[PathLike, Image.Image, np.ndarray]],
       if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
       if array.ndim != 2:
-        raise ValueError(f"images[{i}] has shape {array.shape}; expected a "
-                         "2-D drawing [H, W] (or [H, W, 1]).")
+        raise ValueError(
+          f"images[{i}] has shape {array.shape}; expected a "
+          "2-D drawing [H, W] (or [H, W, 1])."
+        )
       gray = array.astype(np.float32)
       if not np.issubdtype(array.dtype, np.integer):
         gray = gray * 255.0
     ink = Image.fromarray(255.0 - gray, mode="F").resize(
-        (image_size, image_size), Image.Resampling.LANCZOS)
+      (image_size, image_size), Image.Resampling.LANCZOS
+    )
     out.append(np.rint(np.clip(np.asarray(ink), 0, 255)).astype(np.uint8))
   if not out:
     raise ValueError("prepare_images needs at least one image.")

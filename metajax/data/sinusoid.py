@@ -21,10 +21,15 @@ class SinusoidSampler:
       defaults are the MAML paper's.
   """
 
-  def __init__(self, *, shots: int, queries: int,
-               amplitude_range: Tuple[float, float] = (0.1, 5.0),
-               phase_range: Tuple[float, float] = (0.0, np.pi),
-               input_range: Tuple[float, float] = (-5.0, 5.0)):
+  def __init__(
+    self,
+    *,
+    shots: int,
+    queries: int,
+    amplitude_range: Tuple[float, float] = (0.1, 5.0),
+    phase_range: Tuple[float, float] = (0.0, np.pi),
+    input_range: Tuple[float, float] = (-5.0, 5.0),
+  ):
     for name, v in (("shots", shots), ("queries", queries)):
       if not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
@@ -39,19 +44,22 @@ class SinusoidSampler:
     phase = rng.uniform(*self.phase_range, size=n)
     return amplitude, phase
 
-  def sample_batch(self, rng: np.random.Generator,
-                   meta_batch_size: int) -> Episode:
+  def sample_batch(
+    self, rng: np.random.Generator, meta_batch_size: int
+  ) -> Episode:
     """A meta-batch: x and y arrays of shape [T, K, 1], float32."""
     if meta_batch_size < 1:
       raise ValueError(f"meta_batch_size must be >= 1, got {meta_batch_size}.")
     amplitude, phase = self.sample_tasks(rng, meta_batch_size)
-    x = rng.uniform(*self.input_range,
-                    size=(meta_batch_size, self.shots + self.queries, 1))
+    x = rng.uniform(
+      *self.input_range, size=(meta_batch_size, self.shots + self.queries, 1)
+    )
     y = amplitude[:, None, None] * np.sin(x + phase[:, None, None])
     x, y = x.astype(np.float32), y.astype(np.float32)
     k = self.shots
-    return Episode(support_x=x[:, :k], support_y=y[:, :k],
-                   query_x=x[:, k:], query_y=y[:, k:])
+    return Episode(
+      support_x=x[:, :k], support_y=y[:, :k], query_x=x[:, k:], query_y=y[:, k:]
+    )
 
   def sample(self, rng: np.random.Generator) -> Episode:
     """One task, without the task axis."""

@@ -17,6 +17,7 @@ class ClassImages(NamedTuple):
       [num_classes, n, H, W, C] when every class has n examples.
     names: one human-readable name per class (e.g. "Greek/character03/rot090").
   """
+
   images: Union[np.ndarray, Sequence[np.ndarray]]
   names: Sequence[str]
 

@@ -28,8 +28,11 @@ default_cache_dir = omniglot.default_cache_dir
 
 def check_image_size(image_size) -> None:
   """Raises ValueError unless `image_size` is an int >= 1."""
-  if (not isinstance(image_size, (int, np.integer))
-      or isinstance(image_size, bool) or image_size < 1):
+  if (
+    not isinstance(image_size, (int, np.integer))
+    or isinstance(image_size, bool)
+    or image_size < 1
+  ):
     raise ValueError(f"image_size must be an int >= 1, got {image_size!r}.")
 
 
@@ -46,18 +49,21 @@ def resize(images: np.ndarray, image_size: int) -> np.ndarray:
   """
   if images.shape[1:3] == (image_size, image_size):
     return images
-  out = np.empty((len(images), image_size, image_size, images.shape[-1]),
-                 np.uint8)
+  out = np.empty(
+    (len(images), image_size, image_size, images.shape[-1]), np.uint8
+  )
   for i, image in enumerate(images):
     im = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    resized = np.asarray(im.resize((image_size, image_size),
-                                   Image.Resampling.LANCZOS))
+    resized = np.asarray(
+      im.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    )
     out[i] = resized.reshape(out.shape[1:])
   return out
 
 
-def class_images(arrays: Sequence[np.ndarray],
-                 names: Sequence[str]) -> ClassImages:
+def class_images(
+  arrays: Sequence[np.ndarray], names: Sequence[str]
+) -> ClassImages:
   """`ClassImages` of the given classes: dense when every class has n images.
 
   Args:

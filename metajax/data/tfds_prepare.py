@@ -17,9 +17,10 @@ import filelock
 import tensorflow_datasets as tfds
 
 
-def prepare(make_builder: Callable[[], tfds.core.DatasetBuilder],
-            download_config: Optional[tfds.download.DownloadConfig] = None,
-            ) -> tfds.core.DatasetBuilder:
+def prepare(
+  make_builder: Callable[[], tfds.core.DatasetBuilder],
+  download_config: Optional[tfds.download.DownloadConfig] = None,
+) -> tfds.core.DatasetBuilder:
   """A prepared builder from `make_builder()`, prepared at most once.
 
   Args:

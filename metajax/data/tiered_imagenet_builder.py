@@ -59,11 +59,12 @@ LABELS = {s: f"{s}_labels.pkl" for s in SPLIT_NAMES}
 SYNSETS, CLASS_NAMES = "synsets.txt", "class_names.txt"
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = (
-    "Put the files of the tieredImageNet release (tiered-imagenet.tar of Ren "
-    "et al., unpacked) in one folder: "
-    + ", ".join(f"{IMAGES[s]}, {LABELS[s]}" for s in SPLIT_NAMES)
-    + f", and optionally {SYNSETS} and {CLASS_NAMES} (to check the classes "
-    "against the published split).")
+  "Put the files of the tieredImageNet release (tiered-imagenet.tar of Ren "
+  "et al., unpacked) in one folder: "
+  + ", ".join(f"{IMAGES[s]}, {LABELS[s]}" for s in SPLIT_NAMES)
+  + f", and optionally {SYNSETS} and {CLASS_NAMES} (to check the classes "
+  "against the published split)."
+)
 
 _CITATION = """\
 @inproceedings{ren2018meta,
@@ -98,16 +99,22 @@ def manual_files(folder: os.PathLike) -> Dict[str, pathlib.Path]:
   """
   folder = pathlib.Path(folder)
   if not folder.is_dir():
-    raise ValueError(f"tieredImageNet folder {os.fspath(folder)} does not "
-                     f"exist. {MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    raise ValueError(
+      f"tieredImageNet folder {os.fspath(folder)} does not "
+      f"exist. {MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
   required = [*IMAGES.values(), *LABELS.values()]
   missing = [n for n in required if not (folder / n).is_file()]
   if missing:
-    raise ValueError(f"tieredImageNet folder {os.fspath(folder)} lacks "
-                     f"{', '.join(missing)}. {MANUAL_DOWNLOAD_INSTRUCTIONS}")
-  names = required + [n for n in (SYNSETS, CLASS_NAMES)
-                      if all((folder / m).is_file()
-                             for m in (SYNSETS, CLASS_NAMES))]
+    raise ValueError(
+      f"tieredImageNet folder {os.fspath(folder)} lacks "
+      f"{', '.join(missing)}. {MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
+  names = required + [
+    n
+    for n in (SYNSETS, CLASS_NAMES)
+    if all((folder / m).is_file() for m in (SYNSETS, CLASS_NAMES))
+  ]
   return {n: folder / n for n in names}
 
 
@@ -120,12 +127,17 @@ def _name_to_wnids(files) -> Optional[Dict[str, List[str]]]:
   """{class name: wnids} from synsets.txt and class_names.txt, or None."""
   if SYNSETS not in files:
     return None
-  read = lambda n: [l.strip() for l in files[n].read_text(
-      encoding="utf-8").splitlines() if l.strip()]
+  read = lambda n: [
+    l.strip()
+    for l in files[n].read_text(encoding="utf-8").splitlines()
+    if l.strip()
+  ]
   wnids, names = read(SYNSETS), read(CLASS_NAMES)
   if len(wnids) != len(names):
-    raise ValueError(f"{SYNSETS} has {len(wnids)} lines but {CLASS_NAMES} "
-                     f"has {len(names)}; they should pair line by line.")
+    raise ValueError(
+      f"{SYNSETS} has {len(wnids)} lines but {CLASS_NAMES} "
+      f"has {len(names)}; they should pair line by line."
+    )
   out: Dict[str, List[str]] = {}
   for wnid, name in zip(wnids, names):
     out.setdefault(name, []).append(wnid)
@@ -138,8 +150,9 @@ def _decode(png) -> np.ndarray:
   with Image.open(io.BytesIO(data)) as im:
     image = np.asarray(im.convert("RGB"), np.uint8)
   if image.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
-    raise ValueError(f"A tieredImageNet image is {image.shape[:2]}; the "
-                     "release's are 84x84.")
+    raise ValueError(
+      f"A tieredImageNet image is {image.shape[:2]}; the release's are 84x84."
+    )
   return image
 
 
@@ -152,30 +165,37 @@ class MetajaxTieredImagenet(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "tieredImageNet: 608 ImageNet classes in 34 categories, split "
-            "20/6/8 categories (351/97/160 classes) as Ren et al. (2018). "
-            "One example per class."),
-        features=tfds.features.FeaturesDict({
-            "images": tfds.features.Tensor(
-                shape=(None, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
-            "name": tfds.features.Text(),
-            "wnid": tfds.features.Text(),
-            "category": tfds.features.Text(),
-        }),
-        homepage="https://github.com/renmengye/few-shot-ssl-public",
-        citation=_CITATION,
+      builder=self,
+      description=(
+        "tieredImageNet: 608 ImageNet classes in 34 categories, split "
+        "20/6/8 categories (351/97/160 classes) as Ren et al. (2018). "
+        "One example per class."
+      ),
+      features=tfds.features.FeaturesDict(
+        {
+          "images": tfds.features.Tensor(
+            shape=(None, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8
+          ),
+          "name": tfds.features.Text(),
+          "wnid": tfds.features.Text(),
+          "category": tfds.features.Text(),
+        }
+      ),
+      homepage="https://github.com/renmengye/few-shot-ssl-public",
+      citation=_CITATION,
     )
 
   def _split_generators(self, dl_manager):
     files = manual_files(dl_manager.manual_dir)
     wnids_of = _name_to_wnids(files)
-    return {split: self._generate_examples(split, files, wnids_of)
-            for split in SPLIT_NAMES}
+    return {
+      split: self._generate_examples(split, files, wnids_of)
+      for split in SPLIT_NAMES
+    }
 
-  def _generate_examples(self, split, files,
-                         wnids_of) -> Iterator[Tuple[str, dict]]:
+  def _generate_examples(
+    self, split, files, wnids_of
+  ) -> Iterator[Tuple[str, dict]]:
     labels = _load_pickle(files[LABELS[split]])
     labels = {sources.text(k): v for k, v in labels.items()}
     specific = np.asarray(labels["label_specific"]).reshape(-1)
@@ -185,15 +205,16 @@ class MetajaxTieredImagenet(tfds.core.GeneratorBasedBuilder):
     pngs = _load_pickle(files[IMAGES[split]])
     if len(pngs) != len(specific):
       raise ValueError(
-          f"{IMAGES[split]} holds {len(pngs)} images but {LABELS[split]} "
-          f"labels {len(specific)}.")
-    category_of = {w: name for _, name, wnids in CATEGORIES[split]
-                   for w in wnids}
+        f"{IMAGES[split]} holds {len(pngs)} images but {LABELS[split]} "
+        f"labels {len(specific)}."
+      )
+    category_of = {
+      w: name for _, name, wnids in CATEGORIES[split] for w in wnids
+    }
     order = np.argsort(specific, kind="stable")  # rows grouped by class
-    bounds = np.searchsorted(specific[order],
-                             np.arange(len(class_names) + 1))
+    bounds = np.searchsorted(specific[order], np.arange(len(class_names) + 1))
     for label, name in enumerate(class_names):
-      rows = order[bounds[label]:bounds[label + 1]]
+      rows = order[bounds[label] : bounds[label + 1]]
       if not len(rows):
         continue
       wnid = self._wnid(name, split, wnids_of, category_of)
@@ -202,11 +223,18 @@ class MetajaxTieredImagenet(tfds.core.GeneratorBasedBuilder):
       else:
         values, counts = np.unique(general[rows], return_counts=True)
         index = int(values[np.argmax(counts)])
-        category = (category_names[index]
-                    if 0 <= index < len(category_names) else "")
-      yield f"{label:04d}", {
+        category = (
+          category_names[index] if 0 <= index < len(category_names) else ""
+        )
+      yield (
+        f"{label:04d}",
+        {
           "images": np.stack([_decode(pngs[i]) for i in rows]),
-          "name": name, "wnid": wnid, "category": category}
+          "name": name,
+          "wnid": wnid,
+          "category": category,
+        },
+      )
 
   def _wnid(self, name, split, wnids_of, category_of) -> str:
     """The wnid of class `name` of `split` ("" without the name lists)."""
@@ -216,7 +244,8 @@ class MetajaxTieredImagenet(tfds.core.GeneratorBasedBuilder):
     inside = [w for w in candidates if w in category_of]
     if not inside:
       raise ValueError(
-          f"Class {name!r} of {LABELS[split]} (wnids {candidates or 'unknown'}"
-          f" in {SYNSETS}) is not a {split} class of Ren et al.'s "
-          "tieredImageNet split. Check which file is which.")
+        f"Class {name!r} of {LABELS[split]} (wnids {candidates or 'unknown'}"
+        f" in {SYNSETS}) is not a {split} class of Ren et al.'s "
+        "tieredImageNet split. Check which file is which."
+      )
     return inside[0]

@@ -19,7 +19,17 @@ from metajax.inner.meta_lstm import MetaLstmState
 from metajax.inner.meta_lstm import init_meta_lstm
 from metajax.inner.meta_lstm import meta_lstm
 
-__all__ = ("CarriedAdamState", "InnerResult", "LearnedSgdState",
-           "LstmOptimizerState", "MetaLstmState", "carried_adam",
-           "init_lstm_optimizer", "init_meta_lstm", "learned_sgd",
-           "lstm_optimizer", "meta_lstm", "optimize")
+__all__ = (
+  "CarriedAdamState",
+  "InnerResult",
+  "LearnedSgdState",
+  "LstmOptimizerState",
+  "MetaLstmState",
+  "carried_adam",
+  "init_lstm_optimizer",
+  "init_meta_lstm",
+  "learned_sgd",
+  "lstm_optimizer",
+  "meta_lstm",
+  "optimize",
+)

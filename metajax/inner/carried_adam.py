@@ -24,12 +24,14 @@ class CarriedAdamState(NamedTuple):
     nu: like the params: the decayed average of squared gradients.
     debias: [] float32: `1 - b2^t` after t steps (0 when fresh).
   """
+
   nu: optax.Updates  # like the params: decayed average of squared gradients
   debias: chex.Array  # [] float32: 1 - b2^t after t steps (0 when fresh)
 
 
-def carried_adam(learning_rate: float, b2: float = 0.999
-                 ) -> optax.GradientTransformation:
+def carried_adam(
+  learning_rate: float, b2: float = 0.999
+) -> optax.GradientTransformation:
   """Adam with beta1 = 0, its bias correction kept as a carried average.
 
   From a fresh state (`init`) it is `optax.adam(learning_rate, b1=0, b2=b2)`
@@ -47,8 +49,9 @@ def carried_adam(learning_rate: float, b2: float = 0.999
   """
 
   def init_fn(params):
-    return CarriedAdamState(nu=jax.tree.map(jnp.zeros_like, params),
-                            debias=jnp.zeros([], jnp.float32))
+    return CarriedAdamState(
+      nu=jax.tree.map(jnp.zeros_like, params), debias=jnp.zeros([], jnp.float32)
+    )
 
   def update_fn(updates, state, params=None):
     del params
@@ -56,8 +59,10 @@ def carried_adam(learning_rate: float, b2: float = 0.999
     debias = b2 * state.debias + (1 - b2)
     # optax.adam's eps = 1e-8, outside the root.
     updates = jax.tree.map(
-        lambda g, v: -(learning_rate * g / (jnp.sqrt(v / debias) + 1e-8)),
-        updates, nu)
+      lambda g, v: -(learning_rate * g / (jnp.sqrt(v / debias) + 1e-8)),
+      updates,
+      nu,
+    )
     return updates, CarriedAdamState(nu=nu, debias=debias)
 
   return optax.GradientTransformation(init_fn, update_fn)

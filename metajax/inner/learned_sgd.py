@@ -14,11 +14,13 @@ class LearnedSgdState(NamedTuple):
   Attributes:
     count: [] int32, the inner steps taken.
   """
+
   count: chex.Array  # [] int32, inner steps taken
 
 
-def learned_sgd(learning_rates: optax.Params, *, per_step: bool = False
-                ) -> optax.GradientTransformation:
+def learned_sgd(
+  learning_rates: optax.Params, *, per_step: bool = False
+) -> optax.GradientTransformation:
   """updates = -learning_rates * grads, with the rates as (meta-)parameters.
 
   Each leaf of `learning_rates` broadcasts against the matching gradient leaf:

@@ -24,17 +24,25 @@ class InnerResult(NamedTuple):
     opt_state: the transformation's state after the last step.
     per_step: `observe(params after step t)`, stacked over t; or None.
   """
-  params: Params     # the parameters after the last step
-  opt_state: Any     # the transformation's state after the last step
-  per_step: Any      # observe(params after step t), stacked over t; or None
+
+  params: Params  # the parameters after the last step
+  opt_state: Any  # the transformation's state after the last step
+  per_step: Any  # observe(params after step t), stacked over t; or None
 
 
-def optimize(tx: optax.GradientTransformation, loss_fn: LossFn,
-             params: Params, *, steps: int, opt_state: Any = None,
-             inputs: Any = None, first_order: bool = False,
-             trainable: Any = None, remat: bool = False,
-             observe: Optional[Callable[[Params], Any]] = None
-             ) -> InnerResult:
+def optimize(
+  tx: optax.GradientTransformation,
+  loss_fn: LossFn,
+  params: Params,
+  *,
+  steps: int,
+  opt_state: Any = None,
+  inputs: Any = None,
+  first_order: bool = False,
+  trainable: Any = None,
+  remat: bool = False,
+  observe: Optional[Callable[[Params], Any]] = None,
+) -> InnerResult:
   """`steps` updates of `tx` on `loss_fn`, under `jax.lax.scan`.
 
   Each step takes the loss and its gradient at the current parameters, has
@@ -70,8 +78,9 @@ def optimize(tx: optax.GradientTransformation, loss_fn: LossFn,
   """
   if trainable is not None:
     labels = jax.tree.map(lambda m: "adapt" if m else "frozen", trainable)
-    tx = optax.multi_transform({"adapt": tx, "frozen": optax.set_to_zero()},
-                               labels)
+    tx = optax.multi_transform(
+      {"adapt": tx, "frozen": optax.set_to_zero()}, labels
+    )
   tx = optax.with_extra_args_support(tx)
   if opt_state is None:
     opt_state = tx.init(params)
@@ -87,6 +96,7 @@ def optimize(tx: optax.GradientTransformation, loss_fn: LossFn,
 
   if remat:
     step = jax.checkpoint(step)
-  (params, opt_state), per_step = jax.lax.scan(step, (params, opt_state),
-                                               inputs, length=steps)
+  (params, opt_state), per_step = jax.lax.scan(
+    step, (params, opt_state), inputs, length=steps
+  )
   return InnerResult(params, opt_state, per_step)

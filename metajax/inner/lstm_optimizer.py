@@ -26,8 +26,9 @@ from metajax.inner.meta_lstm import init_lstm_weights, lstm_cell, preprocess
 Theta = Any
 
 
-def init_lstm_optimizer(key: chex.PRNGKey, hidden: int = 20,
-                        layers: int = 2) -> Theta:
+def init_lstm_optimizer(
+  key: chex.PRNGKey, hidden: int = 20, layers: int = 2
+) -> Theta:
   """Weights of a `layers`-deep LSTM of `hidden` units and a linear output.
 
   The output layer starts at zero, so the untrained optimizer makes no
@@ -40,10 +41,16 @@ def init_lstm_optimizer(key: chex.PRNGKey, hidden: int = 20,
   hidden = checks.integer("hidden", hidden, minimum=1)
   layers = checks.integer("layers", layers, minimum=1)
   keys = jax.random.split(key, layers)
-  return {"layers": [init_lstm_weights(k, 2 if n == 0 else hidden, hidden)
-                     for n, k in enumerate(keys)],
-          "out": {"w": jnp.zeros((hidden,), jnp.float32),
-                  "b": jnp.zeros((), jnp.float32)}}
+  return {
+    "layers": [
+      init_lstm_weights(k, 2 if n == 0 else hidden, hidden)
+      for n, k in enumerate(keys)
+    ],
+    "out": {
+      "w": jnp.zeros((hidden,), jnp.float32),
+      "b": jnp.zeros((), jnp.float32),
+    },
+  }
 
 
 class LstmOptimizerState(NamedTuple):
@@ -54,12 +61,14 @@ class LstmOptimizerState(NamedTuple):
     hidden: the hidden states, one [n, hidden] array per layer.
     cell: the cell states, one [n, hidden] array per layer.
   """
+
   hidden: Any
   cell: Any
 
 
-def lstm_optimizer(theta: Theta, *, output_scale: float = 0.1,
-                   p: float = 10.0) -> optax.GradientTransformation:
+def lstm_optimizer(
+  theta: Theta, *, output_scale: float = 0.1, p: float = 10.0
+) -> optax.GradientTransformation:
   """The learned optimizer with weights `theta` as an optax transformation.
 
   Args:
@@ -77,8 +86,9 @@ def lstm_optimizer(theta: Theta, *, output_scale: float = 0.1,
   def init_fn(params):
     flat, _ = ravel_pytree(params)
     zeros = jnp.zeros(flat.shape + (hidden,), flat.dtype)
-    return LstmOptimizerState(hidden=[zeros] * len(layers),
-                              cell=[zeros] * len(layers))
+    return LstmOptimizerState(
+      hidden=[zeros] * len(layers), cell=[zeros] * len(layers)
+    )
 
   def update_fn(updates, state, params=None):
     del params
@@ -91,7 +101,9 @@ def lstm_optimizer(theta: Theta, *, output_scale: float = 0.1,
       cs.append(c)
       x = h
     out = x @ theta["out"]["w"] + theta["out"]["b"]
-    return (unravel((output_scale * out).astype(g.dtype)),
-            LstmOptimizerState(hidden=hs, cell=cs))
+    return (
+      unravel((output_scale * out).astype(g.dtype)),
+      LstmOptimizerState(hidden=hs, cell=cs),
+    )
 
   return optax.GradientTransformation(init_fn, update_fn)

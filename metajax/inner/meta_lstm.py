@@ -52,8 +52,9 @@ def preprocess(x: chex.Array, p: float = 10.0) -> chex.Array:
   threshold = jnp.exp(-p).astype(x.dtype)
   big = jnp.abs(x) >= threshold
   # maximum() keeps log finite (and its gradient) on the branch not taken.
-  magnitude = jnp.where(big, jnp.log(jnp.maximum(jnp.abs(x), threshold)) / p,
-                        -1.0)
+  magnitude = jnp.where(
+    big, jnp.log(jnp.maximum(jnp.abs(x), threshold)) / p, -1.0
+  )
   direction = jnp.where(big, jnp.sign(x), jnp.exp(p).astype(x.dtype) * x)
   return jnp.stack([magnitude, direction], axis=-1)
 
@@ -82,14 +83,20 @@ def init_lstm_weights(key: chex.PRNGKey, inputs: int, hidden: int):
   bound = 1.0 / jnp.sqrt(hidden)
   kx, kh, kb = jax.random.split(key, 3)
   uniform = lambda k, s: jax.random.uniform(k, s, jnp.float32, -bound, bound)
-  return {"w_x": uniform(kx, (inputs, 4 * hidden)),
-          "w_h": uniform(kh, (hidden, 4 * hidden)),
-          "b": uniform(kb, (4 * hidden,))}
+  return {
+    "w_x": uniform(kx, (inputs, 4 * hidden)),
+    "w_h": uniform(kh, (hidden, 4 * hidden)),
+    "b": uniform(kb, (4 * hidden,)),
+  }
 
 
-def init_meta_lstm(key: chex.PRNGKey, hidden: int = 20, *,
-                   forget_bias: Tuple[float, float] = (4.0, 6.0),
-                   input_bias: Tuple[float, float] = (-5.0, -4.0)) -> Theta:
+def init_meta_lstm(
+  key: chex.PRNGKey,
+  hidden: int = 20,
+  *,
+  forget_bias: Tuple[float, float] = (4.0, 6.0),
+  input_bias: Tuple[float, float] = (-5.0, -4.0),
+) -> Theta:
   """The meta-learner's initial weights, as in Ravi & Larochelle's code.
 
   The first LSTM layer (4 inputs: preprocessed gradient and loss) has
@@ -105,18 +112,26 @@ def init_meta_lstm(key: chex.PRNGKey, hidden: int = 20, *,
      "input": {"w": [hidden + 2], "b": []}}.
   """
   hidden = checks.integer("hidden", hidden, minimum=1)
-  for name, (low, high) in (("forget_bias", forget_bias),
-                            ("input_bias", input_bias)):
+  for name, (low, high) in (
+    ("forget_bias", forget_bias),
+    ("input_bias", input_bias),
+  ):
     if not low <= high:
       raise ValueError(f"{name} is a range (low, high), got {(low, high)}.")
   k_lstm, kf, ki, kbf, kbi = jax.random.split(key, 5)
-  small = lambda k: jax.random.uniform(k, (hidden + 2,), jnp.float32, -0.01, 0.01)
+  small = lambda k: jax.random.uniform(
+    k, (hidden + 2,), jnp.float32, -0.01, 0.01
+  )
   return {
-      "lstm": init_lstm_weights(k_lstm, 4, hidden),
-      "forget": {"w": small(kf),
-                 "b": jax.random.uniform(kbf, (), jnp.float32, *forget_bias)},
-      "input": {"w": small(ki),
-                "b": jax.random.uniform(kbi, (), jnp.float32, *input_bias)},
+    "lstm": init_lstm_weights(k_lstm, 4, hidden),
+    "forget": {
+      "w": small(kf),
+      "b": jax.random.uniform(kbf, (), jnp.float32, *forget_bias),
+    },
+    "input": {
+      "w": small(ki),
+      "b": jax.random.uniform(kbi, (), jnp.float32, *input_bias),
+    },
   }
 
 
@@ -130,6 +145,7 @@ class MetaLstmState(NamedTuple):
     forget: [n], the previous forget gate values.
     input: [n], the previous input gate values.
   """
+
   hidden: Any
   cell: Any
   forget: Any
@@ -138,12 +154,14 @@ class MetaLstmState(NamedTuple):
 
 def _gate(weights, x, theta_prev, gate_prev):
   w = weights["w"]
-  return jax.nn.sigmoid(x @ w[:-2] + theta_prev * w[-2] + gate_prev * w[-1]
-                        + weights["b"])
+  return jax.nn.sigmoid(
+    x @ w[:-2] + theta_prev * w[-2] + gate_prev * w[-1] + weights["b"]
+  )
 
 
-def meta_lstm(theta: Theta, *, p: float = 10.0
-              ) -> optax.GradientTransformationExtraArgs:
+def meta_lstm(
+  theta: Theta, *, p: float = 10.0
+) -> optax.GradientTransformationExtraArgs:
   """The Meta-Learner LSTM with weights `theta` as an optax transformation.
 
   `update(grads, state, params, value=loss)` returns updates such that
@@ -163,28 +181,36 @@ def meta_lstm(theta: Theta, *, p: float = 10.0
   def init_fn(params):
     flat, _ = ravel_pytree(params)
     zeros = jnp.zeros(flat.shape + (hidden,), flat.dtype)
-    return MetaLstmState(hidden=zeros, cell=zeros, forget=jnp.zeros_like(flat),
-                         input=jnp.zeros_like(flat))
+    return MetaLstmState(
+      hidden=zeros,
+      cell=zeros,
+      forget=jnp.zeros_like(flat),
+      input=jnp.zeros_like(flat),
+    )
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del extra_args
     if params is None or value is None:
       raise ValueError(
-          "meta_lstm's update needs the parameters (they are its cell state) "
-          "and the loss: update(grads, state, params, value=loss).")
+        "meta_lstm's update needs the parameters (they are its cell state) "
+        "and the loss: update(grads, state, params, value=loss)."
+      )
     # One coordinate-wise LSTM over all the parameters at once: one large
     # matmul per step rather than one small one per leaf.
     g, unravel = ravel_pytree(updates)
     c_prev, _ = ravel_pytree(params)
     loss_in = preprocess(jnp.asarray(value, g.dtype), p)  # [2]
     x = jnp.concatenate(
-        [preprocess(g, p), jnp.broadcast_to(loss_in, g.shape + (2,))], -1)
-    h, c = lstm_cell(theta["lstm"], x.astype(state.hidden.dtype), state.hidden,
-                     state.cell)
+      [preprocess(g, p), jnp.broadcast_to(loss_in, g.shape + (2,))], -1
+    )
+    h, c = lstm_cell(
+      theta["lstm"], x.astype(state.hidden.dtype), state.hidden, state.cell
+    )
     f = _gate(theta["forget"], h, c_prev, state.forget).astype(g.dtype)
     i = _gate(theta["input"], h, c_prev, state.input).astype(g.dtype)
     new = f * c_prev - i * g
-    return unravel(new - c_prev), MetaLstmState(hidden=h, cell=c, forget=f,
-                                                input=i)
+    return unravel(new - c_prev), MetaLstmState(
+      hidden=h, cell=c, forget=f, input=i
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

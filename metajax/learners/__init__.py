@@ -22,11 +22,39 @@ from metajax.learners.snail import snail
 
 # Config names (`config.learner`) -> factories: the one place a learner is
 # named by a string.
-FACTORIES = {f.__name__: f for f in (
-    anil, baseline, baseline_pp, fomaml, maml, mann, matching_net,
-    meta_learner_lstm, meta_sgd, protonet, reptile, snail)}
+FACTORIES = {
+  f.__name__: f
+  for f in (
+    anil,
+    baseline,
+    baseline_pp,
+    fomaml,
+    maml,
+    mann,
+    matching_net,
+    meta_learner_lstm,
+    meta_sgd,
+    protonet,
+    reptile,
+    snail,
+  )
+}
 
-__all__ = ("FACTORIES", "anil", "baseline", "baseline_pp", "carry_outer_opt",
-           "fomaml", "freeze_embedding", "head_only", "maml", "mann",
-           "matching_net", "meta_learner_lstm", "meta_sgd", "protonet",
-           "reptile", "snail")
+__all__ = (
+  "FACTORIES",
+  "anil",
+  "baseline",
+  "baseline_pp",
+  "carry_outer_opt",
+  "fomaml",
+  "freeze_embedding",
+  "head_only",
+  "maml",
+  "mann",
+  "matching_net",
+  "meta_learner_lstm",
+  "meta_sgd",
+  "protonet",
+  "reptile",
+  "snail",
+)

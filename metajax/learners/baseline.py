@@ -34,15 +34,24 @@ from metajax.learners.embedding import l2_normalize, to_float
 from metajax.learners.protonet import class_means
 from metajax.types import Episode, Learner
 
-__all__ = ("baseline", "baseline_pp", "entropy", "fit_head", "head_logits",
-           "init_head", "support_head", "transductive_finetune")
+__all__ = (
+  "baseline",
+  "baseline_pp",
+  "entropy",
+  "fit_head",
+  "head_logits",
+  "init_head",
+  "support_head",
+  "transductive_finetune",
+)
 
 CLASSIFIERS = ("linear", "cosine")
 HEAD_INITS = ("zeros", "prototypes", "random")
 
 
-def init_head(key, features: int, classes: int, classifier: str,
-              scale: Any = 10.0):
+def init_head(
+  key, features: int, classes: int, classifier: str, scale: Any = 10.0
+):
   """A fresh head: {"kernel" [D, C], "bias" [C]} or {"kernel", "scale"}."""
   kernel = nn.initializers.lecun_normal()(key, (features, classes), jnp.float32)
   if classifier == "linear":
@@ -50,8 +59,15 @@ def init_head(key, features: int, classes: int, classifier: str,
   return {"kernel": kernel, "scale": jnp.asarray(scale, jnp.float32)}
 
 
-def support_head(key, features, labels, ways: int, classifier: str,
-                 init: str, scale: Any = 10.0):
+def support_head(
+  key,
+  features,
+  labels,
+  ways: int,
+  classifier: str,
+  init: str,
+  scale: Any = 10.0,
+):
   """The starting point of the test-time head fit on the support set.
 
   `features` [n, D] and `labels` [n] are the support set's. "zeros": a zero
@@ -78,12 +94,20 @@ def head_logits(head, features, classifier: str):
   """Logits [n, C] of `features` [n, D] under a linear or cosine head."""
   if classifier == "linear":
     return features @ head["kernel"] + head["bias"]
-  return head["scale"] * (l2_normalize(features)
-                          @ l2_normalize(head["kernel"], axis=0))
+  return head["scale"] * (
+    l2_normalize(features) @ l2_normalize(head["kernel"], axis=0)
+  )
 
 
-def fit_head(head, features, labels, *, classifier: str,
-             opt: optax.GradientTransformation, steps: int):
+def fit_head(
+  head,
+  features,
+  labels,
+  *,
+  classifier: str,
+  opt: optax.GradientTransformation,
+  steps: int,
+):
   """`steps` full-batch updates of `opt` on the head's cross-entropy
   (`metajax.inner.optimize`).
 
@@ -94,7 +118,8 @@ def fit_head(head, features, labels, *, classifier: str,
 
   def loss(params, _):
     return losses.cross_entropy(
-        head_logits({**params, **fixed}, features, classifier), labels)
+      head_logits({**params, **fixed}, features, classifier), labels
+    )
 
   trainable = optimize(opt, loss, trainable, steps=steps).params
   return {**trainable, **fixed}
@@ -106,9 +131,18 @@ def entropy(logits):
   return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
 
 
-def transductive_finetune(embed_features, embed, head, support, query_x, *,
-                          classifier: str, opt: optax.GradientTransformation,
-                          steps: int, entropy_weight: float):
+def transductive_finetune(
+  embed_features,
+  embed,
+  head,
+  support,
+  query_x,
+  *,
+  classifier: str,
+  opt: optax.GradientTransformation,
+  steps: int,
+  entropy_weight: float,
+):
   """(embed, head) fine-tuned on the support cross-entropy plus the mean
   entropy of the queries' predictions (Dhillon et al. 2020).
 
@@ -117,31 +151,45 @@ def transductive_finetune(embed_features, embed, head, support, query_x, *,
   """
   support_x, support_y = support
   fixed = {k: v for k, v in head.items() if k == "scale"}
-  params = {"embed": jax.lax.stop_gradient(embed),
-            "head": {k: v for k, v in head.items() if k != "scale"}}
+  params = {
+    "embed": jax.lax.stop_gradient(embed),
+    "head": {k: v for k, v in head.items() if k != "scale"},
+  }
 
   def objective(p, _):
     h = {**p["head"], **fixed}
-    support_logits = head_logits(h, embed_features(p["embed"], support_x),
-                                 classifier)
-    query_logits = head_logits(h, embed_features(p["embed"], query_x),
-                               classifier)
-    return (losses.cross_entropy(support_logits, support_y)
-            + entropy_weight * entropy(query_logits))
+    support_logits = head_logits(
+      h, embed_features(p["embed"], support_x), classifier
+    )
+    query_logits = head_logits(
+      h, embed_features(p["embed"], query_x), classifier
+    )
+    return losses.cross_entropy(
+      support_logits, support_y
+    ) + entropy_weight * entropy(query_logits)
 
   params = optimize(opt, objective, params, steps=steps).params
   return params["embed"], {**params["head"], **fixed}
 
 
-def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
-             classifier: str = "linear", finetune_steps: int = 100,
-             finetune_lr: float = 1e-2, finetune_weight_decay: float = 1e-3,
-             finetune_opt: Optional[optax.GradientTransformation] = None,
-             normalize_features: bool = False, scale: float = 10.0,
-             head_init: Optional[str] = None,
-             transductive_steps: int = 0, transductive_lr: float = 5e-5,
-             transductive_opt: Optional[optax.GradientTransformation] = None,
-             entropy_weight: float = 1.0) -> Learner:
+def baseline(
+  embedding: nn.Module,
+  *,
+  num_classes: int,
+  ways: int,
+  classifier: str = "linear",
+  finetune_steps: int = 100,
+  finetune_lr: float = 1e-2,
+  finetune_weight_decay: float = 1e-3,
+  finetune_opt: Optional[optax.GradientTransformation] = None,
+  normalize_features: bool = False,
+  scale: float = 10.0,
+  head_init: Optional[str] = None,
+  transductive_steps: int = 0,
+  transductive_lr: float = 5e-5,
+  transductive_opt: Optional[optax.GradientTransformation] = None,
+  entropy_weight: float = 1.0,
+) -> Learner:
   """The fine-tuning baseline of Chen et al. 2019.
 
   meta_params = {"embed": embedding params, "head": the pre-training head
@@ -197,19 +245,25 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     head_init = "zeros" if classifier == "linear" else "prototypes"
   head_init = checks.one_of("head_init", head_init, HEAD_INITS)
   if head_init == "zeros" and classifier == "cosine":
-    raise ValueError("head_init='zeros' has no direction for the cosine "
-                     "head; use 'prototypes' or 'random'.")
-  transductive_steps = checks.integer("transductive_steps", transductive_steps,
-                                      minimum=0)
+    raise ValueError(
+      "head_init='zeros' has no direction for the cosine "
+      "head; use 'prototypes' or 'random'."
+    )
+  transductive_steps = checks.integer(
+    "transductive_steps", transductive_steps, minimum=0
+  )
   entropy_weight = checks.number("entropy_weight", entropy_weight, low=0)
   if transductive_opt is None:
-    transductive_opt = optax.adam(checks.positive("transductive_lr",
-                                                  transductive_lr))
+    transductive_opt = optax.adam(
+      checks.positive("transductive_lr", transductive_lr)
+    )
   if finetune_opt is None:
     finetune_opt = optax.chain(
-        optax.add_decayed_weights(checks.number(
-            "finetune_weight_decay", finetune_weight_decay, low=0)),
-        optax.adam(checks.positive("finetune_lr", finetune_lr)))
+      optax.add_decayed_weights(
+        checks.number("finetune_weight_decay", finetune_weight_decay, low=0)
+      ),
+      optax.adam(checks.positive("finetune_lr", finetune_lr)),
+    )
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed_features(embed, x):
@@ -221,26 +275,48 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
 
   def init(key, episode: Episode):
     embed_key, head_key = jax.random.split(key)
-    x = to_float(episode.query_x if episode.query_x.shape[0] else episode.support_x)
+    x = to_float(
+      episode.query_x if episode.query_x.shape[0] else episode.support_x
+    )
     embed = embedding.init(embed_key, x).get("params", {})
-    dim = jax.eval_shape(lambda: embedding.apply({"params": embed}, x)).shape[-1]
-    return {"embed": embed,
-            "head": init_head(head_key, dim, num_classes, classifier, scale)}
+    dim = jax.eval_shape(lambda: embedding.apply({"params": embed}, x)).shape[
+      -1
+    ]
+    return {
+      "embed": embed,
+      "head": init_head(head_key, dim, num_classes, classifier, scale),
+    }
 
   def task_loss(meta_params, episode: Episode, key):
     del key
-    logits = head_logits(meta_params["head"],
-                         features(meta_params, episode.query_x), classifier)
-    return (loss_fn(logits, episode.query_y), metric_fn(logits, episode.query_y))
+    logits = head_logits(
+      meta_params["head"], features(meta_params, episode.query_x), classifier
+    )
+    return (
+      loss_fn(logits, episode.query_y),
+      metric_fn(logits, episode.query_y),
+    )
 
   def adapt(meta_params, support, key):
     support_x, support_y = support
     feats = jax.lax.stop_gradient(features(meta_params, support_x))
     head = support_head(
-        key, feats, support_y, ways, classifier, head_init,
-        jax.lax.stop_gradient(meta_params["head"].get("scale", scale)))
-    head = fit_head(head, feats, support_y, classifier=classifier,
-                    opt=finetune_opt, steps=finetune_steps)
+      key,
+      feats,
+      support_y,
+      ways,
+      classifier,
+      head_init,
+      jax.lax.stop_gradient(meta_params["head"].get("scale", scale)),
+    )
+    head = fit_head(
+      head,
+      feats,
+      support_y,
+      classifier=classifier,
+      opt=finetune_opt,
+      steps=finetune_steps,
+    )
     if transductive_steps:
       return {"head": head, "support": (support_x, support_y)}
     return {"head": head}
@@ -249,18 +325,34 @@ def baseline(embedding: nn.Module, *, num_classes: int, ways: int,
     embed, head = meta_params["embed"], state["head"]
     if transductive_steps:
       embed, head = transductive_finetune(
-          embed_features, embed, head, state["support"], query_x,
-          classifier=classifier, opt=transductive_opt,
-          steps=transductive_steps, entropy_weight=entropy_weight)
+        embed_features,
+        embed,
+        head,
+        state["support"],
+        query_x,
+        classifier=classifier,
+        opt=transductive_opt,
+        steps=transductive_steps,
+        entropy_weight=entropy_weight,
+      )
     return head_logits(head, embed_features(embed, query_x), classifier)
 
-  return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name, task_loss=task_loss,
-                 train_on="class_batches")
+  return Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+    task_loss=task_loss,
+    train_on="class_batches",
+  )
 
 
-def baseline_pp(embedding: nn.Module, *, num_classes: int, ways: int,
-                **kwargs) -> Learner:
+def baseline_pp(
+  embedding: nn.Module, *, num_classes: int, ways: int, **kwargs
+) -> Learner:
   """Baseline++: `baseline` with the cosine classifier and learned scale."""
-  return baseline(embedding, num_classes=num_classes, ways=ways,
-                  classifier="cosine", **kwargs)
+  return baseline(
+    embedding, num_classes=num_classes, ways=ways, classifier="cosine", **kwargs
+  )

@@ -37,8 +37,9 @@ def l2_normalize(x: Any, axis: int = -1, eps: float = 1e-8) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
 
 
-def embed_each(embedding: nn.Module, params, x: Array,
-               eps: float = 1e-5) -> jax.Array:
+def embed_each(
+  embedding: nn.Module, params, x: Array, eps: float = 1e-5
+) -> jax.Array:
   """[n, D] embeddings of the n examples of `x`, each embedded ALONE.
 
   A batch of one per example: a model with batch-statistics normalization
@@ -53,8 +54,10 @@ def embed_each(embedding: nn.Module, params, x: Array,
   x = to_float(x)
   z = jax.vmap(lambda one: embedding.apply({"params": params}, one[None])[0])(x)
   if z.ndim != 2:
-    raise ValueError(f"The embedding must map [B, ...] to [B, D]; it returned "
-                     f"rows of shape {z.shape[1:]}.")
+    raise ValueError(
+      f"The embedding must map [B, ...] to [B, D]; it returned "
+      f"rows of shape {z.shape[1:]}."
+    )
   z = z - z.mean(axis=-1, keepdims=True)
   return z * jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + eps)
 
@@ -69,8 +72,9 @@ def freeze_embedding(learner: Learner) -> Learner:
   gradient gives a zero update); `config.freeze_embedding` applies it.
   """
   if learner.outer_grad is not None:
-    raise ValueError("freeze_embedding: a learner with its own outer_grad "
-                     "is not supported.")
+    raise ValueError(
+      "freeze_embedding: a learner with its own outer_grad is not supported."
+    )
 
   def frozen(meta_params):
     return dict(meta_params, embed=jax.lax.stop_gradient(meta_params["embed"]))
@@ -79,6 +83,7 @@ def freeze_embedding(learner: Learner) -> Learner:
   if learner.task_loss is not None:
     task_loss = lambda p, ep, k: learner.task_loss(frozen(p), ep, k)
   return learner._replace(
-      adapt=lambda p, support, k: learner.adapt(frozen(p), support, k),
-      predict=lambda p, state, q: learner.predict(frozen(p), state, q),
-      task_loss=task_loss)
+    adapt=lambda p, support, k: learner.adapt(frozen(p), support, k),
+    predict=lambda p, state, q: learner.predict(frozen(p), state, q),
+    task_loss=task_loss,
+  )

@@ -29,24 +29,33 @@ def head_only(head: str = "head") -> TrainableFn:
 
   def trainable(params):
     if head not in params:
-      raise ValueError(f"No top-level module {head!r} in the params; found "
-                       f"{sorted(params)}.")
-    return {k: jax.tree.map(lambda _, k=k: k == head, v)
-            for k, v in params.items()}
+      raise ValueError(
+        f"No top-level module {head!r} in the params; found {sorted(params)}."
+      )
+    return {
+      k: jax.tree.map(lambda _, k=k: k == head, v) for k, v in params.items()
+    }
 
   return trainable
 
 
-def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
-         first_order: bool = False,
-         inner_opt: Optional[optax.GradientTransformation] = None,
-         inner_opt_fn: Optional[InnerOptFn] = None,
-         inner_hparams: Any = None,
-         trainable: Optional[TrainableFn] = None,
-         multi_step_loss: Union[bool, Sequence[float], None] = None,
-         lslr: bool = False, lslr_steps: Optional[int] = None,
-         first_order_steps: int = 0,
-         task: str = "classification", remat: bool = False) -> Learner:
+def maml(
+  model: nn.Module,
+  *,
+  inner_lr: float = 0.4,
+  inner_steps: int = 1,
+  first_order: bool = False,
+  inner_opt: Optional[optax.GradientTransformation] = None,
+  inner_opt_fn: Optional[InnerOptFn] = None,
+  inner_hparams: Any = None,
+  trainable: Optional[TrainableFn] = None,
+  multi_step_loss: Union[bool, Sequence[float], None] = None,
+  lslr: bool = False,
+  lslr_steps: Optional[int] = None,
+  first_order_steps: int = 0,
+  task: str = "classification",
+  remat: bool = False,
+) -> Learner:
   """Model-Agnostic Meta-Learning, and the family built on its inner loop.
 
   `adapt` runs `inner_steps` updates of an optax transformation on the support
@@ -112,42 +121,57 @@ def maml(model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
   inner_lr = checks.positive("inner_lr", inner_lr)
   inner_steps = checks.integer("inner_steps", inner_steps, minimum=0)
   first_order = checks.boolean("first_order", first_order)
-  first_order_steps = checks.integer("first_order_steps", first_order_steps,
-                                     minimum=0)
+  first_order_steps = checks.integer(
+    "first_order_steps", first_order_steps, minimum=0
+  )
   if first_order_steps and first_order:
-    raise ValueError("first_order_steps switches a second-order learner to "
-                     "second order after that many meta-steps; with "
-                     "first_order=True it is first order throughout.")
+    raise ValueError(
+      "first_order_steps switches a second-order learner to "
+      "second order after that many meta-steps; with "
+      "first_order=True it is first order throughout."
+    )
   if checks.boolean("lslr", lslr):
     if inner_opt is not None or inner_opt_fn is not None:
-      raise ValueError("lslr learns the rates of the inner SGD; it takes no "
-                       "inner_opt or inner_opt_fn (the Meta-Learner LSTM and "
-                       "Meta-SGD learn their own steps).")
+      raise ValueError(
+        "lslr learns the rates of the inner SGD; it takes no "
+        "inner_opt or inner_opt_fn (the Meta-Learner LSTM and "
+        "Meta-SGD learn their own steps)."
+      )
     inner_opt_fn, inner_hparams = _lslr(inner_lr, inner_steps, lslr_steps)
-  kwargs = dict(inner_lr=inner_lr, inner_steps=inner_steps,
-                inner_opt=inner_opt, inner_opt_fn=inner_opt_fn,
-                inner_hparams=inner_hparams, trainable=trainable,
-                multi_step_loss=_step_weights(multi_step_loss, inner_steps),
-                task=task, remat=checks.boolean("remat", remat))
+  kwargs = dict(
+    inner_lr=inner_lr,
+    inner_steps=inner_steps,
+    inner_opt=inner_opt,
+    inner_opt_fn=inner_opt_fn,
+    inner_hparams=inner_hparams,
+    trainable=trainable,
+    multi_step_loss=_step_weights(multi_step_loss, inner_steps),
+    task=task,
+    remat=checks.boolean("remat", remat),
+  )
   learner = _maml(model, first_order=first_order, **kwargs)
   if first_order_steps:
-    learner = learner._replace(warmup=(first_order_steps,
-                                       _maml(model, first_order=True,
-                                             **kwargs)))
+    learner = learner._replace(
+      warmup=(first_order_steps, _maml(model, first_order=True, **kwargs))
+    )
   return learner
 
 
 def _lslr(inner_lr: float, inner_steps: int, lslr_steps: Optional[int]):
   """(inner_opt_fn, inner_hparams) of MAML++'s per-layer per-step rates."""
   if inner_steps < 1:
-    raise ValueError("lslr learns one inner rate per inner step; it needs "
-                     f"inner_steps >= 1, got {inner_steps}.")
-  rows = checks.integer("lslr_steps", inner_steps if lslr_steps is None
-                        else lslr_steps, minimum=1)
+    raise ValueError(
+      "lslr learns one inner rate per inner step; it needs "
+      f"inner_steps >= 1, got {inner_steps}."
+    )
+  rows = checks.integer(
+    "lslr_steps", inner_steps if lslr_steps is None else lslr_steps, minimum=1
+  )
   # Step t uses row min(t, rows - 1).
   index = jnp.minimum(jnp.arange(inner_steps), rows - 1)
   opt_fn = lambda rates: learned_sgd(
-      jax.tree.map(lambda r: jnp.asarray(r)[index], rates), per_step=True)
+    jax.tree.map(lambda r: jnp.asarray(r)[index], rates), per_step=True
+  )
   return opt_fn, per_layer_per_step_rates(inner_lr, rows)
 
 
@@ -159,19 +183,34 @@ def _step_weights(multi_step_loss, inner_steps: int):
     return (1.0 / inner_steps,) * inner_steps if inner_steps else None
   weights = tuple(float(w) for w in multi_step_loss)
   if len(weights) != inner_steps or inner_steps == 0:
-    raise ValueError(f"multi_step_loss needs one weight per inner step "
-                     f"({inner_steps}), got {len(weights)}.")
+    raise ValueError(
+      f"multi_step_loss needs one weight per inner step "
+      f"({inner_steps}), got {len(weights)}."
+    )
   return weights
 
 
-def _maml(model: nn.Module, *, inner_lr: float, inner_steps: int,
-          first_order: bool, inner_opt, inner_opt_fn, inner_hparams,
-          trainable, multi_step_loss, task: str, remat: bool) -> Learner:
+def _maml(
+  model: nn.Module,
+  *,
+  inner_lr: float,
+  inner_steps: int,
+  first_order: bool,
+  inner_opt,
+  inner_opt_fn,
+  inner_hparams,
+  trainable,
+  multi_step_loss,
+  task: str,
+  remat: bool,
+) -> Learner:
   """`maml`'s learner from checked options (no warm-up)."""
   learned = inner_opt_fn is not None
   if learned and inner_opt is not None:
-    raise ValueError("Pass either inner_opt (fixed) or inner_opt_fn "
-                     "(learned hyperparameters), not both.")
+    raise ValueError(
+      "Pass either inner_opt (fixed) or inner_opt_fn "
+      "(learned hyperparameters), not both."
+    )
   if learned and inner_hparams is None:
     raise ValueError("inner_opt_fn needs inner_hparams, their initial value.")
   if inner_opt is None and not learned:
@@ -190,23 +229,30 @@ def _maml(model: nn.Module, *, inner_lr: float, inner_steps: int,
     weights = model.init(key, to_float(episode.support_x))["params"]
     if not learned:
       return weights
-    hparams = inner_hparams(weights) if callable(inner_hparams) else inner_hparams
+    hparams = (
+      inner_hparams(weights) if callable(inner_hparams) else inner_hparams
+    )
     return {"params": weights, "inner": jax.tree.map(jnp.asarray, hparams)}
 
   def inner_loop(meta_params, support, query=None):
     """Adapted weights and, with a query set, its (loss, metric) per step."""
     weights, hparams = split(meta_params)
     support_x, support_y = to_float(support[0]), support[1]
+
     def query_loss(params):
       outputs = apply(params, to_float(query[0]))
       return loss_fn(outputs, query[1]), metric_fn(outputs, query[1])
 
     result = optimize(
-        inner_opt_fn(hparams) if learned else inner_opt,
-        lambda params, _: loss_fn(apply(params, support_x), support_y),
-        weights, steps=inner_steps, first_order=first_order,
-        trainable=None if trainable is None else trainable(weights),
-        remat=remat, observe=None if query is None else query_loss)
+      inner_opt_fn(hparams) if learned else inner_opt,
+      lambda params, _: loss_fn(apply(params, support_x), support_y),
+      weights,
+      steps=inner_steps,
+      first_order=first_order,
+      trainable=None if trainable is None else trainable(weights),
+      remat=remat,
+      observe=None if query is None else query_loss,
+    )
     return result.params, result.per_step
 
   def adapt(meta_params, support, key):
@@ -224,19 +270,33 @@ def _maml(model: nn.Module, *, inner_lr: float, inner_steps: int,
     def multi_step_task_loss(meta_params, episode, key):
       del key
       _, (step_losses, step_metrics) = inner_loop(
-          meta_params, episode.support, (episode.query_x, episode.query_y))
+        meta_params, episode.support, (episode.query_x, episode.query_y)
+      )
       return jnp.sum(weights_t * step_losses), step_metrics[-1]
 
     task_loss = multi_step_task_loss
 
-  return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name,
-                 task_loss=task_loss)
+  return Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+    task_loss=task_loss,
+  )
 
 
-def meta_sgd(model: nn.Module, *, inner_lr: float = 0.01, inner_steps: int = 1,
-             first_order: bool = False, task: str = "classification",
-             remat: bool = False, **kwargs) -> Learner:
+def meta_sgd(
+  model: nn.Module,
+  *,
+  inner_lr: float = 0.01,
+  inner_steps: int = 1,
+  first_order: bool = False,
+  task: str = "classification",
+  remat: bool = False,
+  **kwargs,
+) -> Learner:
   """Meta-SGD: MAML with a learned step size per parameter coordinate.
 
   meta_params = {"params": initial weights, "inner": rates shaped like the
@@ -247,21 +307,35 @@ def meta_sgd(model: nn.Module, *, inner_lr: float = 0.01, inner_steps: int = 1,
     Li, Zhou, Chen & Li, "Meta-SGD: Learning to Learn Quickly for Few-Shot
     Learning", 2017.
   """
-  return maml(model, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
-              inner_opt_fn=learned_sgd,
-              inner_hparams=lambda w: jax.tree.map(
-                  lambda x: jnp.full_like(x, inner_lr), w),
-              task=task, remat=remat, **kwargs)
+  return maml(
+    model,
+    inner_lr=inner_lr,
+    inner_steps=inner_steps,
+    first_order=first_order,
+    inner_opt_fn=learned_sgd,
+    inner_hparams=lambda w: jax.tree.map(
+      lambda x: jnp.full_like(x, inner_lr), w
+    ),
+    task=task,
+    remat=remat,
+    **kwargs,
+  )
 
 
 def per_layer_per_step_rates(inner_lr: float, inner_steps: int):
   """`inner_hparams` for MAML++'s LSLR: one rate per layer leaf and step."""
   return lambda w: jax.tree.map(
-      lambda _: jnp.full((inner_steps,), inner_lr, jnp.float32), w)
+    lambda _: jnp.full((inner_steps,), inner_lr, jnp.float32), w
+  )
 
 
-def anil(model: nn.Module, *, head: str = "head",
-         task: str = "classification", **kwargs) -> Learner:
+def anil(
+  model: nn.Module,
+  *,
+  head: str = "head",
+  task: str = "classification",
+  **kwargs,
+) -> Learner:
   """ANIL: MAML whose inner loop adapts only the head (`trainable=head_only`).
 
   Takes `maml`'s options.
@@ -273,8 +347,9 @@ def anil(model: nn.Module, *, head: str = "head",
   return maml(model, trainable=head_only(head), task=task, **kwargs)
 
 
-def fomaml(model: nn.Module, *, task: str = "classification",
-           **kwargs) -> Learner:
+def fomaml(
+  model: nn.Module, *, task: str = "classification", **kwargs
+) -> Learner:
   """First-order MAML: `maml` with `first_order=True`; takes its options.
 
   References:

@@ -45,12 +45,16 @@ from metajax.learners.embedding import embed_each, l2_normalize, to_float
 from metajax.learners.sequence import support_sequence
 from metajax.types import Episode, Learner
 
-__all__ = ("MANNState", "fresh_state", "least_used", "lrua_step", "mann",
-           "online_logits_fn")
+__all__ = (
+  "MANNState",
+  "fresh_state",
+  "least_used",
+  "lrua_step",
+  "mann",
+  "online_logits_fn",
+)
 
 Array = Any
-
-
 
 
 def least_used(usage: Array, n: int) -> jax.Array:
@@ -59,13 +63,22 @@ def least_used(usage: Array, n: int) -> jax.Array:
   Ties go to the lower slot index, so exactly `n` slots are marked.
   """
   _, index = jax.lax.top_k(-usage, n)
-  return jnp.sum(jax.nn.one_hot(index, usage.shape[-1], dtype=usage.dtype),
-                 axis=0)
+  return jnp.sum(
+    jax.nn.one_hot(index, usage.shape[-1], dtype=usage.dtype), axis=0
+  )
 
 
-def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
-              alphas: Array, *, gamma: float, adds: Array = None,
-              strengths: Array = None):
+def lrua_step(
+  memory: Array,
+  read_weights: Array,
+  usage: Array,
+  keys: Array,
+  alphas: Array,
+  *,
+  gamma: float,
+  adds: Array = None,
+  strengths: Array = None,
+):
   """One LRUA write followed by a content read (the module docstring's math).
 
   Args:
@@ -88,8 +101,7 @@ def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
   least = least_used(usage, heads)  # w^lu_{t-1}
   gate = jax.nn.sigmoid(alphas)[:, None]
   write_weights = gate * read_weights + (1.0 - gate) * least[None]
-  erase = jax.nn.one_hot(jnp.argmin(usage), memory.shape[0],
-                         dtype=memory.dtype)
+  erase = jax.nn.one_hot(jnp.argmin(usage), memory.shape[0], dtype=memory.dtype)
   adds = keys if adds is None else adds
   memory = memory * (1.0 - erase)[:, None] + write_weights.T @ adds
   similarity = l2_normalize(keys) @ l2_normalize(memory).T  # [H, S]
@@ -97,8 +109,9 @@ def lrua_step(memory: Array, read_weights: Array, usage: Array, keys: Array,
     similarity = strengths[:, None] * similarity
   new_read_weights = jax.nn.softmax(similarity, axis=-1)
   reads = new_read_weights @ memory
-  usage = (gamma * usage + new_read_weights.sum(axis=0)
-           + write_weights.sum(axis=0))
+  usage = (
+    gamma * usage + new_read_weights.sum(axis=0) + write_weights.sum(axis=0)
+  )
   return memory, new_read_weights, write_weights, usage, reads
 
 
@@ -113,12 +126,13 @@ class MANNState(NamedTuple):
     reads: [H * M], `r_{t-1}` flattened.
     label: [ways], the last support label (set by adapt).
   """
-  lstm: Any                # (c [C], h [C]), the controller's carry
-  memory: jax.Array        # [S, M]
+
+  lstm: Any  # (c [C], h [C]), the controller's carry
+  memory: jax.Array  # [S, M]
   read_weights: jax.Array  # [H, S]
-  usage: jax.Array         # [S]
-  reads: jax.Array         # [H * M], r_{t-1} flattened
-  label: jax.Array         # [ways], the last support label (set by adapt)
+  usage: jax.Array  # [S]
+  reads: jax.Array  # [H * M], r_{t-1} flattened
+  label: jax.Array  # [ways], the last support label (set by adapt)
 
 
 class Controller(nn.Module):
@@ -134,6 +148,7 @@ class Controller(nn.Module):
     key_strength: scale each head's cosines by a key strength of its own
       (else 1).
   """
+
   ways: int
   controller_size: int
   memory_size: int
@@ -146,33 +161,53 @@ class Controller(nn.Module):
   def __call__(self, state: MANNState, features: Array, label_input: Array):
     """(state, x features [D], y_{t-1} one-hot [ways]) -> (state, logits)."""
     cell = nn.LSTMCell(self.controller_size, name="lstm")
-    lstm, h = cell(state.lstm, jnp.concatenate(
-        [features, label_input, state.reads]))
-    keys = jnp.tanh(nn.Dense(self.read_heads * self.memory_size,
-                             name="keys")(h)).reshape(self.read_heads, -1)
+    lstm, h = cell(
+      state.lstm, jnp.concatenate([features, label_input, state.reads])
+    )
+    keys = jnp.tanh(
+      nn.Dense(self.read_heads * self.memory_size, name="keys")(h)
+    ).reshape(self.read_heads, -1)
     adds = None
     if self.add_vectors:
-      adds = jnp.tanh(nn.Dense(self.read_heads * self.memory_size,
-                               name="adds")(h)).reshape(self.read_heads, -1)
+      adds = jnp.tanh(
+        nn.Dense(self.read_heads * self.memory_size, name="adds")(h)
+      ).reshape(self.read_heads, -1)
     strengths = None
     if self.key_strength:
       strengths = 1.0 + jax.nn.softplus(
-          nn.Dense(self.read_heads, name="strengths")(h))
+        nn.Dense(self.read_heads, name="strengths")(h)
+      )
     alphas = nn.Dense(self.read_heads, name="alphas")(h)
     memory, read_weights, _, usage, reads = lrua_step(
-        state.memory, state.read_weights, state.usage, keys, alphas,
-        gamma=self.gamma, adds=adds, strengths=strengths)
+      state.memory,
+      state.read_weights,
+      state.usage,
+      keys,
+      alphas,
+      gamma=self.gamma,
+      adds=adds,
+      strengths=strengths,
+    )
     reads = reads.reshape(-1)
     logits = nn.Dense(self.ways, name="output")(jnp.concatenate([h, reads]))
-    return MANNState(lstm, memory, read_weights, usage, reads,
-                     state.label), logits
+    return MANNState(
+      lstm, memory, read_weights, usage, reads, state.label
+    ), logits
 
 
-def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
-         memory_size: int = 40, controller_size: int = 200,
-         read_heads: int = 4, gamma: float = 0.95,
-         online_loss: bool = False, add_vectors: bool = True,
-         key_strength: bool = True) -> Learner:
+def mann(
+  embedding: nn.Module,
+  *,
+  ways: int,
+  memory_slots: int = 128,
+  memory_size: int = 40,
+  controller_size: int = 200,
+  read_heads: int = 4,
+  gamma: float = 0.95,
+  online_loss: bool = False,
+  add_vectors: bool = True,
+  key_strength: bool = True,
+) -> Learner:
   """Memory-Augmented Neural Networks (LSTM controller + LRUA memory).
 
   meta_params = {"embed": the embedding's params, "controller": the LSTM and
@@ -212,72 +247,128 @@ def mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     Santoro, Bartunov, Botvinick, Wierstra & Lillicrap, "Meta-Learning with
     Memory-Augmented Neural Networks", ICML 2016.
   """
-  return _mann(embedding, ways=ways, memory_slots=memory_slots,
-               memory_size=memory_size, controller_size=controller_size,
-               read_heads=read_heads, gamma=gamma,
-               online_loss=online_loss, add_vectors=add_vectors,
-               key_strength=key_strength)[0]
+  return _mann(
+    embedding,
+    ways=ways,
+    memory_slots=memory_slots,
+    memory_size=memory_size,
+    controller_size=controller_size,
+    read_heads=read_heads,
+    gamma=gamma,
+    online_loss=online_loss,
+    add_vectors=add_vectors,
+    key_strength=key_strength,
+  )[0]
 
 
-def _check_options(*, ways, memory_slots, memory_size, controller_size,
-                   read_heads, gamma, online_loss, add_vectors, key_strength):
+def _check_options(
+  *,
+  ways,
+  memory_slots,
+  memory_size,
+  controller_size,
+  read_heads,
+  gamma,
+  online_loss,
+  add_vectors,
+  key_strength,
+):
   """`mann`'s argument checks."""
-  for name, value, low in (("ways", ways, 2), ("memory_slots", memory_slots, 1),
-                           ("memory_size", memory_size, 1),
-                           ("controller_size", controller_size, 1),
-                           ("read_heads", read_heads, 1)):
+  for name, value, low in (
+    ("ways", ways, 2),
+    ("memory_slots", memory_slots, 1),
+    ("memory_size", memory_size, 1),
+    ("controller_size", controller_size, 1),
+    ("read_heads", read_heads, 1),
+  ):
     checks.integer(name, value, minimum=low)
   if read_heads > memory_slots:
-    raise ValueError(f"read_heads={read_heads} needs at least as many "
-                     f"memory_slots, got {memory_slots}.")
+    raise ValueError(
+      f"read_heads={read_heads} needs at least as many "
+      f"memory_slots, got {memory_slots}."
+    )
   checks.number("gamma", gamma, low=0.0, high=1.0)
-  for name, value in (("online_loss", online_loss),
-                      ("add_vectors", add_vectors),
-                      ("key_strength", key_strength)):
+  for name, value in (
+    ("online_loss", online_loss),
+    ("add_vectors", add_vectors),
+    ("key_strength", key_strength),
+  ):
     checks.boolean(name, value)
 
 
-def fresh_state(*, ways: int, memory_slots: int, memory_size: int,
-                controller_size: int, read_heads: int) -> MANNState:
+def fresh_state(
+  *,
+  ways: int,
+  memory_slots: int,
+  memory_size: int,
+  controller_size: int,
+  read_heads: int,
+) -> MANNState:
   """The state before the first step of a sequence: a zero controller, a
   memory of 1e-6 (cosines stay finite), nothing read or used yet."""
   zeros = jnp.zeros((controller_size,), jnp.float32)
   return MANNState(
-      lstm=(zeros, zeros),
-      memory=jnp.full((memory_slots, memory_size), 1e-6, jnp.float32),
-      read_weights=jnp.zeros((read_heads, memory_slots), jnp.float32),
-      usage=jnp.zeros((memory_slots,), jnp.float32),
-      reads=jnp.zeros((read_heads * memory_size,), jnp.float32),
-      label=jnp.zeros((ways,), jnp.float32))
+    lstm=(zeros, zeros),
+    memory=jnp.full((memory_slots, memory_size), 1e-6, jnp.float32),
+    read_weights=jnp.zeros((read_heads, memory_slots), jnp.float32),
+    usage=jnp.zeros((memory_slots,), jnp.float32),
+    reads=jnp.zeros((read_heads * memory_size,), jnp.float32),
+    label=jnp.zeros((ways,), jnp.float32),
+  )
 
 
-def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
-          memory_size: int = 40, controller_size: int = 200,
-          read_heads: int = 4, gamma: float = 0.95,
-          online_loss: bool = False, add_vectors: bool = True,
-          key_strength: bool = True):
+def _mann(
+  embedding: nn.Module,
+  *,
+  ways: int,
+  memory_slots: int = 128,
+  memory_size: int = 40,
+  controller_size: int = 200,
+  read_heads: int = 4,
+  gamma: float = 0.95,
+  online_loss: bool = False,
+  add_vectors: bool = True,
+  key_strength: bool = True,
+):
   """(`mann` learner, its online function); see `mann`."""
-  _check_options(ways=ways, memory_slots=memory_slots,
-                 memory_size=memory_size, controller_size=controller_size,
-                 read_heads=read_heads, gamma=gamma, online_loss=online_loss,
-                 add_vectors=add_vectors, key_strength=key_strength)
+  _check_options(
+    ways=ways,
+    memory_slots=memory_slots,
+    memory_size=memory_size,
+    controller_size=controller_size,
+    read_heads=read_heads,
+    gamma=gamma,
+    online_loss=online_loss,
+    add_vectors=add_vectors,
+    key_strength=key_strength,
+  )
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
-  controller = Controller(ways=int(ways), controller_size=int(controller_size),
-                          memory_size=int(memory_size),
-                          read_heads=int(read_heads), gamma=float(gamma),
-                          add_vectors=bool(add_vectors),
-                          key_strength=bool(key_strength))
+  controller = Controller(
+    ways=int(ways),
+    controller_size=int(controller_size),
+    memory_size=int(memory_size),
+    read_heads=int(read_heads),
+    gamma=float(gamma),
+    add_vectors=bool(add_vectors),
+    key_strength=bool(key_strength),
+  )
   initial_state = lambda: fresh_state(
-      ways=ways, memory_slots=memory_slots, memory_size=memory_size,
-      controller_size=controller_size, read_heads=read_heads)
+    ways=ways,
+    memory_slots=memory_slots,
+    memory_size=memory_size,
+    controller_size=controller_size,
+    read_heads=read_heads,
+  )
 
   def step(meta_params, state, features, label_input):
-    return controller.apply({"params": meta_params["controller"]}, state,
-                            features, label_input)
+    return controller.apply(
+      {"params": meta_params["controller"]}, state, features, label_input
+    )
 
   def run(meta_params, state, features, label_inputs):
     def body(carry, inputs):
       return step(meta_params, carry, *inputs)
+
     return jax.lax.scan(body, state, (features, label_inputs))
 
   def init(key, episode: Episode):
@@ -286,22 +377,25 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     params = {"embed": embedding.init(embed_key, x).get("params", {})}
     features = embed_each(embedding, params["embed"], x)[0]
     params["controller"] = controller.init(
-        controller_key, initial_state(), features,
-        jnp.zeros((ways,), jnp.float32))["params"]
+      controller_key, initial_state(), features, jnp.zeros((ways,), jnp.float32)
+    )["params"]
     return params
 
   def adapt(meta_params, support, key):
-    x, label_inputs, labels = support_sequence(support, key, ways,
-                                               label_shift=1)
+    x, label_inputs, labels = support_sequence(
+      support, key, ways, label_shift=1
+    )
     features = embed_each(embedding, meta_params["embed"], x)
     state, _ = run(meta_params, initial_state(), features, label_inputs)
-    return state._replace(label=jax.nn.one_hot(labels[-1], ways,
-                                               dtype=jnp.float32))
+    return state._replace(
+      label=jax.nn.one_hot(labels[-1], ways, dtype=jnp.float32)
+    )
 
   def predict(meta_params, state, query_x):
     features = embed_each(embedding, meta_params["embed"], query_x)
     return jax.vmap(lambda f: step(meta_params, state, f, state.label)[1])(
-        features)
+      features
+    )
 
   def online(meta_params, x, labels):
     features = embed_each(embedding, meta_params["embed"], x)
@@ -313,16 +407,27 @@ def _mann(embedding: nn.Module, *, ways: int, memory_slots: int = 128,
     # The whole episode as one labelled sequence, built as adapt builds the
     # support's.
     x, label_inputs, labels = support_sequence(
-        (jnp.concatenate([episode.support_x, episode.query_x]),
-         jnp.concatenate([episode.support_y, episode.query_y])),
-        key, ways, label_shift=1)
+      (
+        jnp.concatenate([episode.support_x, episode.query_x]),
+        jnp.concatenate([episode.support_y, episode.query_y]),
+      ),
+      key,
+      ways,
+      label_shift=1,
+    )
     features = embed_each(embedding, meta_params["embed"], x)
     logits = run(meta_params, initial_state(), features, label_inputs)[1]
     return loss_fn(logits, labels), metric_fn(logits, labels)
 
-  learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                    metric=metric_fn, metric_name=metric_name,
-                    task_loss=online_task_loss if online_loss else None)
+  learner = Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+    task_loss=online_task_loss if online_loss else None,
+  )
   return learner, online
 
 

@@ -42,6 +42,7 @@ class SupportEncoder(nn.Module):
   Attributes:
     features: D, the embedding size (the LSTMs' hidden size).
   """
+
   features: int
 
   @nn.compact
@@ -57,8 +58,9 @@ class SupportEncoder(nn.Module):
     seq = g_prime[None]  # [1, N, D]: one sequence of N steps.
     # The cells are children of this module: params {"forward", "backward"}.
     fwd = nn.RNN(nn.LSTMCell(self.features, name="forward"))(seq)
-    bwd = nn.RNN(nn.LSTMCell(self.features, name="backward"), reverse=True,
-                 keep_order=True)(seq)
+    bwd = nn.RNN(
+      nn.LSTMCell(self.features, name="backward"), reverse=True, keep_order=True
+    )(seq)
     return g_prime + fwd[0] + bwd[0]
 
 
@@ -80,6 +82,7 @@ class AttentionReader(nn.Module):
     features: D, the embedding size (the LSTM's hidden size).
     read_steps: K >= 1, the number of attention reads.
   """
+
   features: int
   read_steps: int
 
@@ -105,8 +108,14 @@ class AttentionReader(nn.Module):
     return h
 
 
-def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
-                 read_steps: int = 5, scale: float = 1.0) -> Learner:
+def matching_net(
+  embedding: nn.Module,
+  *,
+  ways: int,
+  fce: bool = False,
+  read_steps: int = 5,
+  scale: float = 1.0,
+) -> Learner:
   """Matching Networks: attention over the support set, no inner loop.
 
   The output for a query x̂ is the log-probability log P(y = c | x̂, S) with
@@ -163,11 +172,14 @@ def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
   def embed(meta_params, x):
     # Without `mutable`, apply returns the output alone (flax's annotation
     # also allows an (output, variables) pair).
-    z = cast(jax.Array, embedding.apply({"params": meta_params["embed"]},
-                                        to_float(x)))
+    z = cast(
+      jax.Array, embedding.apply({"params": meta_params["embed"]}, to_float(x))
+    )
     if z.ndim != 2:
-      raise ValueError(f"The embedding must map [B, ...] to [B, D]; it "
-                       f"returned shape {z.shape}.")
+      raise ValueError(
+        f"The embedding must map [B, ...] to [B, D]; it "
+        f"returned shape {z.shape}."
+      )
     return z
 
   def support_encoder(d):
@@ -202,13 +214,22 @@ def matching_net(embedding: nn.Module, *, ways: int, fce: bool = False,
     g, onehot = task_state["g"], task_state["onehot"]
     f = embed(meta_params, query_x)
     if fce:
-      f = attention_reader(f.shape[-1]).apply({"params": meta_params["f"]},
-                                              f, g)
+      f = attention_reader(f.shape[-1]).apply(
+        {"params": meta_params["f"]}, f, g
+      )
     logits = scale * (l2_normalize(f) @ l2_normalize(g).T)  # [M, N]
-    per_class = jnp.where(onehot[None] > 0, logits[:, :, None],
-                          _MASKED)  # [M, N, ways]
-    return (jax.nn.logsumexp(per_class, axis=1)
-            - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
+    per_class = jnp.where(
+      onehot[None] > 0, logits[:, :, None], _MASKED
+    )  # [M, N, ways]
+    return jax.nn.logsumexp(per_class, axis=1) - jax.nn.logsumexp(
+      logits, axis=-1, keepdims=True
+    )
 
-  return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name)
+  return Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+  )

@@ -23,11 +23,17 @@ from metajax.learners.maml import maml
 from metajax.types import Learner
 
 
-def meta_learner_lstm(model: nn.Module, *, inner_steps: int = 5,
-                      first_order: bool = True, hidden: int = 20,
-                      input_bias: Tuple[float, float] = (-5.0, -4.0),
-                      task: str = "classification", remat: bool = False,
-                      **kwargs) -> Learner:
+def meta_learner_lstm(
+  model: nn.Module,
+  *,
+  inner_steps: int = 5,
+  first_order: bool = True,
+  hidden: int = 20,
+  input_bias: Tuple[float, float] = (-5.0, -4.0),
+  task: str = "classification",
+  remat: bool = False,
+  **kwargs,
+) -> Learner:
   """The Meta-Learner LSTM learner.
 
   Args:
@@ -51,15 +57,23 @@ def meta_learner_lstm(model: nn.Module, *, inner_steps: int = 5,
     ICLR 2017.
   """
   hidden = checks.integer("hidden", hidden, minimum=1)
-  base = maml(model, inner_steps=inner_steps, first_order=first_order,
-              inner_opt_fn=meta_lstm,
-              inner_hparams=lambda _: init_meta_lstm(jax.random.key(0), hidden),
-              task=task, remat=remat, **kwargs)
+  base = maml(
+    model,
+    inner_steps=inner_steps,
+    first_order=first_order,
+    inner_opt_fn=meta_lstm,
+    inner_hparams=lambda _: init_meta_lstm(jax.random.key(0), hidden),
+    task=task,
+    remat=remat,
+    **kwargs,
+  )
 
   def init(key, episode):
     model_key, lstm_key = jax.random.split(key)
     meta_params = base.init(model_key, episode)
-    return {"params": meta_params["params"],
-            "inner": init_meta_lstm(lstm_key, hidden, input_bias=input_bias)}
+    return {
+      "params": meta_params["params"],
+      "inner": init_meta_lstm(lstm_key, hidden, input_bias=input_bias),
+    }
 
   return base._replace(init=init)

@@ -15,9 +15,9 @@ __all__ = ("accuracy_by_instance", "by_instance")
 Array = Any
 
 
-def accuracy_by_instance(predictions: Array, labels: Array,
-                         instances: Sequence[int] = (1, 2, 3, 5, 10)
-                         ) -> Dict[int, float]:
+def accuracy_by_instance(
+  predictions: Array, labels: Array, instances: Sequence[int] = (1, 2, 3, 5, 10)
+) -> Dict[int, float]:
   """Accuracy at the k-th presentation of a class, over online sequences.
 
   Step t of a sequence is the k-th instance of its class when y_t occurs k
@@ -37,10 +37,12 @@ def accuracy_by_instance(predictions: Array, labels: Array,
   if predictions.ndim == labels.ndim + 1:
     predictions = predictions.argmax(axis=-1)
   if predictions.shape != labels.shape:
-    raise ValueError(f"predictions of shape {predictions.shape} do not match "
-                     f"labels of shape {labels.shape}.")
+    raise ValueError(
+      f"predictions of shape {predictions.shape} do not match "
+      f"labels of shape {labels.shape}."
+    )
   labels2 = labels.reshape(-1, labels.shape[-1])
-  correct = (predictions.reshape(labels2.shape) == labels2)
+  correct = predictions.reshape(labels2.shape) == labels2
   # count[b, t] = occurrences of labels[b, t] in labels[b, :t+1].
   same = labels2[:, :, None] == labels2[:, None, :]  # [B, T, T]
   causal = np.tril(np.ones(same.shape[1:], bool))
@@ -52,9 +54,17 @@ def accuracy_by_instance(predictions: Array, labels: Array,
   return out
 
 
-def by_instance(online, meta_params, classes, *, ways: int, episodes: int,
-                instances: int, rng: np.random.Generator,
-                batch: int = 50) -> Dict[int, np.ndarray]:
+def by_instance(
+  online,
+  meta_params,
+  classes,
+  *,
+  ways: int,
+  episodes: int,
+  instances: int,
+  rng: np.random.Generator,
+  batch: int = 50,
+) -> Dict[int, np.ndarray]:
   """The paper's protocol: per-sequence accuracy at each instance number.
 
   Each of `episodes` sequences shows `ways` classes drawn from `classes`,
@@ -75,21 +85,26 @@ def by_instance(online, meta_params, classes, *, ways: int, episodes: int,
     {k: float [episodes] accuracies at the k-th instance}, k = 1..instances.
   """
   from metajax.data.episodes import EpisodeSampler  # pylint: disable=g-import-not-at-top
+
   sampler = EpisodeSampler(classes, ways=ways, shots=instances, queries=1)
   label_all = jax.jit(jax.vmap(online, in_axes=(None, 0, 0)))
   values: Dict[int, List[float]] = {k: [] for k in range(1, instances + 1)}
   for start in range(0, episodes, batch):
     size = min(batch, episodes - start)
     ep = sampler.sample_batch(rng, size)
-    order = np.stack([rng.permutation(ep.support_y.shape[1])
-                      for _ in range(size)])
+    order = np.stack(
+      [rng.permutation(ep.support_y.shape[1]) for _ in range(size)]
+    )
     x = np.take_along_axis(
-        ep.support_x, order.reshape(order.shape + (1,) * (
-            ep.support_x.ndim - 2)), axis=1)
+      ep.support_x,
+      order.reshape(order.shape + (1,) * (ep.support_x.ndim - 2)),
+      axis=1,
+    )
     y = np.take_along_axis(ep.support_y, order, axis=1)
     predictions = np.asarray(label_all(meta_params, x, y)).argmax(-1)
     for p, labels in zip(predictions, y):
       for k, acc in accuracy_by_instance(
-          p, labels, instances=range(1, instances + 1)).items():
+        p, labels, instances=range(1, instances + 1)
+      ).items():
         values[k].append(acc)
   return {k: np.asarray(v) for k, v in values.items()}

@@ -37,15 +37,22 @@ def squared_distances(x: Any, y: Any) -> jax.Array:
 
   Written as `|x|^2 - 2 x.y + |y|^2` (one matmul), clipped at 0.
   """
-  d = (jnp.sum(x * x, axis=-1)[:, None] - 2.0 * x @ y.T
-       + jnp.sum(y * y, axis=-1)[None, :])
+  d = (
+    jnp.sum(x * x, axis=-1)[:, None]
+    - 2.0 * x @ y.T
+    + jnp.sum(y * y, axis=-1)[None, :]
+  )
   return jnp.maximum(d, 0.0)
 
 
-
-
-def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
-             scale: float = 10.0, query_norm: str = "batch") -> Learner:
+def protonet(
+  embedding: nn.Module,
+  *,
+  ways: int,
+  distance: str = "euclidean",
+  scale: float = 10.0,
+  query_norm: str = "batch",
+) -> Learner:
   """Prototypical Networks.
 
   meta_params = {"embed": the embedding's params}. `adapt` embeds the support
@@ -83,11 +90,16 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def embed(meta_params, x, **kwargs):
-    return embedding.apply({"params": meta_params["embed"]}, to_float(x),
-                           **kwargs)
+    return embedding.apply(
+      {"params": meta_params["embed"]}, to_float(x), **kwargs
+    )
 
   def init(key, episode: Episode):
-    return {"embed": embedding.init(key, to_float(episode.support_x)).get("params", {})}
+    return {
+      "embed": embedding.init(key, to_float(episode.support_x)).get(
+        "params", {}
+      )
+    }
 
   def adapt(meta_params, support, key):
     del key  # deterministic.
@@ -103,10 +115,16 @@ def protonet(embedding: nn.Module, *, ways: int, distance: str = "euclidean",
     else:
       prototypes, support_x = state["prototypes"], state["support_x"]
       both = jnp.concatenate([support_x, query_x])
-      q = embed(meta_params, both, stats_rows=len(support_x))[len(support_x):]
+      q = embed(meta_params, both, stats_rows=len(support_x))[len(support_x) :]
     if distance == "euclidean":
       return -squared_distances(q, prototypes)
     return scale * l2_normalize(q) @ l2_normalize(prototypes).T
 
-  return Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                 metric=metric_fn, metric_name=metric_name)
+  return Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+  )

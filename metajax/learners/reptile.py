@@ -19,11 +19,17 @@ from metajax.types import Learner
 CARRIED = "inner_state"
 
 
-def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
-            inner_opt: Optional[optax.GradientTransformation] = None,
-            carry_inner_state: bool = False, b2: float = 0.999,
-            inner_batch_size: Optional[int] = None,
-            task: str = "classification") -> Learner:
+def reptile(
+  model: nn.Module,
+  *,
+  inner_lr: float = 1e-3,
+  inner_steps: int = 5,
+  inner_opt: Optional[optax.GradientTransformation] = None,
+  carry_inner_state: bool = False,
+  b2: float = 0.999,
+  inner_batch_size: Optional[int] = None,
+  task: str = "classification",
+) -> Learner:
   """Reptile as a `Learner` with an `outer_grad`.
 
   `adapt` is `inner_steps` plain steps of `inner_opt` (default: Adam with
@@ -79,18 +85,26 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   carry_inner_state = checks.boolean("carry_inner_state", carry_inner_state)
   if not (checks.is_number(b2) and 0 <= b2 < 1):
     raise ValueError(f"b2 must be a finite number in [0, 1), got {b2!r}.")
-  inner_batch_size = checks.integer("inner_batch_size", inner_batch_size,
-                                    minimum=1, optional=True)
+  inner_batch_size = checks.integer(
+    "inner_batch_size", inner_batch_size, minimum=1, optional=True
+  )
   if inner_opt is not None and carry_inner_state:
-    raise ValueError("carry_inner_state carries the default inner Adam's "
-                     "statistics; it does not take an inner_opt.")
+    raise ValueError(
+      "carry_inner_state carries the default inner Adam's "
+      "statistics; it does not take an inner_opt."
+    )
   if carry_inner_state:
     inner_opt = carried_adam(inner_lr, b2)
   elif inner_opt is None:
     inner_opt = optax.adam(inner_lr, b1=0.0, b2=b2)
   # maml gives init, predict, loss and metric (and checks inner_steps).
-  base = maml(model, inner_steps=inner_steps, first_order=True,
-              inner_opt=inner_opt, task=task)
+  base = maml(
+    model,
+    inner_steps=inner_steps,
+    first_order=True,
+    inner_opt=inner_opt,
+    task=task,
+  )
 
   def run(weights, opt_state, support, key) -> InnerResult:
     """The inner steps from `opt_state` (None: a fresh one), each on the
@@ -100,18 +114,30 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
     batches = None
     if inner_batch_size is not None:
       if key is None:
-        raise ValueError("Reptile with inner_batch_size draws its mini-batches "
-                         "from adapt's key; got key=None.")
-      batches = support_batches(key, support_y.shape[0], inner_steps,
-                                inner_batch_size)
+        raise ValueError(
+          "Reptile with inner_batch_size draws its mini-batches "
+          "from adapt's key; got key=None."
+        )
+      batches = support_batches(
+        key, support_y.shape[0], inner_steps, inner_batch_size
+      )
 
     def loss(params, idx):
-      x, y = (support_x, support_y) if idx is None else (support_x[idx],
-                                                         support_y[idx])
+      x, y = (
+        (support_x, support_y)
+        if idx is None
+        else (support_x[idx], support_y[idx])
+      )
       return base.loss(model.apply({"params": params}, x), y)
 
-    return optimize(inner_opt, loss, weights, steps=inner_steps,
-                    opt_state=opt_state, inputs=batches)
+    return optimize(
+      inner_opt,
+      loss,
+      weights,
+      steps=inner_steps,
+      opt_state=opt_state,
+      inputs=batches,
+    )
 
   if carry_inner_state:
     return _carried(base, inner_opt, run)
@@ -126,8 +152,9 @@ def reptile(model: nn.Module, *, inner_lr: float = 1e-3, inner_steps: int = 5,
   return base._replace(adapt=adapt, outer_grad=_outer_grad(base, inner))
 
 
-def support_batches(key: jax.Array, n: int, steps: int,
-                    batch_size: int) -> jax.Array:
+def support_batches(
+  key: jax.Array, n: int, steps: int, batch_size: int
+) -> jax.Array:
   """[steps, batch_size] indices into a support set of `n` examples.
 
   Shuffled passes over the set one after another, cut into batches of
@@ -136,8 +163,9 @@ def support_batches(key: jax.Array, n: int, steps: int,
   """
   passes = -(-steps * batch_size // n)
   perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
-      jax.random.split(key, passes))
-  return perms.reshape(-1)[:steps * batch_size].reshape(steps, batch_size)
+    jax.random.split(key, passes)
+  )
+  return perms.reshape(-1)[: steps * batch_size].reshape(steps, batch_size)
 
 
 def _outer_grad(base: Learner, inner):
@@ -147,21 +175,26 @@ def _outer_grad(base: Learner, inner):
   query set) and the target the meta-parameters move toward, shaped like
   them; no gradient flows through either.
   """
+
   def outer_grad(meta_params, episode, key):
     adapted, target = jax.lax.stop_gradient(
-        inner(meta_params, episode.support, key))
+      inner(meta_params, episode.support, key)
+    )
     # The adapted weights are the whole predictor (base.predict ignores
     # meta_params).
     outputs = base.predict(meta_params, adapted, episode.query_x)
     grads = jax.tree.map(lambda t, a: t - a, meta_params, target)
-    return grads, (base.loss(outputs, episode.query_y),
-                   base.metric(outputs, episode.query_y))
+    return grads, (
+      base.loss(outputs, episode.query_y),
+      base.metric(outputs, episode.query_y),
+    )
 
   return outer_grad
 
 
-def _carried(base: Learner, inner_opt: optax.GradientTransformation,
-             run) -> Learner:
+def _carried(
+  base: Learner, inner_opt: optax.GradientTransformation, run
+) -> Learner:
   """Reptile whose inner Adam (`carried_adam`) starts from the statistics
   carried in meta_params[CARRIED] and hands back the new ones."""
 
@@ -170,22 +203,36 @@ def _carried(base: Learner, inner_opt: optax.GradientTransformation,
     return {"params": weights, CARRIED: inner_opt.init(weights)._asdict()}
 
   def adapt(meta_params, support, key):
-    return run(meta_params["params"], CarriedAdamState(**meta_params[CARRIED]),
-               support, key).params
+    return run(
+      meta_params["params"],
+      CarriedAdamState(**meta_params[CARRIED]),
+      support,
+      key,
+    ).params
 
   def inner(meta_params, support, key):
-    result = run(meta_params["params"],
-                 CarriedAdamState(**meta_params[CARRIED]), support, key)
-    return result.params, {"params": result.params,
-                           CARRIED: result.opt_state._asdict()}
+    result = run(
+      meta_params["params"],
+      CarriedAdamState(**meta_params[CARRIED]),
+      support,
+      key,
+    )
+    return result.params, {
+      "params": result.params,
+      CARRIED: result.opt_state._asdict(),
+    }
 
-  return base._replace(init=init, adapt=adapt,
-                       outer_grad=_outer_grad(base, inner),
-                       wrap_outer_opt=carry_outer_opt)
+  return base._replace(
+    init=init,
+    adapt=adapt,
+    outer_grad=_outer_grad(base, inner),
+    wrap_outer_opt=carry_outer_opt,
+  )
 
 
 def carry_outer_opt(
-    outer_opt: optax.GradientTransformation) -> optax.GradientTransformation:
+  outer_opt: optax.GradientTransformation,
+) -> optax.GradientTransformation:
   """`outer_opt` for the meta-parameters, and for meta_params["inner_state"]
   (a Reptile with `carry_inner_state`) the carried statistics' new value.
 
@@ -194,10 +241,15 @@ def carry_outer_opt(
   update of minus it sets them to the mean of the tasks' new statistics,
   whatever `outer_opt`'s step size or clipping.
   """
+
   def labels(meta_params):
-    return {name: jax.tree.map(
-        lambda _, c=(name == CARRIED): "carried" if c else "meta", sub)
-            for name, sub in meta_params.items()}
+    return {
+      name: jax.tree.map(
+        lambda _, c=(name == CARRIED): "carried" if c else "meta", sub
+      )
+      for name, sub in meta_params.items()
+    }
 
   return optax.multi_transform(
-      {"meta": outer_opt, "carried": optax.scale(-1.0)}, labels)
+    {"meta": outer_opt, "carried": optax.scale(-1.0)}, labels
+  )

@@ -12,8 +12,7 @@ def causal_mask(length: int) -> jax.Array:
   return jnp.tril(jnp.ones((length, length), bool))
 
 
-def support_sequence(support, key: jax.Array, ways: int, *,
-                     label_shift: int):
+def support_sequence(support, key: jax.Array, ways: int, *, label_shift: int):
   """The support set as the start of a black-box learner's input sequence.
 
   The examples are put in a random order (a permutation drawn from `key`, so
@@ -40,6 +39,5 @@ def support_sequence(support, key: jax.Array, ways: int, *,
   x, y = support_x[order], support_y[order]
   onehot = jax.nn.one_hot(y, ways, dtype=jnp.float32)
   if label_shift:
-    onehot = jnp.concatenate(
-        [jnp.zeros_like(onehot[:1]), onehot[:-1]], axis=0)
+    onehot = jnp.concatenate([jnp.zeros_like(onehot[:1]), onehot[:-1]], axis=0)
   return x, onehot, y

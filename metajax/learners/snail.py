@@ -35,8 +35,14 @@ from metajax.learners.embedding import embed_each, to_float
 from metajax.learners.sequence import causal_mask, support_sequence
 from metajax.types import Episode, Learner
 
-__all__ = ("AttentionBlock", "SNAIL", "TCBlock", "attention_fn",
-           "snail", "tc_depth")
+__all__ = (
+  "AttentionBlock",
+  "SNAIL",
+  "TCBlock",
+  "attention_fn",
+  "snail",
+  "tc_depth",
+)
 
 Array = Any
 
@@ -51,8 +57,6 @@ def tc_depth(sequence_length: int) -> int:
   return max(1, math.ceil(math.log2(sequence_length)))
 
 
-
-
 class DenseBlock(nn.Module):
   """[T, C] -> [T, C + filters]: a gated causal dilated convolution, concatenated.
 
@@ -64,6 +68,7 @@ class DenseBlock(nn.Module):
     dilation: the step between the two taps.
     filters: D.
   """
+
   dilation: int
   filters: int
 
@@ -78,8 +83,11 @@ class DenseBlock(nn.Module):
     n = x.shape[0]
     past = jnp.pad(x, ((self.dilation, 0), (0, 0)))[:n]
     # A query at step n reads step n - dilation of the prefix (or zeros).
-    query_past = (x[n - self.dilation] if n >= self.dilation
-                  else jnp.zeros(x.shape[1:], x.dtype))
+    query_past = (
+      x[n - self.dilation]
+      if n >= self.dilation
+      else jnp.zeros(x.shape[1:], x.dtype)
+    )
     query_past = jnp.broadcast_to(query_past, queries.shape)
     return gated(past, x), gated(query_past, queries)
 
@@ -91,13 +99,14 @@ class TCBlock(nn.Module):
     depth: the number of dense blocks, `tc_depth(T)`.
     filters: D of each dense block.
   """
+
   depth: int
   filters: int
 
   @nn.compact
   def __call__(self, x: Array, queries: Array):
     for i in range(self.depth):
-      x, queries = DenseBlock(2 ** i, self.filters, name=f"dense{i}")(x, queries)
+      x, queries = DenseBlock(2**i, self.filters, name=f"dense{i}")(x, queries)
     return x, queries
 
 
@@ -112,6 +121,7 @@ class AttentionBlock(nn.Module):
     key_size: K.
     value_size: V.
   """
+
   key_size: int
   value_size: int
 
@@ -124,13 +134,19 @@ class AttentionBlock(nn.Module):
     keys, values = key_map(x), value_map(x)
     logits = query_map(x) @ keys.T * scale
     logits = jnp.where(causal_mask(x.shape[0]), logits, _MASKED)
-    out = jnp.concatenate([x, jax.nn.softmax(logits, axis=-1) @ values], axis=-1)
+    out = jnp.concatenate(
+      [x, jax.nn.softmax(logits, axis=-1) @ values], axis=-1
+    )
     if queries is None:
       return out
-    q, own_key, own_value = (query_map(queries), key_map(queries),
-                             value_map(queries))
-    logits = jnp.concatenate([q @ keys.T, jnp.sum(q * own_key, axis=-1,
-                                                  keepdims=True)], axis=-1)
+    q, own_key, own_value = (
+      query_map(queries),
+      key_map(queries),
+      value_map(queries),
+    )
+    logits = jnp.concatenate(
+      [q @ keys.T, jnp.sum(q * own_key, axis=-1, keepdims=True)], axis=-1
+    )
     weights = jax.nn.softmax(logits * scale, axis=-1)  # [m, n + 1]
     self.sow("intermediates", "query_weights", weights)  # for attention_fn
     read = weights[:, :-1] @ values + weights[:, -1:] * own_value
@@ -152,6 +168,7 @@ class SNAIL(nn.Module):
     attention: (key_size, value_size) of each attention block.
     tc_filters: D of the TC blocks.
   """
+
   ways: int
   depth: int
   attention: Tuple[Tuple[int, int], ...] = PAPER_ATTENTION
@@ -164,17 +181,24 @@ class SNAIL(nn.Module):
       queries = jnp.zeros((0,) + x.shape[1:], x.dtype)
     for i, (key_size, value_size) in enumerate(self.attention):
       if i:
-        x, queries = TCBlock(self.depth, self.tc_filters,
-                             name=f"tc{i - 1}")(x, queries)
-      x, queries = AttentionBlock(key_size, value_size,
-                                  name=f"attention{i}")(x, queries)
+        x, queries = TCBlock(self.depth, self.tc_filters, name=f"tc{i - 1}")(
+          x, queries
+        )
+      x, queries = AttentionBlock(key_size, value_size, name=f"attention{i}")(
+        x, queries
+      )
     output = nn.Dense(self.ways, name="output")
     return output(x) if alone else (output(x), output(queries))
 
 
-def snail(embedding: nn.Module, *, ways: int, shots: int,
-          attention: Sequence[Sequence[int]] = PAPER_ATTENTION,
-          tc_filters: int = 128) -> Learner:
+def snail(
+  embedding: nn.Module,
+  *,
+  ways: int,
+  shots: int,
+  attention: Sequence[Sequence[int]] = PAPER_ATTENTION,
+  tc_filters: int = 128,
+) -> Learner:
   """SNAIL: causal temporal convolutions and attention over the episode.
 
   meta_params = {"embed": the embedding's params, "snail": the blocks'}.
@@ -205,27 +229,43 @@ def snail(embedding: nn.Module, *, ways: int, shots: int,
     Mishra, Rohaninejad, Chen & Abbeel, "A Simple Neural Attentive
     Meta-Learner", ICLR 2018.
   """
-  return _snail(embedding, ways=ways, shots=shots, attention=attention,
-                tc_filters=tc_filters)[0]
+  return _snail(
+    embedding,
+    ways=ways,
+    shots=shots,
+    attention=attention,
+    tc_filters=tc_filters,
+  )[0]
 
 
-def _snail(embedding: nn.Module, *, ways: int, shots: int,
-           attention: Sequence[Sequence[int]] = PAPER_ATTENTION,
-           tc_filters: int = 128):
+def _snail(
+  embedding: nn.Module,
+  *,
+  ways: int,
+  shots: int,
+  attention: Sequence[Sequence[int]] = PAPER_ATTENTION,
+  tc_filters: int = 128,
+):
   """(`snail` learner, its `attention_fn`); see `snail`."""
   ways = checks.integer("ways", ways, minimum=2)
   shots = checks.integer("shots", shots, minimum=1)
   attention = attention_sizes = tuple(tuple(a) for a in attention)
-  if not attention or any(len(a) != 2 or not all(checks.is_int(v) and v >= 1
-                                                  for v in a)
-                          for a in attention):
-    raise ValueError("attention must be a non-empty sequence of (key_size, "
-                     f"value_size) pairs of integers >= 1, got {attention!r}.")
+  if not attention or any(
+    len(a) != 2 or not all(checks.is_int(v) and v >= 1 for v in a)
+    for a in attention
+  ):
+    raise ValueError(
+      "attention must be a non-empty sequence of (key_size, "
+      f"value_size) pairs of integers >= 1, got {attention!r}."
+    )
   tc_filters = checks.integer("tc_filters", tc_filters, minimum=1)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
-  model = SNAIL(ways=int(ways), depth=tc_depth(ways * shots + 1),
-                attention=tuple((int(k), int(v)) for k, v in attention),
-                tc_filters=int(tc_filters))
+  model = SNAIL(
+    ways=int(ways),
+    depth=tc_depth(ways * shots + 1),
+    attention=tuple((int(k), int(v)) for k, v in attention),
+    tc_filters=int(tc_filters),
+  )
 
   def init(key, episode: Episode):
     embed_key, snail_key = jax.random.split(key)
@@ -233,38 +273,55 @@ def _snail(embedding: nn.Module, *, ways: int, shots: int,
     params = {"embed": embedding.init(embed_key, x).get("params", {})}
     features = embed_each(embedding, params["embed"], x)
     sequence = jnp.concatenate(
-        [features, jnp.zeros((1, ways), features.dtype)], axis=-1)
+      [features, jnp.zeros((1, ways), features.dtype)], axis=-1
+    )
     params["snail"] = model.init(snail_key, sequence)["params"]
     return params
 
   def adapt(meta_params, support, key):
     x, labels, _ = support_sequence(support, key, ways, label_shift=0)
-    return {"features": embed_each(embedding, meta_params["embed"], x),
-            "labels": labels}
+    return {
+      "features": embed_each(embedding, meta_params["embed"], x),
+      "labels": labels,
+    }
 
   def sequence(meta_params, task_state, query_x):
     """(support steps [n, D + ways], query steps [m, D + ways], no label)."""
-    prefix = jnp.concatenate([task_state["features"], task_state["labels"]],
-                             axis=-1)
+    prefix = jnp.concatenate(
+      [task_state["features"], task_state["labels"]], axis=-1
+    )
     queries = embed_each(embedding, meta_params["embed"], query_x)
     queries = jnp.concatenate(
-        [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1)
+      [queries, jnp.zeros((queries.shape[0], ways), queries.dtype)], axis=-1
+    )
     return prefix, queries
 
   def predict(meta_params, task_state, query_x):
-    return model.apply({"params": meta_params["snail"]},
-                       *sequence(meta_params, task_state, query_x))[1]
+    return model.apply(
+      {"params": meta_params["snail"]},
+      *sequence(meta_params, task_state, query_x),
+    )[1]
 
   def query_attention(meta_params, task_state, query_x):
-    _, found = model.apply({"params": meta_params["snail"]},
-                           *sequence(meta_params, task_state, query_x),
-                           mutable=["intermediates"])
+    _, found = model.apply(
+      {"params": meta_params["snail"]},
+      *sequence(meta_params, task_state, query_x),
+      mutable=["intermediates"],
+    )
     blocks = found["intermediates"]
-    return [blocks[f"attention{i}"]["query_weights"][0]
-            for i in range(len(attention_sizes))]
+    return [
+      blocks[f"attention{i}"]["query_weights"][0]
+      for i in range(len(attention_sizes))
+    ]
 
-  learner = Learner(init=init, adapt=adapt, predict=predict, loss=loss_fn,
-                    metric=metric_fn, metric_name=metric_name)
+  learner = Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+  )
   return learner, query_attention
 
 

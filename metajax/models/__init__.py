@@ -16,14 +16,14 @@ from metajax.models.layers import max_pool
 from metajax.models.mlp import MLP
 
 __all__ = (
-    "BatchStatNorm",
-    "Conv",
-    "Conv4",
-    "MLP",
-    "batch_stat_norm",
-    "conv2d",
-    "conv2d_patches",
-    "conv2d_xla",
-    "extract_patches",
-    "max_pool",
+  "BatchStatNorm",
+  "Conv",
+  "Conv4",
+  "MLP",
+  "batch_stat_norm",
+  "conv2d",
+  "conv2d_patches",
+  "conv2d_xla",
+  "extract_patches",
+  "max_pool",
 )

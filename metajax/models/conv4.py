@@ -61,6 +61,7 @@ class Conv4(nn.Module):
       choice for `pooling` ("mean" for "stride", "flatten" for "max").
     epsilon: batch norm epsilon.
   """
+
   num_outputs: Optional[int]
   filters: int = 64
   pooling: str = "stride"
@@ -98,8 +99,9 @@ class Conv4(nn.Module):
       [B, num_outputs] outputs, or [B, features] when `num_outputs` is None.
     """
     if self.pooling not in POOLINGS:
-      raise ValueError(f"pooling must be one of {POOLINGS}, "
-                       f"got {self.pooling!r}")
+      raise ValueError(
+        f"pooling must be one of {POOLINGS}, got {self.pooling!r}"
+      )
     readout = self.readout
     if readout is None:
       readout = "mean" if self.pooling == "stride" else "flatten"
@@ -109,20 +111,28 @@ class Conv4(nn.Module):
     strides = (2, 2) if self.pooling == "stride" else (1, 1)
     pool_impl = "reshape" if self.conv_impl == "patches" else "reduce_window"
     for i in range(4):
-      x = layers.Conv(self.filters, (3, 3), strides=strides, padding="SAME",
-                      use_bias=not self.norm, impl=self.conv_impl,
-                      compute_dtype=self.compute_dtype,
-                      name=f"conv{i}")(x)
+      x = layers.Conv(
+        self.filters,
+        (3, 3),
+        strides=strides,
+        padding="SAME",
+        use_bias=not self.norm,
+        impl=self.conv_impl,
+        compute_dtype=self.compute_dtype,
+        name=f"conv{i}",
+      )(x)
       if self.norm:
         x = layers.BatchStatNorm(epsilon=self.epsilon, name=f"norm{i}")(
-            x, stats_rows)
+          x, stats_rows
+        )
       x = nn.relu(x)
       if self.pooling == "max":
         x = layers.max_pool(x, 2, impl=pool_impl)
     if 0 in x.shape[-3:-1]:
       raise ValueError(
-          f"Images of {image_hw[0]}x{image_hw[1]} are too small for four "
-          f"{self.pooling!r} downsamplings (at least 16x16 for 'max').")
+        f"Images of {image_hw[0]}x{image_hw[1]} are too small for four "
+        f"{self.pooling!r} downsamplings (at least 16x16 for 'max')."
+      )
     if readout == "mean":
       x = jnp.mean(x, axis=(-3, -2))
     else:

@@ -40,8 +40,9 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 def check_compute_dtype(compute_dtype: str) -> str:
   """Returns `compute_dtype` if it is one of COMPUTE_DTYPES, else raises."""
   if compute_dtype not in COMPUTE_DTYPES:
-    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
-                     f"{compute_dtype!r}")
+    raise ValueError(
+      f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}"
+    )
   return compute_dtype
 
 
@@ -57,8 +58,11 @@ def _matmul_bf16(a: Array, b: Array) -> Array:
   layout (its fallback fails with "Unsupported element type for
   DotThunk::Execute: BF16 x BF16 = F32").
   """
-  return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
-                 preferred_element_type=jnp.float32)
+  return jnp.dot(
+    a.astype(jnp.bfloat16),
+    b.astype(jnp.bfloat16),
+    preferred_element_type=jnp.float32,
+  )
 
 
 def _matmul_bf16_fwd(a, b):
@@ -75,22 +79,29 @@ def _matmul_bf16_bwd(residuals, g):
 _matmul_bf16.defvjp(_matmul_bf16_fwd, _matmul_bf16_bwd)
 
 
-def _explicit_padding(spatial_shape: Sequence[int],
-                      window: Sequence[int],
-                      strides: Sequence[int],
-                      padding: Padding) -> Tuple[Tuple[int, int], ...]:
+def _explicit_padding(
+  spatial_shape: Sequence[int],
+  window: Sequence[int],
+  strides: Sequence[int],
+  padding: Padding,
+) -> Tuple[Tuple[int, int], ...]:
   """Turns "SAME"/"VALID" (or explicit pairs) into (low, high) pairs."""
   if isinstance(padding, str):
-    return tuple(jax.lax.padtype_to_pads(
-        tuple(spatial_shape), tuple(window), tuple(strides), padding))
+    return tuple(
+      jax.lax.padtype_to_pads(
+        tuple(spatial_shape), tuple(window), tuple(strides), padding
+      )
+    )
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def extract_patches(x: Array,
-                    window: Tuple[int, int],
-                    strides: Tuple[int, int] = (1, 1),
-                    padding: Padding = "SAME",
-                    concatenate: bool = True) -> Array:
+def extract_patches(
+  x: Array,
+  window: Tuple[int, int],
+  strides: Tuple[int, int] = (1, 1),
+  padding: Padding = "SAME",
+  concatenate: bool = True,
+) -> Array:
   """Shifted-slice patches of an NHWC array.
 
   Args:
@@ -117,16 +128,23 @@ def extract_patches(x: Array,
   h_out = (h - kh) // sh + 1
   w_out = (w - kw) // sw + 1
   views = [
-      x[..., i:i + (h_out - 1) * sh + 1:sh, j:j + (w_out - 1) * sw + 1:sw, :]
-      for i in range(kh) for j in range(kw)
+    x[
+      ...,
+      i : i + (h_out - 1) * sh + 1 : sh,
+      j : j + (w_out - 1) * sw + 1 : sw,
+      :,
+    ]
+    for i in range(kh)
+    for j in range(kw)
   ]
   if not concatenate:
     return views
   return jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
 
 
-def _conv2d_one_channel(x: Array, kernel: Array, strides: Tuple[int, int],
-                        padding: Padding) -> Array:
+def _conv2d_one_channel(
+  x: Array, kernel: Array, strides: Tuple[int, int], padding: Padding
+) -> Array:
   """`conv2d_patches` for C_in = 1 with the patches as rows [..., kh*kw, M].
 
   M is the positions of the last batch axis and space together (all of them
@@ -135,19 +153,22 @@ def _conv2d_one_channel(x: Array, kernel: Array, strides: Tuple[int, int],
   """
   kh, kw, _, c_out = kernel.shape
   views = extract_patches(x, (kh, kw), strides, padding, concatenate=False)
-  spatial = views[0].shape[:-1]          # [..., (B,) H_out, W_out]
+  spatial = views[0].shape[:-1]  # [..., (B,) H_out, W_out]
   lead = spatial[:-3] if len(spatial) >= 3 else ()
   rows = jnp.stack([v[..., 0].reshape(lead + (-1,)) for v in views], axis=-2)
-  y = jax.lax.dot_general(rows, kernel.reshape(kh * kw, c_out),
-                          (((rows.ndim - 2,), (0,)), ((), ())))
+  y = jax.lax.dot_general(
+    rows, kernel.reshape(kh * kw, c_out), (((rows.ndim - 2,), (0,)), ((), ()))
+  )
   return y.reshape(spatial + (c_out,))
 
 
-def conv2d_patches(x: Array,
-                   kernel: Array,
-                   strides: Tuple[int, int] = (1, 1),
-                   padding: Padding = "SAME",
-                   compute_dtype: str = "float32") -> Array:
+def conv2d_patches(
+  x: Array,
+  kernel: Array,
+  strides: Tuple[int, int] = (1, 1),
+  padding: Padding = "SAME",
+  compute_dtype: str = "float32",
+) -> Array:
   """2-D convolution (cross-correlation) as shifted-slice patches + matmul.
 
   Args:
@@ -174,10 +195,12 @@ def conv2d_patches(x: Array,
   return jnp.dot(patches, kernel)
 
 
-def conv2d_xla(x: Array,
-               kernel: Array,
-               strides: Tuple[int, int] = (1, 1),
-               padding: Padding = "SAME") -> Array:
+def conv2d_xla(
+  x: Array,
+  kernel: Array,
+  strides: Tuple[int, int] = (1, 1),
+  padding: Padding = "SAME",
+) -> Array:
   """2-D convolution with `jax.lax.conv_general_dilated` (NHWC, HWIO).
 
   Args:
@@ -193,17 +216,23 @@ def conv2d_xla(x: Array,
   x4 = x.reshape((-1,) + x.shape[-3:])
   pads = _explicit_padding(x.shape[-3:-1], kernel.shape[:2], strides, padding)
   y = jax.lax.conv_general_dilated(
-      x4, kernel, window_strides=tuple(strides), padding=pads,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x4,
+    kernel,
+    window_strides=tuple(strides),
+    padding=pads,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
   return y.reshape(lead + y.shape[1:])
 
 
-def conv2d(x: Array,
-           kernel: Array,
-           strides: Tuple[int, int] = (1, 1),
-           padding: Padding = "SAME",
-           impl: str = "patches",
-           compute_dtype: str = "float32") -> Array:
+def conv2d(
+  x: Array,
+  kernel: Array,
+  strides: Tuple[int, int] = (1, 1),
+  padding: Padding = "SAME",
+  impl: str = "patches",
+  compute_dtype: str = "float32",
+) -> Array:
   """2-D convolution with the lowering named by `impl` ("patches" or "xla").
 
   Args:
@@ -223,8 +252,10 @@ def conv2d(x: Array,
     return conv2d_patches(x, kernel, strides, padding, compute_dtype)
   if impl == "xla":
     if compute_dtype != "float32":
-      raise ValueError(f"compute_dtype={compute_dtype!r} needs "
-                       "impl='patches'; impl='xla' computes in float32")
+      raise ValueError(
+        f"compute_dtype={compute_dtype!r} needs "
+        "impl='patches'; impl='xla' computes in float32"
+      )
     return conv2d_xla(x, kernel, strides, padding)
   raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
 
@@ -256,11 +287,16 @@ def max_pool(x: Array, window: int = 2, impl: str = "reshape") -> Array:
   if impl == "reduce_window":
     ones = (1,) * (x.ndim - 3)
     return jax.lax.reduce_window(
-        x, -jnp.inf, jax.lax.max, ones + (window, window, 1),
-        ones + (window, window, 1), "VALID")
+      x,
+      -jnp.inf,
+      jax.lax.max,
+      ones + (window, window, 1),
+      ones + (window, window, 1),
+      "VALID",
+    )
   if impl != "reshape":
     raise ValueError(f"pool impl must be one of {POOL_IMPLS}, got {impl!r}")
-  x = x[..., :ho * window, :wo * window, :]
+  x = x[..., : ho * window, : wo * window, :]
   x = x.reshape(x.shape[:-3] + (ho, window, wo, window, c))
   return jnp.max(x, axis=(-4, -2))
 
@@ -284,6 +320,7 @@ class Conv(nn.Module):
     kernel_init: initializer of the kernel.
     bias_init: initializer of the bias.
   """
+
   features: int
   kernel_size: Tuple[int, int] = (3, 3)
   strides: Tuple[int, int] = (1, 1)
@@ -304,32 +341,44 @@ class Conv(nn.Module):
     Returns:
       [..., H_out, W_out, features].
     """
-    kernel = self.param("kernel", self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+    kernel = self.param(
+      "kernel",
+      self.kernel_init,
+      tuple(self.kernel_size) + (x.shape[-1], self.features),
+    )
     # `init` runs the XLA lowering whatever `impl` is: the same params and
     # (to float tolerance) the same output, with one op instead of a dozen to
     # compile, so an un-jitted Conv4 `init` compiles less; under jit it makes
     # no difference.
     check_compute_dtype(self.compute_dtype)
     if self.impl == "xla" and self.compute_dtype != "float32":
-      raise ValueError(f"compute_dtype={self.compute_dtype!r} needs "
-                       "impl='patches'; impl='xla' computes in float32")
+      raise ValueError(
+        f"compute_dtype={self.compute_dtype!r} needs "
+        "impl='patches'; impl='xla' computes in float32"
+      )
     initializing = self.is_initializing() and self.impl in CONV_IMPLS
     # tuple(): a config may give a list; the field is declared (sh, sw).
     strides = cast(Tuple[int, int], tuple(self.strides))
-    y = conv2d(x, kernel, strides, self.padding,
-               "xla" if initializing else self.impl,
-               "float32" if initializing else self.compute_dtype)
+    y = conv2d(
+      x,
+      kernel,
+      strides,
+      self.padding,
+      "xla" if initializing else self.impl,
+      "float32" if initializing else self.compute_dtype,
+    )
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,))
     return y
 
 
-def batch_stat_norm(x: Array,
-                    scale: Array = None,
-                    bias: Array = None,
-                    epsilon: float = 1e-5,
-                    stats_rows: Optional[int] = None) -> Array:
+def batch_stat_norm(
+  x: Array,
+  scale: Array = None,
+  bias: Array = None,
+  epsilon: float = 1e-5,
+  stats_rows: Optional[int] = None,
+) -> Array:
   """Normalizes with the statistics of this batch; a pure function.
 
   Mean and (biased) variance are taken over every axis but the last, so for
@@ -351,8 +400,10 @@ def batch_stat_norm(x: Array,
   axes = tuple(range(x.ndim - 1))
   mean = jnp.mean(x if stats_rows is None else x[:stats_rows], axis=axes)
   centered = x - mean
-  var = jnp.mean(jnp.square(
-      centered if stats_rows is None else centered[:stats_rows]), axis=axes)
+  var = jnp.mean(
+    jnp.square(centered if stats_rows is None else centered[:stats_rows]),
+    axis=axes,
+  )
   y = centered * jax.lax.rsqrt(var + epsilon)
   if scale is not None:
     y = y * scale
@@ -373,6 +424,7 @@ class BatchStatNorm(nn.Module):
     use_scale: learn a per-channel `scale` (init 1).
     use_bias: learn a per-channel `bias` (init 0).
   """
+
   epsilon: float = 1e-5
   use_scale: bool = True
   use_bias: bool = True
@@ -389,8 +441,14 @@ class BatchStatNorm(nn.Module):
       Array shaped like `x`.
     """
     c = x.shape[-1]
-    scale = (self.param("scale", nn.initializers.ones_init(), (c,))
-             if self.use_scale else None)
-    bias = (self.param("bias", nn.initializers.zeros_init(), (c,))
-            if self.use_bias else None)
+    scale = (
+      self.param("scale", nn.initializers.ones_init(), (c,))
+      if self.use_scale
+      else None
+    )
+    bias = (
+      self.param("bias", nn.initializers.zeros_init(), (c,))
+      if self.use_bias
+      else None
+    )
     return batch_stat_norm(x, scale, bias, self.epsilon, stats_rows)

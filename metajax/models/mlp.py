@@ -25,14 +25,16 @@ class MLP(nn.Module):
     num_outputs: size of the output layer; None: no output layer.
     hidden: sizes of the hidden layers.
   """
+
   num_outputs: Optional[int]
   hidden: Sequence[int] = (40, 40)
 
   def __post_init__(self):
     checks.integer("num_outputs", self.num_outputs, minimum=1, optional=True)
     if not isinstance(self.hidden, (tuple, list)):
-      raise ValueError(f"hidden must be a sequence of layer widths, got "
-                       f"{self.hidden!r}.")
+      raise ValueError(
+        f"hidden must be a sequence of layer widths, got {self.hidden!r}."
+      )
     for width in self.hidden:
       checks.integer("each width of hidden", width, minimum=1)
     super().__post_init__()
