@@ -1,7 +1,8 @@
-r"""Test-time augmentation of a finished classification run (issue 21).
+r"""Test-time augmentation and ensembles of finished classification runs.
 
   METAJAX_DATA_DIR=../shared/data/omniglot python -m experiments.tta_evaluate \
       --workdir=W --episodes=400 --copies=1,8,16
+  python -m experiments.tta_evaluate --workdir=W1,W2 --copies=1   # ensemble
 
 Each test episode is classified K times, once as it is and K - 1 times with
 its support and query images randomly warped (`metajax.data.augment.
@@ -12,10 +13,19 @@ argmax of its log-probabilities averaged over the K copies. K = 1 is
 50), the same predictions. Each query is still classified on its own when
 the run's learner does so (e.g. `query_norm="support"`). Prints one line per
 K: the mean accuracy (and error) with its 95 % interval.
+
+Several workdirs make an ensemble: each copy of each episode is classified by
+every run, and a query's class is the argmax of the log-probabilities summed
+over runs and copies. The episodes (and the warps' ranges) are the first
+run's: its test seed, its data. The runs must agree on what defines a test
+episode (dataset, data options, image size, test ways, shots and queries,
+within-group episodes); they may differ in anything else (their seeds, their
+training). The binary then also prints each run's own accuracy on those
+episodes (K = 1), the baseline the ensemble is to beat.
 """
 
 import json
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
@@ -46,24 +56,71 @@ def warp_ranges(config, strength: float) -> Dict[str, object]:
   }
 
 
-def tta_accuracies(
-  workdir: str,
-  episodes: int,
-  copies: Sequence[int],
-  strength: float = 1.0,
-  split: str = "test",
-) -> Dict[int, eval_lib.EvalResult]:
-  """K -> the per-episode accuracies with K copies (see the module doc)."""
-  copies = sorted(set(int(k) for k in copies))
-  if not copies or copies[0] < 1:
-    raise ValueError(f"copies must be integers >= 1, got {copies}.")
-  run = runs.load_run(workdir)
-  config = run.config
+# The config fields that define a test episode: an ensemble's runs must agree.
+EPISODE_FIELDS = (
+  "dataset",
+  "data_kwargs",
+  "image_size",
+  "test_ways",
+  "test_shots",
+  "test_queries",
+  "test_within_groups",
+)
+
+
+def _member(run):
+  """A run's jitted (params, support x, y, query x, key) -> log-probs."""
+  learner = from_config.build_learner(run.config, test=True)
+
+  @jax.jit
+  def log_probs(params, sx, sy, qx, key):
+    state = learner.adapt(params, (sx, sy), key)
+    return jax.nn.log_softmax(learner.predict(params, state, qx))
+
+  return lambda *args: np.asarray(log_probs(run.meta_params, *args))
+
+
+def _check_members(loaded, workdirs) -> None:
+  """Refuses runs that are not classifiers of the same test episodes."""
+  config = loaded[0].config
   if config.dataset == "sinusoid":
     raise ValueError(
       "test-time augmentation warps images; this run is a sinusoid regression."
     )
-  learner = from_config.build_learner(config, test=True)
+  for run, workdir in zip(loaded[1:], workdirs[1:]):
+    differ = [k for k in EPISODE_FIELDS if run.config.get(k) != config.get(k)]
+    if differ:
+      raise ValueError(
+        f"an ensemble's runs must share their test episodes: {workdir} "
+        f"differs from {workdirs[0]} in {differ}."
+      )
+
+
+def tta_accuracies(
+  workdir: Union[str, Sequence[str]],
+  episodes: int,
+  copies: Sequence[int],
+  strength: float = 1.0,
+  split: str = "test",
+  episodes_from: Optional[str] = None,
+) -> Dict[int, eval_lib.EvalResult]:
+  """K -> the per-episode accuracies with K copies (see the module doc).
+
+  `workdir` is one run or a sequence of runs (an ensemble). The episodes
+  are those of `episodes_from` (a run's workdir; by default the first run).
+  """
+  copies = sorted(set(int(k) for k in copies))
+  if not copies or copies[0] < 1:
+    raise ValueError(f"copies must be integers >= 1, got {copies}.")
+  workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+  if not workdirs:
+    raise ValueError("give at least one workdir.")
+  if episodes_from is not None:
+    workdirs = [episodes_from, *workdirs]
+  loaded = [runs.load_run(w) for w in workdirs]
+  _check_members(loaded, workdirs)
+  config = loaded[0].config
+  members = [_member(run) for run in loaded[1 if episodes_from else 0 :]]
   source = from_config.build_sources(config)[split]
   seed = (
     from_config.test_seed(config)
@@ -71,11 +128,6 @@ def tta_accuracies(
     else from_config.val_seed(config)
   )
   ranges = warp_ranges(config, strength)
-
-  @jax.jit
-  def log_probs(params, sx, sy, qx, key):
-    state = learner.adapt(params, (sx, sy), key)
-    return jax.nn.log_softmax(learner.predict(params, state, qx))
 
   values = {k: [] for k in copies}
   key = jax.random.key(seed)
@@ -96,9 +148,8 @@ def tta_accuracies(
           qx_k = augment.affine_warp(qx, rng, **ranges)
         else:
           sx_k, qx_k = sx, qx
-        total = total + np.asarray(
-          log_probs(run.meta_params, sx_k, sy, qx_k, keys[j])
-        )
+        for log_probs in members:
+          total = total + log_probs(sx_k, sy, qx_k, keys[j])
         if k in values:
           values[k].append(
             float(np.mean(total.argmax(-1) == qy, dtype=np.float32))
@@ -118,7 +169,12 @@ def tta_accuracies(
 def define_flags():
   """The command line's flags (defined by the binary only, so that tests
   can import this module beside other binaries)."""
-  flags.DEFINE_string("workdir", None, "A finished run.", required=True)
+  flags.DEFINE_list(
+    "workdir",
+    None,
+    "A finished run, or several (comma separated): an ensemble.",
+    required=True,
+  )
   flags.DEFINE_integer("episodes", 400, "Test episodes.")
   flags.DEFINE_list(
     "copies", ["1", "8", "16"], "Numbers of copies K to report."
@@ -134,24 +190,38 @@ def define_flags():
   )
 
 
+def _line(r: eval_lib.EvalResult, **fields) -> str:
+  """One JSON line: the fields, then the result's accuracy and error."""
+  return json.dumps(
+    {
+      **fields,
+      "accuracy": r.mean,
+      "error": 1 - r.mean,
+      "ci95": r.ci95,
+      "episodes": r.episodes,
+    }
+  )
+
+
 def main(argv):
   del argv
   f = flags.FLAGS
-  results = tta_accuracies(
-    f.workdir, f.episodes, [int(k) for k in f.copies], f.strength, f.split
-  )
+  copies = [int(k) for k in f.copies]
+  if len(f.workdir) > 1:  # each run alone, on the ensemble's episodes
+    for w in f.workdir:
+      r = tta_accuracies(
+        w, f.episodes, [1], split=f.split, episodes_from=f.workdir[0]
+      )[1]
+      print(_line(r, run=w, copies=1, split=f.split))
+  results = tta_accuracies(f.workdir, f.episodes, copies, f.strength, f.split)
   for k, r in results.items():
     print(
-      json.dumps(
-        {
-          "copies": k,
-          "strength": f.strength,
-          "split": f.split,
-          "accuracy": r.mean,
-          "error": 1 - r.mean,
-          "ci95": r.ci95,
-          "episodes": r.episodes,
-        }
+      _line(
+        r,
+        runs=len(f.workdir),
+        copies=k,
+        strength=f.strength,
+        split=f.split,
       )
     )
 
