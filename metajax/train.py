@@ -1,184 +1,33 @@
 """The meta-training loop, around the one jitted meta-step of `step`.
 
-`meta_train` is built from small parts, in the order a run meets them:
-argument checks, the initial state, the restore, the step compiled ahead (its
-memory checked), then per step the non-finite policy, validation (and the
-best state), the checkpoint and the caller's callback.
+`meta_train` is built from small parts, in the order a run meets them: what
+comes before the first step is `_train_setup`'s (argument checks, the initial
+state, the restore, the step compiled ahead, its memory checked); then per
+step the non-finite policy, validation (and the best state), the checkpoint
+and the caller's callback.
 """
 
 import contextlib
-import itertools
 import math
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from metajax import _train_setup as setup
 from metajax import best as best_lib
-from metajax import metrics_io
 from metajax import parallel
-from metajax.data.episodes import TaskSource, prefetch_to_device, step_rng
+from metajax._train_setup import Callback
+from metajax.data.episodes import TaskSource, prefetch_to_device
 from metajax.evaluate import evaluate
-from metajax.memory import check_step_fits
-from metajax.step import TrainState, init_train_state, seed_keys
-from metajax.step import make_eval_step, make_meta_step
+from metajax.step import TrainState
 from metajax.types import Episode, Learner
-
-# `callback(step, metrics)`, called by `meta_train` after each step.
-Callback = Callable[[int, Dict[str, float]], None]
 
 
 class NonFiniteError(FloatingPointError):
   """Raised when the meta-loss or meta-gradient stops being finite."""
-
-
-def _check_arguments(
-  learner: Learner,
-  *,
-  num_steps,
-  meta_batch_size,
-  seed,
-  workdir,
-  checkpoint_every,
-  log_every,
-  val_source,
-  val_learner,
-  val_every,
-  val_episodes,
-  on_nonfinite,
-  keep_best,
-) -> None:
-  """Raises ValueError, naming the argument, before anything is done."""
-  for name, value, low in (
-    ("num_steps", num_steps, 0),
-    ("meta_batch_size", meta_batch_size, 1),
-    ("checkpoint_every", checkpoint_every, 1),
-    ("log_every", log_every, 1),
-    ("val_every", val_every, 0),
-    ("val_episodes", val_episodes, 1),
-  ):
-    if not isinstance(value, (int, np.integer)) or value < low:
-      raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-  if not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
-  if on_nonfinite not in ("raise", "skip"):
-    raise ValueError(
-      f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}."
-    )
-  if keep_best:
-    missing = [
-      name
-      for name, given in (
-        ("workdir", workdir is not None),
-        ("val_source", val_source is not None),
-        ("val_every > 0", val_every > 0),
-      )
-      if not given
-    ]
-    if missing:
-      raise ValueError(
-        "keep_best needs validation and a place to keep the "
-        f"best state: give {' and '.join(missing)}."
-      )
-    metric = (val_learner or learner).metric_name
-    if metric not in best_lib.HIGHER_IS_BETTER:
-      raise ValueError(
-        f"keep_best: no order for the validation metric "
-        f"{metric!r}; known: {sorted(best_lib.HIGHER_IS_BETTER)}."
-      )
-
-
-def _initial_state(
-  learner: Learner,
-  outer_opt: optax.GradientTransformation,
-  source: TaskSource,
-  seed: int,
-  initial_state: Optional[TrainState],
-  mesh: Mesh,
-) -> TrainState:
-  """`initial_state`, or a fresh one from the seed; replicated over `mesh`."""
-  if initial_state is None:
-    # Jitted: an un-jitted conv4 init runs op by op and takes seconds.
-    example = source.sample_batch(step_rng(seed, 0), 1)
-    state = jax.jit(lambda k, ex: init_train_state(learner, outer_opt, k, ex))(
-      seed_keys(seed)[0], example
-    )
-  else:
-    state = initial_state
-  # Replicated over the mesh (committed), as the step's outputs are:
-  # otherwise the second step sees other input shardings and compiles again.
-  return parallel.put_replicated(state, mesh)
-
-
-def _batches(
-  source: TaskSource, seed: int, start: int, stop: int, tasks: int
-) -> Iterator[Episode]:
-  """This process's `tasks` tasks of each step (`parallel.process_rng`)."""
-  for step in range(start, stop):
-    yield source.sample_batch(parallel.process_rng(seed, step), tasks)
-
-
-def _check_labels(learner: Learner, meta_params, batch: Episode) -> None:
-  """Raises ValueError if an episode's class labels lie outside 0..N-1 for
-  the learner's N outputs (a task source of one's own: such a label would
-  one-hot to zeros and silently train on nothing)."""
-  if learner.train_on != "episodes" or learner.metric_name != "accuracy":
-    return
-  labels = {
-    "support_y": np.asarray(batch.support_y),
-    "query_y": np.asarray(batch.query_y),
-  }
-  for name, y in labels.items():
-    if not np.issubdtype(y.dtype, np.integer):
-      raise ValueError(
-        f"The task source's {name} has dtype {y.dtype}; "
-        "classification labels must be integers."
-      )
-  example = jax.tree.map(lambda a: a[0], batch)
-  outputs = jax.eval_shape(
-    lambda p, ep: learner.predict(
-      p,
-      learner.adapt(p, (ep.support_x, ep.support_y), jax.random.key(0)),
-      ep.query_x,
-    ),
-    meta_params,
-    example,
-  )
-  ways = outputs.shape[-1]
-  for name, y in labels.items():
-    if y.size and (y.min() < 0 or y.max() >= ways):
-      raise ValueError(
-        f"The task source's {name} holds labels {y.min()}..{y.max()}, but "
-        f"the learner has {ways} outputs: labels must lie in 0..{ways - 1}."
-      )
-
-
-def _compile_ahead(
-  meta_step: jax.stages.Wrapped,
-  learner: Learner,
-  state: TrainState,
-  host_batches: Iterator[Episode],
-  key: jax.Array,
-  mesh: Mesh,
-  check_memory: bool,
-):
-  """(the meta-step compiled for the first batch, the batches).
-
-  Compiled before the loop, so that a step too large for the device's memory
-  raises `StepMemoryError` (and labels outside the learner's outputs a
-  ValueError) before anything is trained or written. The first batch is
-  sampled once: the batches returned start with it again.
-  """
-  first_host = next(host_batches)
-  _check_labels(learner, state.meta_params, first_host)
-  first = parallel.put_batch(first_host, mesh)
-  compiled = meta_step.lower(state, first, key).compile()
-  if check_memory:
-    check_step_fits(compiled, jax.local_devices()[0])
-  return compiled, itertools.chain([first_host], host_batches)
 
 
 def _last_checkpoint(checkpointer) -> str:
@@ -295,6 +144,61 @@ def _save_checkpoint(
   checkpointer.save(step, state)
 
 
+def _train_steps(
+  state: TrainState, run: setup.Start, options: setup.Options
+) -> TrainState:
+  """Takes the steps from `state` to `options.num_steps`, each followed by its
+  validation, checkpoint and callback; returns the final state."""
+  num_steps = options.num_steps
+  checkpointer, writer = run.checkpointer, run.writer
+  if checkpointer is not None and not run.restored and num_steps == 0:
+    # Nothing to train: the initial state is the run (load_run reads it).
+    _save_checkpoint(checkpointer, 0, state, writer)
+
+  batches = prefetch_to_device(
+    run.host_batches, put=lambda b: parallel.put_batch(b, run.mesh)
+  )
+  for step, batch in zip(range(int(state.step), num_steps), batches):
+    done = step + 1
+    state, metrics = _take_step(
+      run.meta_step,
+      state,
+      batch,
+      jax.random.fold_in(run.train_key, step),
+      step=done,
+      on_nonfinite=options.on_nonfinite,
+      writer=writer,
+      checkpointer=checkpointer,
+      log=done % options.log_every == 0 or done == num_steps,
+    )
+    if (
+      run.val_step is not None
+      and options.val_source is not None
+      and options.val_every
+      and done % options.val_every == 0
+    ):
+      metrics.update(
+        _validate(
+          run.val_learner,
+          state,
+          options.val_source,
+          episodes=options.val_episodes,
+          seed=options.seed,
+          eval_step=run.val_step,
+          step=done,
+          writer=writer,
+          best=run.best,
+        )
+      )
+    if checkpointer is not None and (
+      done % options.checkpoint_every == 0 or done == num_steps
+    ):
+      _save_checkpoint(checkpointer, done, state, writer)
+    if options.callback is not None:
+      options.callback(done, metrics)
+  return state
+
+
 def meta_train(
   learner: Learner,
   source: TaskSource,
@@ -391,8 +295,8 @@ def meta_train(
   Returns:
     The final `TrainState`.
   """
-  _check_arguments(
-    learner,
+  options = setup.Options(
+    outer_opt=outer_opt,
     num_steps=num_steps,
     meta_batch_size=meta_batch_size,
     seed=seed,
@@ -403,93 +307,15 @@ def meta_train(
     val_learner=val_learner,
     val_every=val_every,
     val_episodes=val_episodes,
+    callback=callback,
     on_nonfinite=on_nonfinite,
+    initial_state=initial_state,
+    mesh=mesh,
+    tasks_per_chunk=tasks_per_chunk,
+    check_memory=check_memory,
     keep_best=keep_best,
   )
-  mesh = mesh if mesh is not None else parallel.task_mesh()
-  local_tasks = parallel.check_meta_batch_size(meta_batch_size, mesh)
-  train_key = seed_keys(seed)[1]
-  state = _initial_state(learner, outer_opt, source, seed, initial_state, mesh)
-  meta_step = make_meta_step(
-    learner, outer_opt, mesh=mesh, tasks_per_chunk=tasks_per_chunk
-  )
-  val_learner = val_learner or learner
-  val_step = make_eval_step(val_learner) if val_source is not None else None
-  primary = jax.process_index() == 0
-
+  setup.check_arguments(learner, options)
   with contextlib.ExitStack() as stack:  # closes what is opened, come what may
-    checkpointer = restored_step = best = writer = None
-    if workdir is not None:
-      # orbax is imported for runs kept in a workdir only.
-      from metajax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-
-      checkpointer = ckpt_lib.Checkpointer(workdir)
-      stack.callback(checkpointer.close)
-      restored_step, state = checkpointer.restore(state)
-    start = int(state.step)
-    host_batches = _batches(source, seed, start, num_steps, local_tasks)
-    if start < num_steps:
-      meta_step, host_batches = _compile_ahead(
-        meta_step,
-        learner,
-        state,
-        host_batches,
-        jax.random.fold_in(train_key, start),
-        mesh,
-        check_memory,
-      )
-    if keep_best:
-      assert workdir is not None  # _check_arguments: keep_best needs one
-      best = best_lib.BestKeeper(workdir, primary)
-      stack.callback(best.close)
-    if workdir is not None and primary:
-      writer = metrics_io.MetricWriter(
-        workdir, resume_step=start if restored_step is not None else None
-      )
-      stack.callback(writer.close)
-    if checkpointer is not None and restored_step is None and num_steps == 0:
-      # Nothing to train: the initial state is the run (load_run reads it).
-      _save_checkpoint(checkpointer, 0, state, writer)
-
-    batches = prefetch_to_device(
-      host_batches, put=lambda b: parallel.put_batch(b, mesh)
-    )
-    for step, batch in zip(range(start, num_steps), batches):
-      done = step + 1
-      state, metrics = _take_step(
-        meta_step,
-        state,
-        batch,
-        jax.random.fold_in(train_key, step),
-        step=done,
-        on_nonfinite=on_nonfinite,
-        writer=writer,
-        checkpointer=checkpointer,
-        log=done % log_every == 0 or done == num_steps,
-      )
-      if (
-        val_step is not None
-        and val_source is not None
-        and val_every
-        and done % val_every == 0
-      ):
-        metrics.update(
-          _validate(
-            val_learner,
-            state,
-            val_source,
-            episodes=val_episodes,
-            seed=seed,
-            eval_step=val_step,
-            step=done,
-            writer=writer,
-            best=best,
-          )
-        )
-      if checkpointer is not None and (
-        done % checkpoint_every == 0 or done == num_steps
-      ):
-        _save_checkpoint(checkpointer, done, state, writer)
-      if callback is not None:
-        callback(done, metrics)
-  return state
+    state, run = setup.start(stack, learner, source, options)
+    return _train_steps(state, run, options)

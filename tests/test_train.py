@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from experiments import progress
+from metajax import _train_setup as train_setup
 from metajax import evaluate as eval_lib
 from metajax import metrics_io
 from metajax import models
@@ -374,7 +375,7 @@ def test_labels_outside_the_learner_outputs_are_refused(tmp_path):
   batch = sampler.sample_batch(rng, 1)
   params = learner.init(jax.random.key(0), jax.tree.map(lambda a: a[0], batch))
   with pytest.raises(ValueError, match=r"query_y holds labels 0..3"):
-    train_lib._check_labels(  # pylint: disable=protected-access
+    train_setup.check_labels(
       learner, params, batch._replace(query_y=np.array([[0, 1, 3]]))
     )
   # The plain source trains.
