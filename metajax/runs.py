@@ -7,7 +7,6 @@ meta-trains (`train.meta_train`), evaluates on the test classes
 own support and query sets.
 """
 
-import json
 import os
 from typing import Any, Dict, NamedTuple, Optional
 
@@ -15,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from metajax import _saved_config as saved_config
 from metajax import best as best_lib
 from metajax import checkpoint as ckpt_lib
 from metajax import evaluate as eval_lib
@@ -23,98 +23,10 @@ from metajax import metrics_io
 from metajax import parallel
 from metajax import step as step_lib
 from metajax import train as train_lib
+from metajax._saved_config import CONVERT_COMMAND as CONVERT_COMMAND
+from metajax._saved_config import RESUMABLE as RESUMABLE
 from metajax.data import episodes as episodes_lib
 from metajax.types import Learner, Params
-
-# Fields a resumed run may change: how long, how often, where, on what devices.
-RESUMABLE = {
-  "num_steps",
-  "eval_episodes",
-  "val_every",
-  "val_episodes",
-  "checkpoint_every",
-  "log_every",
-  "data_dir",
-  "paper_result",
-  "on_nonfinite",
-  "num_devices",
-  "tasks_per_chunk",
-}
-CONVERT_COMMAND = "python -m experiments.convert_config --workdir={workdir}"
-
-
-def _config_dict(config) -> Dict[str, Any]:
-  return (
-    json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
-  )
-
-
-def _read_config_json(workdir) -> Optional[Dict[str, Any]]:
-  """`<workdir>/config.json` as a dict; None if absent; `ConfigError` if
-  broken or in the format of runs written before the declarative configs."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
-  try:
-    saved = json.loads(text)
-  except ValueError as e:
-    raise from_config.ConfigError(
-      f"{path} is not valid JSON ({e}); it was edited or damaged. Restore "
-      "it from your config, or use a new --workdir."
-    ) from None
-  if not isinstance(saved, dict):
-    raise from_config.ConfigError(
-      f"{path} holds a {type(saved).__name__}, not a config."
-    )
-  if "learner_kwargs" not in saved:
-    raise from_config.ConfigError(
-      f"{path} is in the format of runs written before the declarative "
-      "configs (no learner_kwargs). Convert it once with: "
-      f"{CONVERT_COMMAND.format(workdir=workdir)}"
-    )
-  return saved
-
-
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
-def _check_same_config(workdir, config) -> None:
-  """Raises ValueError if `workdir` holds a run of another config."""
-  saved = _read_config_json(workdir)
-  if saved is None:
-    return
-  old = _flat(_config_dict(from_config.with_option_defaults(saved)))
-  new = _flat(_config_dict(from_config.with_option_defaults(config)))
-  diff = sorted(
-    k
-    for k in set(old) | set(new)
-    if k not in RESUMABLE and old.get(k) != new.get(k)
-  )
-  if diff:
-    raise from_config.ConfigError(
-      f"{workdir!r} holds a run with a different config (fields "
-      f"{', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
-      "use a new --workdir or the same config to resume."
-    )
-  if new.get("outer_lr_schedule") == "linear_decay" and old.get(
-    "num_steps"
-  ) != new.get("num_steps"):
-    raise from_config.ConfigError(
-      f"{workdir!r} holds a run of num_steps={old.get('num_steps')} with "
-      "outer_lr_schedule='linear_decay', whose learning rate reaches 0 at "
-      "num_steps: resuming it with num_steps="
-      f"{new.get('num_steps')} would make the rate jump. Resume with "
-      f"num_steps={old.get('num_steps')} or use a new --workdir."
-    )
 
 
 def _with_num_classes(config, sources):
@@ -128,7 +40,7 @@ def _with_num_classes(config, sources):
       f"config.num_classes={config.num_classes} but the training split has "
       f"{found} classes; leave it unset."
     )
-  config = ml_collections.ConfigDict(_config_dict(config))
+  config = ml_collections.ConfigDict(saved_config.config_dict(config))
   config.num_classes = found
   return config
 
@@ -249,11 +161,11 @@ def train_and_evaluate(
   initial = _with_embedding_from(config, learner, outer_opt, sources["train"])
   primary = jax.process_index() == 0  # with several processes, one writes
   if workdir is not None:
-    _check_same_config(workdir, config)
+    saved_config.check_same_config(workdir, config)
     os.makedirs(workdir, exist_ok=True)
     if primary:
       metrics_io.write_json(
-        os.path.join(workdir, "config.json"), _config_dict(config)
+        os.path.join(workdir, "config.json"), saved_config.config_dict(config)
       )
   state = _meta_train(
     config,
@@ -286,7 +198,7 @@ def train_and_evaluate(
     seed=from_config.test_seed(config),
   )
   results = {
-    "config": _config_dict(config),
+    "config": saved_config.config_dict(config),
     "metric": result.metric,
     "mean": result.mean,
     "ci95": result.ci95,
@@ -340,7 +252,7 @@ def load_run(
       config.json, or one of the format before the declarative configs
       (the message gives the command that converts it).
   """
-  saved = _read_config_json(workdir)
+  saved = saved_config.read_config_json(workdir)
   if saved is None:
     raise ValueError(f"{workdir!r} holds no run (no config.json).")
   config = from_config.complete(saved)
