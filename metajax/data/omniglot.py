@@ -23,7 +23,8 @@ Which zips a split reads: "vinyals" and "lake" the full release,
 `images_background.zip` and `images_evaluation.zip` (964 + 659 = 1623
 characters); "seeded" those two, or those of them present, when either is,
 otherwise the small zips present (242 distinct characters together);
-"minimal" both small zips.
+"minimal" both small zips. `metajax.data.omniglot_archives` chooses them and
+checks the split sizes, from the zips' listings, before any zip is decoded.
 
 A character is keyed by its (alphabet, character folder) names, e.g.
 ("Greek", "character03"), and a key found in more than one zip is kept once,
@@ -34,33 +35,25 @@ and Latin are in both small zips, byte for byte the same images.
 import functools
 import os
 import pathlib
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from metajax import checks
+from metajax.data import omniglot_archives
 from metajax.data import omniglot_builder
 from metajax.data import omniglot_images
 from metajax.data import sources
 from metajax.data import tfds_prepare
+from metajax.data.omniglot_archives import SMALL, Key, PathLike
 
 # Re-exported: `omniglot.prepare_images` (the `as` form marks it public).
 from metajax.data.omniglot_images import prepare_images as prepare_images
-from metajax.data.sources import DATA_DIR_ENV, ClassImages
+from metajax.data.sources import ClassImages
 
 SPLITS = ("vinyals", "lake", "seeded", "minimal")
 ROTATIONS = (0, 90, 180, 270)  # degrees, counter-clockwise (np.rot90)
-
-_FULL = ("background", "evaluation")
-_SMALL = ("small1", "small2")
-_VINYALS_TRAIN = 1200
-_DEFAULT_VAL = 100
-_SEEDED_TRAIN_FRACTION = 0.6
-_SEEDED_VAL_FRACTION = 0.1
-
-PathLike = Union[str, os.PathLike]
-Key = Tuple[str, str]  # (alphabet, character)
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -148,8 +141,8 @@ def load(
   _check_args(
     split, image_size, rotations, seed, num_train, num_val, background
   )
-  folder = _data_folder(data_dir)
-  archives = _choose_archives(split, folder)
+  folder = omniglot_archives.data_folder(data_dir)
+  archives = omniglot_archives.choose_archives(split, folder)
   cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
   if split == "minimal":
     return _minimal(
@@ -159,25 +152,20 @@ def load(
       rotations,
       seed,
       num_val,
-      background or _SMALL[0],
+      background or SMALL[0],
     )
   if folder is not None:  # counts from the zips' listings: cheap
-    chars = _dedupe(
-      {
-        a: omniglot_builder.character_files(
-          folder / omniglot_builder.ARCHIVES[a].filename
-        )
-        for a in archives
-      }
-    )
+    chars = omniglot_archives.listed_characters(folder, archives)
     counts = {a: sum(o == a for o in chars.values()) for a in archives}
   else:
     counts = {a: omniglot_builder.ARCHIVES[a].num_characters for a in archives}
-  _split_sizes(split, counts, num_train, num_val, folder)
+  omniglot_archives.split_sizes(split, counts, num_train, num_val, folder)
 
   images, origin, names, _ = _read(archives, folder, cache, image_size)
   counts = {a: sum(o == a for o in origin.values()) for a in archives}
-  sizes = _split_sizes(split, counts, num_train, num_val, folder)
+  sizes = omniglot_archives.split_sizes(
+    split, counts, num_train, num_val, folder
+  )
   keys = sorted(origin)
   rng = np.random.default_rng(seed)
   if split == "lake":
@@ -222,133 +210,9 @@ def _check_args(
         "but num_val; num_train must be None."
       )
     if background is not None:
-      checks.one_of("background", background, _SMALL)
+      checks.one_of("background", background, SMALL)
   elif background is not None:
     raise ValueError("background is an option of split='minimal' only.")
-
-
-def _expected_files() -> str:
-  return ", ".join(a.filename for a in omniglot_builder.ARCHIVES.values())
-
-
-def _data_folder(data_dir: Optional[PathLike]) -> Optional[pathlib.Path]:
-  """The folder of zips to read, or None to download; checks it exists."""
-  if data_dir is None:
-    data_dir = os.environ.get(DATA_DIR_ENV) or None
-    origin = f"${DATA_DIR_ENV}"
-  else:
-    origin = "data_dir"
-  if data_dir is None:
-    return None
-  folder = pathlib.Path(data_dir).expanduser()
-  if not folder.is_dir():
-    raise ValueError(
-      f"Omniglot folder {os.fspath(folder)} (from {origin}) does not exist; "
-      f"it should hold any of {_expected_files()}."
-    )
-  if not any(
-    (folder / a.filename).is_file() for a in omniglot_builder.ARCHIVES.values()
-  ):
-    raise ValueError(
-      f"Omniglot folder {os.fspath(folder)} (from {origin}) holds none of "
-      f"the expected files {_expected_files()}."
-    )
-  return folder
-
-
-def _choose_archives(
-  split: str, folder: Optional[pathlib.Path]
-) -> Tuple[str, ...]:
-  """The configs of `MetajaxOmniglot` (archives) that `split` reads."""
-  if folder is None:  # downloaded
-    return _SMALL if split == "minimal" else _FULL
-  present = tuple(
-    a
-    for a, info in omniglot_builder.ARCHIVES.items()
-    if (folder / info.filename).is_file()
-  )
-  full = tuple(a for a in _FULL if a in present)
-  if split == "seeded":
-    return full or tuple(a for a in _SMALL if a in present)
-  if split == "minimal":
-    if all(a in present for a in _SMALL):
-      return _SMALL
-    need = " and ".join(omniglot_builder.ARCHIVES[a].filename for a in _SMALL)
-    raise ValueError(
-      f"split='minimal' needs both small background sets, "
-      f"{need}, in {os.fspath(folder)}."
-    )
-  if full == _FULL:
-    return full
-  names = [omniglot_builder.ARCHIVES[a].filename for a in present]
-  found = len(
-    _dedupe(
-      {
-        a: omniglot_builder.character_files(
-          folder / omniglot_builder.ARCHIVES[a].filename
-        )
-        for a in present
-      }
-    )
-  )
-  need = " and ".join(omniglot_builder.ARCHIVES[a].filename for a in _FULL)
-  raise ValueError(
-    f"split={split!r} needs the full Omniglot release ({need}, 1623 "
-    f"characters), but {os.fspath(folder)} holds only {', '.join(names)}: "
-    f"{found} characters. Use split='seeded' to split the characters that "
-    "are available, or add the full zips to the folder."
-  )
-
-
-def _dedupe(chars_by_archive: Dict[str, Dict[Key, list]]) -> Dict[Key, str]:
-  """{key: first archive holding it}, archives in `ARCHIVES` order."""
-  origin: Dict[Key, str] = {}
-  for archive in omniglot_builder.ARCHIVES:
-    for key in chars_by_archive.get(archive, ()):
-      origin.setdefault(key, archive)
-  return origin
-
-
-def _split_sizes(
-  split: str,
-  counts: Dict[str, int],
-  num_train,
-  num_val,
-  folder: Optional[pathlib.Path],
-) -> Tuple[int, int]:
-  """(num_train, num_val) characters of `split`; checks they leave a test."""
-  total = sum(counts.values())
-  where = os.fspath(folder) if folder is not None else "the downloaded zips"
-  if split == "lake":
-    pool, pool_name = counts.get("background", 0), "background characters"
-    num_val = _DEFAULT_VAL if num_val is None else num_val
-    if num_val >= pool:
-      raise ValueError(
-        f"num_val={num_val} must be less than the {pool} {pool_name} of "
-        f"split='lake' (in {where})."
-      )
-    return pool - num_val, num_val
-  if split == "vinyals":
-    if total < _VINYALS_TRAIN + 1:
-      raise ValueError(
-        f"split='vinyals' needs the full Omniglot release (1623 "
-        f"characters); found {total} characters in {where}. Use "
-        "split='seeded' to split the characters that are available."
-      )
-    num_train = _VINYALS_TRAIN if num_train is None else num_train
-    num_val = _DEFAULT_VAL if num_val is None else num_val
-  else:
-    if num_train is None:
-      num_train = max(1, int(round(_SEEDED_TRAIN_FRACTION * total)))
-    if num_val is None:
-      num_val = int(round(_SEEDED_VAL_FRACTION * total))
-  if num_train + num_val >= total:
-    raise ValueError(
-      f"num_train + num_val = {num_train} + {num_val} must be less than the "
-      f"{total} characters available for split={split!r} (in {where}), so "
-      "that meta-test is not empty."
-    )
-  return num_train, num_val
 
 
 def _read(
@@ -411,31 +275,20 @@ def _read(
 
 def _minimal(folder, cache, image_size, rotations, seed, num_val, background):
   """The splits of split="minimal" (see `load`)."""
-  where = os.fspath(folder) if folder is not None else "the downloaded zips"
-
-  def sizes(train_keys):
-    n = len(train_keys)
-    val = int(round(_SEEDED_VAL_FRACTION * n)) if num_val is None else num_val
-    if val >= n:
-      raise ValueError(
-        f"num_val={val} must be less than the {n} characters "
-        f"of {background} (in {where})."
-      )
-    return val
-
   if folder is not None:  # from the listing: checked before decoding
-    sizes(
-      omniglot_builder.character_files(
-        folder / omniglot_builder.ARCHIVES[background].filename
-      )
+    listed = omniglot_builder.character_files(
+      folder / omniglot_builder.ARCHIVES[background].filename
     )
-  images, _, names, members = _read(_SMALL, folder, cache, image_size)
+    omniglot_archives.minimal_num_val(len(listed), num_val, background, folder)
+  images, _, names, members = _read(SMALL, folder, cache, image_size)
   train_keys = sorted(members[background])
   seen = {alphabet for alphabet, _ in train_keys}
-  other = next(a for a in _SMALL if a != background)
+  other = next(a for a in SMALL if a != background)
   test = sorted(k for k in members[other] if k[0] not in seen)
   order = np.random.default_rng(seed).permutation(len(train_keys))
-  val_size = sizes(train_keys)
+  val_size = omniglot_archives.minimal_num_val(
+    len(train_keys), num_val, background, folder
+  )
   val = sorted(train_keys[i] for i in order[:val_size])
   train = sorted(train_keys[i] for i in order[val_size:])
   return {
