@@ -241,6 +241,60 @@ def baseline(
   finetune_steps = checks.integer("finetune_steps", finetune_steps, minimum=1)
   normalize_features = checks.boolean("normalize_features", normalize_features)
   scale = checks.positive("scale", scale)
+  loss_fn, metric_fn, metric_name = losses.for_task("classification")
+
+  def embed_features(embed, x):
+    f = embedding.apply({"params": embed}, to_float(x))
+    return l2_normalize(f) if normalize_features else f
+
+  def init(key, episode: Episode):
+    embed_key, head_key = jax.random.split(key)
+    x = to_float(
+      episode.query_x if episode.query_x.shape[0] else episode.support_x
+    )
+    embed = embedding.init(embed_key, x).get("params", {})
+    dim = jax.eval_shape(embedding.apply, {"params": embed}, x).shape[-1]
+    return {
+      "embed": embed,
+      "head": init_head(head_key, dim, num_classes, classifier, scale),
+    }
+
+  def task_loss(meta_params, episode: Episode, key):
+    del key
+    feats = embed_features(meta_params["embed"], episode.query_x)
+    logits = head_logits(meta_params["head"], feats, classifier)
+    return loss_fn(logits, episode.query_y), metric_fn(logits, episode.query_y)
+
+  adapt, predict = _test_time(
+    embed_features,
+    ways=ways,
+    classifier=classifier,
+    scale=scale,
+    head_init=head_init,
+    finetune_steps=finetune_steps,
+    finetune_opt=finetune_opt,
+    finetune_lr=finetune_lr,
+    finetune_weight_decay=finetune_weight_decay,
+    transductive_steps=transductive_steps,
+    transductive_opt=transductive_opt,
+    transductive_lr=transductive_lr,
+    entropy_weight=entropy_weight,
+  )
+  return Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
+    task_loss=task_loss,
+    train_on="class_batches",
+  )
+
+
+def _head_init(head_init: Optional[str], classifier: str) -> str:
+  """`baseline`'s `head_init` checked, None resolved to the classifier's
+  default ("zeros" for the linear head, "prototypes" for the cosine one)."""
   if head_init is None:
     head_init = "zeros" if classifier == "linear" else "prototypes"
   head_init = checks.one_of("head_init", head_init, HEAD_INITS)
@@ -249,6 +303,31 @@ def baseline(
       "head_init='zeros' has no direction for the cosine "
       "head; use 'prototypes' or 'random'."
     )
+  return head_init
+
+
+def _test_time(
+  embed_features,
+  *,
+  ways: int,
+  classifier: str,
+  scale: float,
+  head_init: Optional[str],
+  finetune_steps: int,
+  finetune_opt: Optional[optax.GradientTransformation],
+  finetune_lr: float,
+  finetune_weight_decay: float,
+  transductive_steps: int,
+  transductive_opt: Optional[optax.GradientTransformation],
+  transductive_lr: float,
+  entropy_weight: float,
+):
+  """`baseline`'s (adapt, predict), its test-time options checked here
+  (`ways`, `classifier`, `scale` and `finetune_steps` are checked already).
+
+  `embed_features(embed, x)` gives the features, frozen for the head fit.
+  """
+  head_init = _head_init(head_init, classifier)
   transductive_steps = checks.integer(
     "transductive_steps", transductive_steps, minimum=0
   )
@@ -264,42 +343,12 @@ def baseline(
       ),
       optax.adam(checks.positive("finetune_lr", finetune_lr)),
     )
-  loss_fn, metric_fn, metric_name = losses.for_task("classification")
-
-  def embed_features(embed, x):
-    f = embedding.apply({"params": embed}, to_float(x))
-    return l2_normalize(f) if normalize_features else f
-
-  def features(meta_params, x):
-    return embed_features(meta_params["embed"], x)
-
-  def init(key, episode: Episode):
-    embed_key, head_key = jax.random.split(key)
-    x = to_float(
-      episode.query_x if episode.query_x.shape[0] else episode.support_x
-    )
-    embed = embedding.init(embed_key, x).get("params", {})
-    dim = jax.eval_shape(lambda: embedding.apply({"params": embed}, x)).shape[
-      -1
-    ]
-    return {
-      "embed": embed,
-      "head": init_head(head_key, dim, num_classes, classifier, scale),
-    }
-
-  def task_loss(meta_params, episode: Episode, key):
-    del key
-    logits = head_logits(
-      meta_params["head"], features(meta_params, episode.query_x), classifier
-    )
-    return (
-      loss_fn(logits, episode.query_y),
-      metric_fn(logits, episode.query_y),
-    )
 
   def adapt(meta_params, support, key):
     support_x, support_y = support
-    feats = jax.lax.stop_gradient(features(meta_params, support_x))
+    feats = jax.lax.stop_gradient(
+      embed_features(meta_params["embed"], support_x)
+    )
     head = support_head(
       key,
       feats,
@@ -337,16 +386,7 @@ def baseline(
       )
     return head_logits(head, embed_features(embed, query_x), classifier)
 
-  return Learner(
-    init=init,
-    adapt=adapt,
-    predict=predict,
-    loss=loss_fn,
-    metric=metric_fn,
-    metric_name=metric_name,
-    task_loss=task_loss,
-    train_on="class_batches",
-  )
+  return adapt, predict
 
 
 def baseline_pp(

@@ -206,15 +206,7 @@ def _maml(
 ) -> Learner:
   """`maml`'s learner from checked options (no warm-up)."""
   learned = inner_opt_fn is not None
-  if learned and inner_opt is not None:
-    raise ValueError(
-      "Pass either inner_opt (fixed) or inner_opt_fn "
-      "(learned hyperparameters), not both."
-    )
-  if learned and inner_hparams is None:
-    raise ValueError("inner_opt_fn needs inner_hparams, their initial value.")
-  if inner_opt is None and not learned:
-    inner_opt = optax.sgd(inner_lr)
+  opt_fn = _inner_opt_fn(inner_lr, inner_opt, inner_opt_fn, inner_hparams)
   loss_fn, metric_fn, metric_name = losses.for_task(task)
 
   def apply(params, x):
@@ -244,7 +236,7 @@ def _maml(
       return loss_fn(outputs, query[1]), metric_fn(outputs, query[1])
 
     result = optimize(
-      inner_opt_fn(hparams) if learned else inner_opt,
+      opt_fn(hparams),
       lambda params, _: loss_fn(apply(params, support_x), support_y),
       weights,
       steps=inner_steps,
@@ -265,17 +257,7 @@ def _maml(
 
   task_loss = None
   if multi_step_loss is not None:
-    weights_t = jnp.asarray(multi_step_loss)
-
-    def multi_step_task_loss(meta_params, episode, key):
-      del key
-      _, (step_losses, step_metrics) = inner_loop(
-        meta_params, episode.support, (episode.query_x, episode.query_y)
-      )
-      return jnp.sum(weights_t * step_losses), step_metrics[-1]
-
-    task_loss = multi_step_task_loss
-
+    task_loss = _multi_step_task_loss(inner_loop, multi_step_loss)
   return Learner(
     init=init,
     adapt=adapt,
@@ -285,6 +267,37 @@ def _maml(
     metric_name=metric_name,
     task_loss=task_loss,
   )
+
+
+def _inner_opt_fn(inner_lr: float, inner_opt, inner_opt_fn, inner_hparams):
+  """hparams -> the inner optimizer: `inner_opt_fn`, or the fixed `inner_opt`
+  (default SGD with step `inner_lr`) whatever the hparams (None)."""
+  if inner_opt_fn is not None:
+    if inner_opt is not None:
+      raise ValueError(
+        "Pass either inner_opt (fixed) or inner_opt_fn "
+        "(learned hyperparameters), not both."
+      )
+    if inner_hparams is None:
+      raise ValueError("inner_opt_fn needs inner_hparams, their initial value.")
+    return inner_opt_fn
+  fixed = optax.sgd(inner_lr) if inner_opt is None else inner_opt
+  return lambda _: fixed
+
+
+def _multi_step_task_loss(inner_loop, step_weights):
+  """MAML++'s multi-step loss: `task_loss` from `_maml`'s `inner_loop` and
+  the weights of the query losses after each inner step."""
+  weights_t = jnp.asarray(step_weights)
+
+  def multi_step_task_loss(meta_params, episode, key):
+    del key
+    _, (step_losses, step_metrics) = inner_loop(
+      meta_params, episode.support, (episode.query_x, episode.query_y)
+    )
+    return jnp.sum(weights_t * step_losses), step_metrics[-1]
+
+  return multi_step_task_loss
 
 
 def meta_sgd(

@@ -4,7 +4,8 @@ A black-box learner: an LSTM controller with an external memory reads the
 episode as a sequence. Step t gets the example x_t and the one-hot label of
 the PREVIOUS step y_{t-1}, so it must predict y_t from what it stored of the
 earlier pairs. Memory is read by content (cosine similarity, softmax over
-slots) and written by least-recently-used access (LRUA):
+slots) and written by least-recently-used access (LRUA,
+`metajax.learners.lrua`):
 
     w^lu_{t-1}(i) = 1 if slot i is one of the n least used (usage w^u_{t-1})
     w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu_{t-1}
@@ -41,7 +42,8 @@ import jax.numpy as jnp
 
 from metajax import losses
 from metajax import checks
-from metajax.learners.embedding import embed_each, l2_normalize, to_float
+from metajax.learners.embedding import embed_each, to_float
+from metajax.learners.lrua import least_used, lrua_step
 from metajax.learners.sequence import support_sequence
 from metajax.types import Episode, Learner
 
@@ -55,64 +57,6 @@ __all__ = (
 )
 
 Array = Any
-
-
-def least_used(usage: Array, n: int) -> jax.Array:
-  """[S] indicator (float) of the `n` slots with the smallest `usage` [S].
-
-  Ties go to the lower slot index, so exactly `n` slots are marked.
-  """
-  _, index = jax.lax.top_k(-usage, n)
-  return jnp.sum(
-    jax.nn.one_hot(index, usage.shape[-1], dtype=usage.dtype), axis=0
-  )
-
-
-def lrua_step(
-  memory: Array,
-  read_weights: Array,
-  usage: Array,
-  keys: Array,
-  alphas: Array,
-  *,
-  gamma: float,
-  adds: Array = None,
-  strengths: Array = None,
-):
-  """One LRUA write followed by a content read (the module docstring's math).
-
-  Args:
-    memory: [S, M] the memory before this step, M_{t-1}.
-    read_weights: [H, S] the previous read weights w^r_{t-1} of the H heads.
-    usage: [S] the previous usage weights w^u_{t-1}.
-    keys: [H, M] this step's keys k_t, one per head (they address the read).
-    alphas: [H] this step's write-gate logits.
-    gamma: usage decay in [0, 1].
-    adds: [H, M] the vectors a_t written, one per head; None writes the keys
-      (the paper's equations).
-    strengths: [H] key strengths beta_t (> 0) that scale each head's
-      cosines before the softmax; None: 1 (the paper's equations).
-
-  Returns:
-    (memory M_t [S, M], read weights w^r_t [H, S], write weights w^w_t
-    [H, S], usage w^u_t [S], reads r_t [H, M]).
-  """
-  heads = keys.shape[0]
-  least = least_used(usage, heads)  # w^lu_{t-1}
-  gate = jax.nn.sigmoid(alphas)[:, None]
-  write_weights = gate * read_weights + (1.0 - gate) * least[None]
-  erase = jax.nn.one_hot(jnp.argmin(usage), memory.shape[0], dtype=memory.dtype)
-  adds = keys if adds is None else adds
-  memory = memory * (1.0 - erase)[:, None] + write_weights.T @ adds
-  similarity = l2_normalize(keys) @ l2_normalize(memory).T  # [H, S]
-  if strengths is not None:
-    similarity = strengths[:, None] * similarity
-  new_read_weights = jax.nn.softmax(similarity, axis=-1)
-  reads = new_read_weights @ memory
-  usage = (
-    gamma * usage + new_read_weights.sum(axis=0) + write_weights.sum(axis=0)
-  )
-  return memory, new_read_weights, write_weights, usage, reads
 
 
 class MANNState(NamedTuple):
@@ -261,41 +205,6 @@ def mann(
   )[0]
 
 
-def _check_options(
-  *,
-  ways,
-  memory_slots,
-  memory_size,
-  controller_size,
-  read_heads,
-  gamma,
-  online_loss,
-  add_vectors,
-  key_strength,
-):
-  """`mann`'s argument checks."""
-  for name, value, low in (
-    ("ways", ways, 2),
-    ("memory_slots", memory_slots, 1),
-    ("memory_size", memory_size, 1),
-    ("controller_size", controller_size, 1),
-    ("read_heads", read_heads, 1),
-  ):
-    checks.integer(name, value, minimum=low)
-  if read_heads > memory_slots:
-    raise ValueError(
-      f"read_heads={read_heads} needs at least as many "
-      f"memory_slots, got {memory_slots}."
-    )
-  checks.number("gamma", gamma, low=0.0, high=1.0)
-  for name, value in (
-    ("online_loss", online_loss),
-    ("add_vectors", add_vectors),
-    ("key_strength", key_strength),
-  ):
-    checks.boolean(name, value)
-
-
 def fresh_state(
   *,
   ways: int,
@@ -317,8 +226,7 @@ def fresh_state(
   )
 
 
-def _mann(
-  embedding: nn.Module,
+def _model(
   *,
   ways: int,
   memory_slots: int = 128,
@@ -330,19 +238,28 @@ def _mann(
   add_vectors: bool = True,
   key_strength: bool = True,
 ):
-  """(`mann` learner, its online function); see `mann`."""
-  _check_options(
-    ways=ways,
-    memory_slots=memory_slots,
-    memory_size=memory_size,
-    controller_size=controller_size,
-    read_heads=read_heads,
-    gamma=gamma,
-    online_loss=online_loss,
-    add_vectors=add_vectors,
-    key_strength=key_strength,
-  )
-  loss_fn, metric_fn, metric_name = losses.for_task("classification")
+  """`mann`'s options checked: (the `Controller`, a function of no arguments
+  giving its `fresh_state`, online_loss)."""
+  for name, value, low in (
+    ("ways", ways, 2),
+    ("memory_slots", memory_slots, 1),
+    ("memory_size", memory_size, 1),
+    ("controller_size", controller_size, 1),
+    ("read_heads", read_heads, 1),
+  ):
+    checks.integer(name, value, minimum=low)
+  if read_heads > memory_slots:
+    raise ValueError(
+      f"read_heads={read_heads} needs at least as many "
+      f"memory_slots, got {memory_slots}."
+    )
+  checks.number("gamma", gamma, low=0.0, high=1.0)
+  for name, value in (
+    ("online_loss", online_loss),
+    ("add_vectors", add_vectors),
+    ("key_strength", key_strength),
+  ):
+    checks.boolean(name, value)
   controller = Controller(
     ways=int(ways),
     controller_size=int(controller_size),
@@ -359,6 +276,14 @@ def _mann(
     controller_size=controller_size,
     read_heads=read_heads,
   )
+  return controller, initial_state, online_loss
+
+
+def _mann(embedding: nn.Module, **options):
+  """(`mann` learner, its online function); `options` are `mann`'s."""
+  controller, initial_state, online_loss = _model(**options)
+  ways = options["ways"]
+  loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def step(meta_params, state, features, label_input):
     return controller.apply(

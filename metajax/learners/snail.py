@@ -238,6 +238,20 @@ def snail(
   )[0]
 
 
+def _attention_sizes(attention: Sequence[Sequence[int]]):
+  """`snail`'s `attention` checked: a tuple of (key_size, value_size) pairs."""
+  attention = tuple(tuple(a) for a in attention)
+  if not attention or any(
+    len(a) != 2 or not all(checks.is_int(v) and v >= 1 for v in a)
+    for a in attention
+  ):
+    raise ValueError(
+      "attention must be a non-empty sequence of (key_size, "
+      f"value_size) pairs of integers >= 1, got {attention!r}."
+    )
+  return attention
+
+
 def _snail(
   embedding: nn.Module,
   *,
@@ -249,15 +263,7 @@ def _snail(
   """(`snail` learner, its `attention_fn`); see `snail`."""
   ways = checks.integer("ways", ways, minimum=2)
   shots = checks.integer("shots", shots, minimum=1)
-  attention = attention_sizes = tuple(tuple(a) for a in attention)
-  if not attention or any(
-    len(a) != 2 or not all(checks.is_int(v) and v >= 1 for v in a)
-    for a in attention
-  ):
-    raise ValueError(
-      "attention must be a non-empty sequence of (key_size, "
-      f"value_size) pairs of integers >= 1, got {attention!r}."
-    )
+  attention = _attention_sizes(attention)
   tc_filters = checks.integer("tc_filters", tc_filters, minimum=1)
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
   model = SNAIL(
@@ -310,8 +316,7 @@ def _snail(
     )
     blocks = found["intermediates"]
     return [
-      blocks[f"attention{i}"]["query_weights"][0]
-      for i in range(len(attention_sizes))
+      blocks[f"attention{i}"]["query_weights"][0] for i in range(len(attention))
     ]
 
   learner = Learner(
