@@ -45,6 +45,7 @@ from metajax.learners import mann
 from metajax.learners import matching_net
 from metajax.learners import meta_learner_lstm
 from metajax.learners import meta_sgd
+from metajax.learners import protomaml
 from metajax.learners import protonet
 from metajax.learners import reptile
 from metajax.learners import snail
@@ -109,6 +110,7 @@ __all__ = (
   "models",
   "parallel",
   "predict",
+  "protomaml",
   "protonet",
   "reptile",
   "snail",

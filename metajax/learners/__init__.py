@@ -15,6 +15,7 @@ from metajax.learners.maml import meta_sgd
 from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.meta_lstm import meta_learner_lstm
+from metajax.learners.protomaml import protomaml
 from metajax.learners.protonet import protonet
 from metajax.learners.reptile import carry_outer_opt
 from metajax.learners.reptile import reptile
@@ -34,6 +35,7 @@ FACTORIES = {
     matching_net,
     meta_learner_lstm,
     meta_sgd,
+    protomaml,
     protonet,
     reptile,
     snail,
@@ -54,6 +56,7 @@ __all__ = (
   "matching_net",
   "meta_learner_lstm",
   "meta_sgd",
+  "protomaml",
   "protonet",
   "reptile",
   "snail",

@@ -149,10 +149,14 @@ def maml(
     task=task,
     remat=checks.boolean("remat", remat),
   )
-  learner = _maml(model, first_order=first_order, **kwargs)
+  net = (
+    lambda key, x: model.init(key, x)["params"],
+    lambda params, x: model.apply({"params": params}, x),
+  )
+  learner = _maml(*net, first_order=first_order, **kwargs)
   if first_order_steps:
     learner = learner._replace(
-      warmup=(first_order_steps, _maml(model, first_order=True, **kwargs))
+      warmup=(first_order_steps, _maml(*net, first_order=True, **kwargs))
     )
   return learner
 
@@ -191,7 +195,8 @@ def _step_weights(multi_step_loss, inner_steps: int):
 
 
 def _maml(
-  model: nn.Module,
+  init_fn: Callable[[Any, Any], Params],
+  apply_fn: Callable[[Params, Any], Any],
   *,
   inner_lr: float,
   inner_steps: int,
@@ -203,14 +208,18 @@ def _maml(
   multi_step_loss,
   task: str,
   remat: bool,
+  start: Optional[Callable[[Params, Any, Any], Params]] = None,
 ) -> Learner:
-  """`maml`'s learner from checked options (no warm-up)."""
+  """`maml`'s learner from checked options (no warm-up), over a network given
+  as `init_fn(key, x) -> weights` and `apply_fn(weights, x) -> outputs`.
+
+  `start(weights, support_x, support_y)`, if given, makes each task's initial
+  weights from the meta-learned ones and the support set (ProtoMAML's head);
+  the inner loop, `trainable` and the task state are over what it returns.
+  """
   learned = inner_opt_fn is not None
   opt_fn = _inner_opt_fn(inner_lr, inner_opt, inner_opt_fn, inner_hparams)
   loss_fn, metric_fn, metric_name = losses.for_task(task)
-
-  def apply(params, x):
-    return model.apply({"params": params}, x)
 
   def split(meta_params):
     if learned:
@@ -218,7 +227,7 @@ def _maml(
     return meta_params, None
 
   def init(key, episode: Episode):
-    weights = model.init(key, to_float(episode.support_x))["params"]
+    weights = init_fn(key, to_float(episode.support_x))
     if not learned:
       return weights
     hparams = (
@@ -230,14 +239,16 @@ def _maml(
     """Adapted weights and, with a query set, its (loss, metric) per step."""
     weights, hparams = split(meta_params)
     support_x, support_y = to_float(support[0]), support[1]
+    if start is not None:
+      weights = start(weights, support_x, support_y)
 
     def query_loss(params):
-      outputs = apply(params, to_float(query[0]))
+      outputs = apply_fn(params, to_float(query[0]))
       return loss_fn(outputs, query[1]), metric_fn(outputs, query[1])
 
     result = optimize(
       opt_fn(hparams),
-      lambda params, _: loss_fn(apply(params, support_x), support_y),
+      lambda params, _: loss_fn(apply_fn(params, support_x), support_y),
       weights,
       steps=inner_steps,
       first_order=first_order,
@@ -253,7 +264,7 @@ def _maml(
 
   def predict(meta_params, task_state, query_x):
     del meta_params  # the adapted weights are the whole predictor.
-    return apply(task_state, to_float(query_x))
+    return apply_fn(task_state, to_float(query_x))
 
   task_loss = None
   if multi_step_loss is not None:
