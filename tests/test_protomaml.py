@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from metajax import models
+from experiments.configs import protomaml_omniglot
+from metajax import models, runs
 from metajax.learners.maml import head_only
 from metajax.learners.protomaml import protomaml, prototype_head
 from metajax.learners.protonet import protonet
@@ -236,3 +237,18 @@ def test_bad_options_name_the_option(bad):
   options = {"ways": WAYS, **bad}
   with pytest.raises(ValueError, match=next(iter(bad))):
     protomaml(nn.Dense(FEATURES), **options)
+
+
+def test_config_smoke_runs_and_loads(tmp_path, omniglot_data_dir):
+  config = protomaml_omniglot.get_config("smoke")
+  config.data_dir = omniglot_data_dir
+  results = runs.train_and_evaluate(config, str(tmp_path))
+  assert results["config"]["learner"] == "protomaml"
+  assert results["episodes"] == config.eval_episodes
+  assert 0.0 <= results["mean"] <= 1.0
+  run = runs.load_run(str(tmp_path))
+  assert set(run.meta_params) == {"embed"}
+  size = config.image_size
+  support = np.zeros((config.ways, size, size, 1), np.uint8)
+  logits = runs.predict(run, support, np.arange(config.ways), support[:2])
+  assert logits.shape == (2, config.ways) and np.isfinite(logits).all()
