@@ -99,6 +99,7 @@ ROWS = {
   "fomaml_patches": ("fomaml", "patches", {}),
   "meta_sgd": ("meta_sgd", "patches", {}),
   "anil": ("anil", "patches", {}),
+  "protomaml": ("protomaml", "patches", {}),
   "reptile": ("reptile", "patches", {}),
   "reptile_carried": ("reptile", "patches", {"carry_inner_state": True}),
   "protonet": ("protonet", "patches", {}),
@@ -126,6 +127,7 @@ INNER_LOOP = (
   "fomaml",
   "meta_sgd",
   "anil",
+  "protomaml",
   "reptile",
   "meta_learner_lstm",
 )

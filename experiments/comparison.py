@@ -66,6 +66,7 @@ CONFIG_FILES = {  # learner -> its config file in experiments/configs/
   "fomaml": "fomaml_omniglot",
   "meta_sgd": "meta_sgd_omniglot",
   "anil": "anil_omniglot",
+  "protomaml": "protomaml_omniglot",
   "reptile": "reptile_omniglot",
   "meta_learner_lstm": "meta_lstm_omniglot",
   "protonet": "protonet_omniglot",
