@@ -16,6 +16,8 @@ from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protonet import protonet
+from metajax.learners.r2d2 import lrd2
+from metajax.learners.r2d2 import r2d2
 from metajax.learners.reptile import carry_outer_opt
 from metajax.learners.reptile import reptile
 from metajax.learners.snail import snail
@@ -29,12 +31,14 @@ FACTORIES = {
     baseline,
     baseline_pp,
     fomaml,
+    lrd2,
     maml,
     mann,
     matching_net,
     meta_learner_lstm,
     meta_sgd,
     protonet,
+    r2d2,
     reptile,
     snail,
   )
@@ -49,12 +53,14 @@ __all__ = (
   "fomaml",
   "freeze_embedding",
   "head_only",
+  "lrd2",
   "maml",
   "mann",
   "matching_net",
   "meta_learner_lstm",
   "meta_sgd",
   "protonet",
+  "r2d2",
   "reptile",
   "snail",
 )
