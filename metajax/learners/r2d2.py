@@ -89,7 +89,9 @@ def _closed_form_learner(
   loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
   def features(meta_params, x):
-    z = embedding.apply({"params": meta_params["embed"]}, to_float(x))
+    z = jnp.asarray(
+      embedding.apply({"params": meta_params["embed"]}, to_float(x))
+    )
     if fit_bias:
       z = jnp.concatenate([z, jnp.ones((z.shape[0], 1), z.dtype)], axis=1)
     return z
