@@ -105,6 +105,8 @@ ROWS = {
   "protonet": ("protonet", "patches", {}),
   "matching_net": ("matching_net", "patches", {}),
   "matching_fce": ("matching_net", "patches", {"fce": True}),
+  "r2d2": ("r2d2", "patches", {}),
+  "lrd2": ("lrd2", "patches", {}),
   "baseline_pp": ("baseline_pp", "patches", {}),
   "meta_lstm": ("meta_learner_lstm", "patches", {}),
   "mann": ("mann", "patches", {"norm": False}),

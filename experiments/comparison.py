@@ -38,10 +38,10 @@ The Meta-Learner LSTM and MANN configs have no 20-way variants; their
 at most 5 training queries per class, as maml_omniglot's 20-way recipe).
 
 A learner whose trained model does not depend on the test's ways is trained
-once and tested at both (`SHARED`): ProtoNets and Matching Nets train on
-60-way episodes whatever the test's ways (their 5-way and 20-way configs
-differ only in test_* fields), so their 20-way cells test the 5-way cell's
-run; model selection then used that run's 5-way validation. The
+once and tested at both (`SHARED`): ProtoNets, Matching Nets, R2-D2 and
+LR-D2 train on 60-way episodes whatever the test's ways (their 5-way and
+20-way configs differ only in test_* fields), so their 20-way cells test the
+5-way cell's run; model selection then used that run's 5-way validation. The
 Baselines' pre-training does not depend on the cell either, but their
 model selection does (validation at the cell's sizes) and a run is cheap,
 so each of their cells trains its own.
@@ -71,6 +71,8 @@ CONFIG_FILES = {  # learner -> its config file in experiments/configs/
   "meta_learner_lstm": "meta_lstm_omniglot",
   "protonet": "protonet_omniglot",
   "matching_net": "matching_net_omniglot",
+  "r2d2": "r2d2_omniglot",
+  "lrd2": "lrd2_omniglot",
   "baseline": "baseline_omniglot",
   "baseline_pp": "baseline_pp_omniglot",
   "snail": "snail_omniglot",
@@ -84,6 +86,10 @@ SHARED = {
   ("protonet", "20w5s"): "5w5s",
   ("matching_net", "20w1s"): "5w1s",
   ("matching_net", "20w5s"): "5w5s",
+  ("r2d2", "20w1s"): "5w1s",
+  ("r2d2", "20w5s"): "5w5s",
+  ("lrd2", "20w1s"): "5w1s",
+  ("lrd2", "20w5s"): "5w5s",
 }
 VALIDATIONS = 5  # validations per run, at the same fractions of the budget
 IMAGE_SIZE = 28
@@ -125,7 +131,8 @@ BUDGETS = {
 # The papers' figures (%, full Omniglot), "-" where the paper has none for
 # this protocol: the Baseline paper tests Omniglot only cross-domain, ANIL's
 # gives no Omniglot table we reproduce, Ravi & Larochelle report
-# miniImageNet only, and MANN's paper scores accuracy by instance.
+# miniImageNet only, MANN's paper scores accuracy by instance, and LR-D2's
+# (the R2-D2 paper's) figures are on miniImageNet and CIFAR-FS only.
 PAPER = {
   "maml": (
     "MAML paper, Table 1",
@@ -149,6 +156,10 @@ PAPER = {
     ("98.1", "98.9", "93.8", "98.5"),
   ),
   "snail": ("SNAIL paper, Table 1", ("99.07", "99.78", "97.64", "99.36")),
+  "r2d2": (
+    "R2-D2 paper, Table 1",
+    ("98.6 +- 0.1", "99.7 +- 0.0", "94.7 +- 0.3", "98.9 +- 0.0"),
+  ),
 }
 
 

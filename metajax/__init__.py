@@ -40,6 +40,7 @@ from metajax.learners import baseline
 from metajax.learners import baseline_pp
 from metajax.learners import fomaml
 from metajax.learners import freeze_embedding
+from metajax.learners import lrd2
 from metajax.learners import maml
 from metajax.learners import mann
 from metajax.learners import matching_net
@@ -47,6 +48,7 @@ from metajax.learners import meta_learner_lstm
 from metajax.learners import meta_sgd
 from metajax.learners import protomaml
 from metajax.learners import protonet
+from metajax.learners import r2d2
 from metajax.learners import reptile
 from metajax.learners import snail
 from metajax.memory import StepMemoryError
@@ -100,6 +102,7 @@ __all__ = (
   "learned_optimizers",
   "learners",
   "load_run",
+  "lrd2",
   "maml",
   "mann",
   "matching_net",
@@ -112,6 +115,7 @@ __all__ = (
   "predict",
   "protomaml",
   "protonet",
+  "r2d2",
   "reptile",
   "snail",
 )

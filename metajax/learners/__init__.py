@@ -17,6 +17,8 @@ from metajax.learners.matching import matching_net
 from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protomaml import protomaml
 from metajax.learners.protonet import protonet
+from metajax.learners.r2d2 import lrd2
+from metajax.learners.r2d2 import r2d2
 from metajax.learners.reptile import carry_outer_opt
 from metajax.learners.reptile import reptile
 from metajax.learners.snail import snail
@@ -30,6 +32,7 @@ FACTORIES = {
     baseline,
     baseline_pp,
     fomaml,
+    lrd2,
     maml,
     mann,
     matching_net,
@@ -37,6 +40,7 @@ FACTORIES = {
     meta_sgd,
     protomaml,
     protonet,
+    r2d2,
     reptile,
     snail,
   )
@@ -51,6 +55,7 @@ __all__ = (
   "fomaml",
   "freeze_embedding",
   "head_only",
+  "lrd2",
   "maml",
   "mann",
   "matching_net",
@@ -58,6 +63,7 @@ __all__ = (
   "meta_sgd",
   "protomaml",
   "protonet",
+  "r2d2",
   "reptile",
   "snail",
 )

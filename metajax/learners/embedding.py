@@ -2,8 +2,8 @@
 normalizing features, embedding examples one at a time, freezing an embedding.
 
 Every learner with an embedding keeps its parameters in `meta_params["embed"]`
-(ProtoNets, Matching Nets, the Baselines, MANN, SNAIL), which is what
-`freeze_embedding` and a run's `embedding_init` rely on.
+(ProtoNets, Matching Nets, R2-D2, LR-D2, the Baselines, MANN, SNAIL), which
+is what `freeze_embedding` and a run's `embedding_init` rely on.
 """
 
 from typing import Any
