@@ -7,6 +7,7 @@ several learners share.
 from metajax.learners.baseline import baseline
 from metajax.learners.baseline import baseline_pp
 from metajax.learners.embedding import freeze_embedding
+from metajax.learners.imaml import imaml
 from metajax.learners.maml import anil
 from metajax.learners.maml import fomaml
 from metajax.learners.maml import head_only
@@ -29,6 +30,7 @@ FACTORIES = {
     baseline,
     baseline_pp,
     fomaml,
+    imaml,
     maml,
     mann,
     matching_net,
@@ -49,6 +51,7 @@ __all__ = (
   "fomaml",
   "freeze_embedding",
   "head_only",
+  "imaml",
   "maml",
   "mann",
   "matching_net",
