@@ -74,6 +74,7 @@ CONFIG_FILES = {  # learner -> its config file in experiments/configs/
   "baseline_pp": "baseline_pp_omniglot",
   "snail": "snail_omniglot",
   "mann": "mann_omniglot",
+  "imaml": "imaml_omniglot",
 }
 LEARNERS = tuple(CONFIG_FILES)  # the table's rows, in this order
 NO_20_WAY = ("meta_learner_lstm", "mann")  # configs without 20-way variants
@@ -148,6 +149,10 @@ PAPER = {
     ("98.1", "98.9", "93.8", "98.5"),
   ),
   "snail": ("SNAIL paper, Table 1", ("99.07", "99.78", "97.64", "99.36")),
+  "imaml": (
+    "iMAML paper, Table 2, GD",
+    ("99.16 +- 0.35", "99.67 +- 0.12", "94.46 +- 0.42", "98.69 +- 0.1"),
+  ),
 }
 
 

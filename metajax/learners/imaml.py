@@ -121,7 +121,9 @@ def implicit_solution(
 
 
 def _squared_norm(tree) -> jax.Array:
-  return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+  return sum(
+    (jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)), jnp.zeros([])
+  )
 
 
 def imaml(
