@@ -4,6 +4,8 @@ r"""Meta-training speed of every learner on Conv4: tasks/s, compile, memory, FLO
   python -m experiments.benchmark --rows=maml_patches --steps=20
   python -m experiments.benchmark --json_out=/tmp/bench.jsonl
   python -m experiments.benchmark --rows=maml_patches --compute_dtype=bfloat16
+  python -m experiments.benchmark --rows=imaml,maml_patches,maml_remat \
+      --inner_steps_sweep=1,4,16      # memory against inner steps
 
 The setting is MAML's Omniglot one: 5-way 1-shot, 15 queries per class,
 28x28x1 images, meta-batch 32, one inner SGD step (lr 0.4), Adam outer step;
@@ -45,6 +47,14 @@ CPU, all at once on accelerators; --tasks_per_chunk sets it):
   maml_vmapped    maml_patches with all tasks of the meta-batch adapted at
                   once (tasks_per_chunk = meta_batch_size): one vmapped step
   protonet_vmapped  the same for protonet
+  imaml           iMAML (lam 2, 5 CG steps; inner SGD 0.4, --inner_steps
+                  steps): the implicit meta-gradient, whose memory does not
+                  grow with the inner steps; beside maml_patches (through
+                  the unrolled steps) and maml_remat with
+                  --inner_steps_sweep, step MB (XLA) against inner steps
+
+--inner_steps_sweep=1,4,16 runs every row at each of those inner-step counts
+(instead of --inner_steps), each named row@steps.
 
 --compute_dtype=bfloat16 applies the bfloat16 matmuls to every Conv4 row with
 conv_impl="patches" (maml_xla stays float32).
@@ -117,6 +127,7 @@ ROWS = {
   "protonet_bf16": ("protonet", "patches", {"compute_dtype": "bfloat16"}),
   "maml_vmapped": ("maml", "patches", {"vmapped": True}),
   "protonet_vmapped": ("protonet", "patches", {"vmapped": True}),
+  "imaml": ("imaml", "patches", {}),
 }
 # loop: time the per-task Python loop baseline; vmapped: all tasks of the
 # meta-batch adapted at once (tasks_per_chunk = the meta-batch size).
@@ -132,6 +143,7 @@ INNER_LOOP = (
   "protomaml",
   "reptile",
   "meta_learner_lstm",
+  "imaml",
 )
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed meta-steps per row.")
@@ -162,6 +174,13 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
 _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
 _INNER_STEPS = flags.DEFINE_integer(
   "inner_steps", 1, "Inner steps of the gradient-based rows."
+)
+_INNER_STEPS_SWEEP = flags.DEFINE_list(
+  "inner_steps_sweep",
+  [],
+  "Inner-step counts to run every row at, instead of --inner_steps "
+  "(e.g. 1,4,16 with --rows=imaml,maml_patches: memory against inner "
+  "steps); each result is named row@steps.",
 )
 _MATMUL_SIZE = flags.DEFINE_integer(
   "matmul_size", 2048, "n of the reference float32 n x n matmul."
@@ -524,12 +543,17 @@ def host_pipeline_ms(
   return 1e3 * _median(sample), 1e3 * _median(put)
 
 
-def spawn_row(row: str) -> dict:
-  """Runs one row in a subprocess; adds its peak RSS to the row's JSON."""
+def spawn_row(row: str, inner_steps=None) -> dict:
+  """Runs one row in a subprocess; adds its peak RSS to the row's JSON.
+
+  `inner_steps` (not None) replaces --inner_steps and names the row
+  row@inner_steps.
+  """
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.Popen(
-    _worker_args(row), stdout=subprocess.PIPE, cwd=root, text=True
-  )
+  args = _worker_args(row)
+  if inner_steps is not None:
+    args.append(f"--inner_steps={inner_steps}")
+  proc = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=root, text=True)
   out = proc.stdout.read()
   proc.stdout.close()
   _, status, usage = os.wait4(proc.pid, 0)
@@ -541,6 +565,8 @@ def spawn_row(row: str) -> dict:
     raise RuntimeError(f"benchmark row {row} printed no JSON line:\n{out}")
   result = json.loads(lines[-1])
   result["peak_rss_mb"] = usage.ru_maxrss / 1024.0  # Linux: KiB
+  if inner_steps is not None:
+    result["row"] = f"{row}@{inner_steps}"
   return result
 
 
@@ -610,9 +636,18 @@ def main(argv):
   unknown = [r for r in _ROWS.value if r not in ROWS]
   if unknown:
     raise app.UsageError(f"Unknown rows {unknown}; choose from {list(ROWS)}.")
+  try:
+    sweep = [int(n) for n in _INNER_STEPS_SWEEP.value] or [None]
+  except ValueError:
+    sweep = [-1]
+  if any(n is not None and n < 0 for n in sweep):
+    raise app.UsageError(
+      "--inner_steps_sweep must be integers >= 0, got "
+      f"{_INNER_STEPS_SWEEP.value}."
+    )
   results = []
-  for row in _ROWS.value:
-    result = spawn_row(row)
+  for row, inner_steps in [(r, n) for n in sweep for r in _ROWS.value]:
+    result = spawn_row(row, inner_steps)
     line = json.dumps(result)
     print(line, flush=True)
     if _JSON_OUT.value:

@@ -77,6 +77,7 @@ CONFIG_FILES = {  # learner -> its config file in experiments/configs/
   "baseline_pp": "baseline_pp_omniglot",
   "snail": "snail_omniglot",
   "mann": "mann_omniglot",
+  "imaml": "imaml_omniglot",
 }
 LEARNERS = tuple(CONFIG_FILES)  # the table's rows, in this order
 NO_20_WAY = ("meta_learner_lstm", "mann")  # configs without 20-way variants
@@ -159,6 +160,10 @@ PAPER = {
   "r2d2": (
     "R2-D2 paper, Table 1 (quoted, not re-checked against the paper)",
     ("98.6 +- 0.1", "99.7 +- 0.0", "94.7 +- 0.3", "98.9 +- 0.0"),
+  ),
+  "imaml": (
+    "iMAML paper, Table 2, GD",
+    ("99.16 +- 0.35", "99.67 +- 0.12", "94.46 +- 0.42", "98.69 +- 0.1"),
   ),
 }
 

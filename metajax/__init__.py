@@ -40,6 +40,7 @@ from metajax.learners import baseline
 from metajax.learners import baseline_pp
 from metajax.learners import fomaml
 from metajax.learners import freeze_embedding
+from metajax.learners import imaml
 from metajax.learners import lrd2
 from metajax.learners import maml
 from metajax.learners import mann
@@ -98,6 +99,7 @@ __all__ = (
   "confidence_interval",
   "fomaml",
   "freeze_embedding",
+  "imaml",
   "inner",
   "learned_optimizers",
   "learners",

@@ -125,3 +125,45 @@ def test_benchmark_rows_of_other_learners(tmp_path):
     assert l["tasks_per_s"] > 0 and l["gflop_per_step"] > 0, l
     assert l["compute_dtype"] == "bfloat16", l
     assert l["host_sample_ms"] is None
+
+
+def test_benchmark_inner_steps_sweep():
+  """--inner_steps_sweep runs each row at each count, named row@steps:
+  iMAML's XLA step memory stays while MAML's grows with the inner steps."""
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.benchmark",
+      "--rows=imaml,maml_patches",
+      "--inner_steps_sweep=1,16",
+      "--meta_batch_size=2",
+      "--warmup=0",
+      "--steps=1",
+      "--image_size=12",
+      "--filters=4",
+      "--matmul_size=64",
+      "--sample_repeats=0",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(l) for l in proc.stdout.splitlines() if l[:1] == "{"]
+  lines = {l["row"]: l for l in rows}
+  assert sorted(lines) == [
+    "imaml@1",
+    "imaml@16",
+    "maml_patches@1",
+    "maml_patches@16",
+  ]
+  assert lines["imaml@16"]["inner_steps"] == 16
+  assert lines["imaml@16"]["learner"] == "imaml"
+  memory = {row: l["step_memory_mb"] for row, l in lines.items()}
+  assert memory["imaml@16"] <= 1.01 * memory["imaml@1"], memory
+  assert memory["maml_patches@16"] > 1.5 * memory["maml_patches@1"], memory
+  assert memory["maml_patches@16"] > 1.5 * memory["imaml@16"], memory
+  assert "imaml@16" in proc.stdout.split("tasks/s")[-1]  # the table

@@ -426,6 +426,7 @@ LEARNER_VARIANTS = [
   dict(learner="maml", lslr=True, lslr_steps=2, multi_step_loss=True),
   dict(learner="maml", first_order_steps=1),
   dict(learner="meta_learner_lstm", hidden=3),
+  dict(learner="imaml", cg_steps=2),
 ]
 
 
@@ -473,6 +474,7 @@ def test_family_contract(overrides):
     "reptile_omniglot",
     "meta_lstm_omniglot",
     "meta_sgd_sinusoid",
+    "imaml_omniglot",
   ],
 )
 def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):

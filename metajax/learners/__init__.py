@@ -7,6 +7,7 @@ several learners share.
 from metajax.learners.baseline import baseline
 from metajax.learners.baseline import baseline_pp
 from metajax.learners.embedding import freeze_embedding
+from metajax.learners.imaml import imaml
 from metajax.learners.maml import anil
 from metajax.learners.maml import fomaml
 from metajax.learners.maml import head_only
@@ -32,6 +33,7 @@ FACTORIES = {
     baseline,
     baseline_pp,
     fomaml,
+    imaml,
     lrd2,
     maml,
     mann,
@@ -55,6 +57,7 @@ __all__ = (
   "fomaml",
   "freeze_embedding",
   "head_only",
+  "imaml",
   "lrd2",
   "maml",
   "mann",
