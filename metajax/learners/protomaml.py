@@ -3,8 +3,8 @@
 MAML over a headless embedding and a linear head that is not meta-learned:
 for each task, before the inner loop, the head is set from the support set's
 prototypes c_k (the class means of the embedding, as in Prototypical
-Networks) to weights 2 c_k and bias -|c_k|^2, so that its initial logits are
--|z - c_k|^2 up to |z|^2, a term the same for every class. MAML's inner loop
+Networks) to weights `2 c_k` and bias `-||c_k||^2`, so that its initial
+logits are `-||z - c_k||^2` up to `||z||^2`, a term the same for every class. MAML's inner loop
 (`metajax.learners.maml`) then adapts the embedding and the head together.
 """
 
@@ -33,8 +33,8 @@ def prototype_head(embeddings: Any, labels: Any, ways: int) -> dict:
 
   Returns:
     {"kernel": [D, ways] with column k = 2 c_k, "bias": [ways] with entry k
-    = -|c_k|^2}, c_k the mean embedding of class k (`protonet.class_means`):
-    z @ kernel + bias = -|z - c_k|^2 + |z|^2.
+    = `-||c_k||^2`}, c_k the mean embedding of class k
+    (`protonet.class_means`): `z @ kernel + bias = -||z - c_k||^2 + ||z||^2`.
   """
   prototypes = class_means(embeddings, labels, ways)  # [ways, D]
   return {
@@ -60,7 +60,7 @@ def protomaml(
 
   meta_params = {"embed": the embedding's params}; the head has no
   meta-parameters. `adapt` embeds the support set, sets the head to
-  `prototype_head` (weights 2 c_k, bias -|c_k|^2), then takes `inner_steps`
+  `prototype_head` (weights `2 c_k`, bias `-||c_k||^2`), then takes `inner_steps`
   steps of MAML's inner loop on the support cross-entropy over the embedding
   and the head together; the task state is the adapted
   {"embed", "head": {"kernel", "bias"}}, and `predict` is the adapted

@@ -1,10 +1,10 @@
-"""R2-D2 and LR-D2 (Bertinetto et al. 2019) as `Learner`s.
+"""R2-D2 and LR-D2 (Bertinetto et al. 2019), each a `Learner`.
 
 Both fit a linear classifier on the support embeddings in closed form (or a
 few Newton steps) inside `adapt`, and differentiate through the solver:
 
-- R2-D2: ridge regression onto the one-hot labels, W = argmin |X W - Y|^2 +
-  lambda |W|^2 = X^T (X X^T + lambda I)^-1 Y, solved in the n x n space of
+- R2-D2: ridge regression onto the one-hot labels, `W = argmin ||X W - Y||^2
+  + lambda ||W||^2 = X^T (X X^T + lambda I)^-1 Y`, solved in the n x n space of
   the n support examples (the Woodbury identity; n = ways * shots is far
   below the feature dimension) or in the D x D space when n > D.
 - LR-D2: one binary L2-regularized logistic regression per class (one
@@ -36,7 +36,7 @@ def ridge_weights(
 ) -> jax.Array:
   """[D, m] ridge regression weights of targets y [n, m] on features x [n, D].
 
-  The minimizer of |x W - y|^2 + lam |W|^2: `x^T (x x^T + lam I_n)^-1 y`
+  The minimizer of `||x W - y||^2 + lam ||W||^2`: `x^T (x x^T + lam I_n)^-1 y`
   (Woodbury, an n x n system) or `(x^T x + lam I_D)^-1 x^T y` (primal, a
   D x D system), the same matrix. `woodbury=None` picks the smaller system.
   """
@@ -55,7 +55,7 @@ def logistic_weights(x: Any, y: Any, lam: Any, steps: int) -> jax.Array:
 
   Column c of y [n, m] (0 or 1) is the c-th binary problem on features
   x [n, D]; each minimizes `sum_i log(1 + e^{eta_i}) - y_i eta_i + lam/2
-  |w|^2` with eta = x w, starting from w = 0. A Newton step is w <-
+  ||w||^2` with eta = x w, starting from w = 0. A Newton step is w <-
   (x^T S x + lam I)^-1 x^T S z with S = diag(mu (1 - mu)), mu = sigmoid(eta)
   and z = eta + (y - mu) / s; by the Woodbury identity this is w = x^T a with
   (S K + lam I) a = S eta + y - mu and K = x x^T, so w stays x^T a and only
