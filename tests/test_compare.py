@@ -309,3 +309,9 @@ def test_a_table_holds_one_budget(tmp_path):
   assert proc.returncode == 1
   assert "a table holds one budget" in proc.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "o").exists()
+
+
+def test_every_learner_of_the_table_has_a_display_name():
+  """The report names each row; a learner added to the table without a name
+  would fail only when the table is written, after its first cell."""
+  assert set(comparison.LEARNERS) <= set(compare_report.NAMES)
