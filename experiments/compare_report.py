@@ -173,8 +173,9 @@ NOTES = [
   "",
   "- `-`: a cell not run yet. Training time: the row's runs, data "
   "loading, compilation, validation and test included.",
-  "- ProtoNets and Matching Nets train on 60-way episodes whatever the "
-  "test's ways: their 20-way cells test the 5-way run of the same shots "
+  "- ProtoNets, Matching Nets, R2-D2 and LR-D2 train on 60-way episodes "
+  "whatever the test's ways: their 20-way cells test the 5-way run of the "
+  "same shots "
   "(selected on 5-way validation).",
   "- The Meta-Learner LSTM and MANN configs have no 20-way variant: their "
   "20-way cells use the 5-way recipe with 20 ways.",
