@@ -13,7 +13,7 @@ setuptools.setup(
     install_requires=[
         "jax>=0.4.30",
         "flax>=0.8",
-        "optax>=0.2.2",
+        "optax>=0.2.5",  # optax.tree_utils.tree_norm
         "chex>=0.1.86",
         "tensorflow-datasets>=4.9.6",
         "array_record>=0.5",

@@ -85,8 +85,8 @@ def implicit_solution(
 
   def inner(theta, data):
     def proximal_loss(phi, _):
-      return loss_fn(phi, data) + 0.5 * lam * _squared_norm(
-        jax.tree.map(jnp.subtract, phi, theta)
+      return loss_fn(phi, data) + 0.5 * lam * optax.tree_utils.tree_norm(
+        jax.tree.map(jnp.subtract, phi, theta), squared=True
       )
 
     return optimize(inner_opt, proximal_loss, theta, steps=inner_steps).params
@@ -118,12 +118,6 @@ def implicit_solution(
 
   solve.defvjp(solve_fwd, solve_bwd)
   return solve
-
-
-def _squared_norm(tree) -> jax.Array:
-  return sum(
-    (jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)), jnp.zeros([])
-  )
 
 
 def imaml(
