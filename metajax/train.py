@@ -175,7 +175,7 @@ def _train_steps(
       run.val_step is not None
       and options.val_source is not None
       and options.val_every
-      and done % options.val_every == 0
+      and (done % options.val_every == 0 or done == num_steps)
     ):
       metrics.update(
         _validate(
@@ -247,7 +247,7 @@ def meta_train(
     val_source: meta-validation task source (classes unseen in training).
     val_learner: learner to validate with (default `learner`), e.g. one built
       with the test-time number of inner steps.
-    val_every: validate every this many steps (0: never).
+    val_every: validate every this many steps and after the last (0: never).
     val_episodes: episodes per validation.
     callback: called after each step that completes (after its validation
       and checkpoint), as `callback(step, metrics)`: `step` is the number of

@@ -253,3 +253,23 @@ def test_runs_written_before_later_fields_resume(tmp_path):
     field = next(k for k in change if k != "val_every")
     with pytest.raises(ValueError, match=f"different config.*{field}"):
       runs.train_and_evaluate(changed, str(workdir))
+
+
+def test_the_last_step_is_validated_when_val_every_does_not_divide_it(
+  tmp_path,
+):
+  # 5 steps, validation every 2: steps 2 and 4, and the last state (step 5)
+  # too, so that selection on validation can choose it.
+  source = SinusoidSampler(shots=3, queries=3)
+  train_lib.meta_train(
+    _learner(),
+    source,
+    outer_opt=_up_then_down(),
+    num_steps=5,
+    meta_batch_size=4,
+    workdir=str(tmp_path),
+    val_source=source,
+    val_every=2,
+    val_episodes=6,
+  )
+  assert sorted(_val_mse(str(tmp_path))) == [2, 4, 5]
