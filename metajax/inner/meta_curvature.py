@@ -15,8 +15,9 @@ kw]; vec(MC(G)) = (M_f kron M_i kron M_o) vec(G) with vec in row-major order
 here (column-major there); the matrix M_f kron M_i kron M_o, of (kh kw
 C_in C_out)^2 entries, is never formed. A dense kernel [in, out] has M_i
 and M_o (MC(G) = M_i G M_o^T); a vector (bias, batch-norm scale) a learned
-diagonal (elementwise factor) or a full matrix. Every factor starts at the identity, so at
-initialization the transform is the identity and the learner is MAML.
+diagonal (elementwise factor) or a full matrix. Every factor starts at the
+identity, so at initialization the transform is the identity and the
+learner is MAML.
 """
 
 import math
