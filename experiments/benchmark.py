@@ -22,6 +22,8 @@ CPU, all at once on accelerators; --tasks_per_chunk sets it):
   maml_remat      second-order MAML, each inner step rematerialized
   fomaml_patches  first-order MAML
   meta_sgd        Meta-SGD (inner rates of 0.4, learned)
+  meta_curvature  Meta-Curvature (inner SGD 0.4 on the gradient times
+                  learned Kronecker factors, identity at the start)
   anil            ANIL (inner loop on the head only)
   reptile         Reptile (inner Adam with beta1 = 0, --inner_steps steps)
   reptile_carried Reptile whose inner Adam statistics carry across tasks
@@ -108,6 +110,7 @@ ROWS = {
   "maml_remat": ("maml", "patches", {"remat": True}),
   "fomaml_patches": ("fomaml", "patches", {}),
   "meta_sgd": ("meta_sgd", "patches", {}),
+  "meta_curvature": ("meta_curvature", "patches", {}),
   "anil": ("anil", "patches", {}),
   "protomaml": ("protomaml", "patches", {}),
   "reptile": ("reptile", "patches", {}),
@@ -139,6 +142,7 @@ INNER_LOOP = (
   "maml",
   "fomaml",
   "meta_sgd",
+  "meta_curvature",
   "anil",
   "protomaml",
   "reptile",

@@ -13,6 +13,7 @@ NAMES = {
   "maml": "MAML",
   "fomaml": "FOMAML",
   "meta_sgd": "Meta-SGD",
+  "meta_curvature": "Meta-Curvature",
   "anil": "ANIL",
   "imaml": "iMAML",
   "protomaml": "ProtoMAML",

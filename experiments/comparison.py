@@ -65,6 +65,7 @@ CONFIG_FILES = {  # learner -> its config file in experiments/configs/
   "maml": "maml_omniglot",
   "fomaml": "fomaml_omniglot",
   "meta_sgd": "meta_sgd_omniglot",
+  "meta_curvature": "meta_curvature_omniglot",
   "anil": "anil_omniglot",
   "protomaml": "protomaml_omniglot",
   "reptile": "reptile_omniglot",
@@ -146,6 +147,11 @@ PAPER = {
   "meta_sgd": (
     "Meta-SGD paper, Table 1",
     ("99.53 +- 0.26", "99.93 +- 0.09", "95.93 +- 0.38", "98.97 +- 0.19"),
+  ),
+  "meta_curvature": (
+    "Meta-Curvature authors' NeurIPS 2019 poster, Omniglot table, MC one "
+    "model (quoted from the poster, not re-checked against the paper)",
+    ("99.77 +- 0.17", "99.79 +- 0.10", "97.86 +- 0.26", "99.24 +- 0.07"),
   ),
   "reptile": (
     "Reptile paper, Table 1, transductive",

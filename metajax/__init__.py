@@ -45,6 +45,7 @@ from metajax.learners import lrd2
 from metajax.learners import maml
 from metajax.learners import mann
 from metajax.learners import matching_net
+from metajax.learners import meta_curvature
 from metajax.learners import meta_learner_lstm
 from metajax.learners import meta_sgd
 from metajax.learners import protomaml
@@ -108,6 +109,7 @@ __all__ = (
   "maml",
   "mann",
   "matching_net",
+  "meta_curvature",
   "meta_learner_lstm",
   "meta_sgd",
   "meta_test",

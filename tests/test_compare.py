@@ -151,7 +151,7 @@ def test_every_cpu_cell_validates(omniglot_data_dir, monkeypatch):
 
 
 @pytest.mark.parametrize(
-  "learner", ["maml", "protonet", "matching_net", "reptile"]
+  "learner", ["maml", "protonet", "matching_net", "reptile", "meta_curvature"]
 )
 def test_paper_figures_agree_with_the_configs(learner):
   for cell in comparison.CELLS:

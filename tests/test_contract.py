@@ -25,6 +25,7 @@ TINY = {
   "maml": (dict(inner_steps=2), dict(inner_lr=float("inf"))),
   "fomaml": (dict(inner_steps=2), dict(inner_steps=-1)),
   "meta_sgd": (dict(inner_steps=1), dict(inner_lr=0.0)),
+  "meta_curvature": (dict(inner_steps=2), dict(vectors="dense")),
   "anil": (dict(inner_steps=1), dict(inner_lr=float("nan"))),
   "imaml": (dict(inner_steps=2, cg_steps=2), dict(lam=0.0)),
   "reptile": (dict(inner_steps=2, inner_lr=1e-2), dict(inner_batch_size=0)),

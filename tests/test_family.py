@@ -420,6 +420,7 @@ LEARNER_VARIANTS = [
   dict(learner="maml"),
   dict(learner="fomaml"),
   dict(learner="meta_sgd"),
+  dict(learner="meta_curvature", vectors="full"),
   dict(learner="anil"),
   dict(learner="reptile"),
   dict(learner="reptile", carry_inner_state=True),
@@ -471,6 +472,7 @@ def test_family_contract(overrides):
   "name",
   [
     "meta_sgd_omniglot",
+    "meta_curvature_omniglot",
     "reptile_omniglot",
     "meta_lstm_omniglot",
     "meta_sgd_sinusoid",
@@ -490,7 +492,7 @@ def test_config_smoke_runs(name, tmp_path, omniglot_data_dir):
   assert np.isfinite(results["mean"])
   run = runs.load_run(str(tmp_path))
   assert ("inner" in run.meta_params) == (
-    config.learner in ("meta_sgd", "meta_learner_lstm")
+    config.learner in ("meta_sgd", "meta_curvature", "meta_learner_lstm")
   )
 
 

@@ -15,6 +15,7 @@ from metajax.learners.maml import maml
 from metajax.learners.maml import meta_sgd
 from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
+from metajax.learners.meta_curvature import meta_curvature
 from metajax.learners.meta_lstm import meta_learner_lstm
 from metajax.learners.protomaml import protomaml
 from metajax.learners.protonet import protonet
@@ -38,6 +39,7 @@ FACTORIES = {
     maml,
     mann,
     matching_net,
+    meta_curvature,
     meta_learner_lstm,
     meta_sgd,
     protomaml,
@@ -62,6 +64,7 @@ __all__ = (
   "maml",
   "mann",
   "matching_net",
+  "meta_curvature",
   "meta_learner_lstm",
   "meta_sgd",
   "protomaml",
