@@ -18,7 +18,8 @@ from experiments.configs import mann_omniglot, snail_omniglot
 from metajax import from_config
 from metajax import models, runs
 from metajax.learners.embedding import embed_each
-from metajax.learners.mann import least_used, lrua_step, mann
+from metajax.learners.lrua import least_used, lrua_step
+from metajax.learners.mann import mann
 from metajax.learners.mann import online_logits_fn
 from metajax.learners.online_protocol import accuracy_by_instance
 from metajax.learners.sequence import support_sequence

@@ -43,15 +43,13 @@ import jax.numpy as jnp
 from metajax import losses
 from metajax import checks
 from metajax.learners.embedding import embed_each, to_float
-from metajax.learners.lrua import least_used, lrua_step
+from metajax.learners.lrua import lrua_step
 from metajax.learners.sequence import support_sequence
 from metajax.types import Episode, Learner
 
 __all__ = (
   "MANNState",
   "fresh_state",
-  "least_used",
-  "lrua_step",
   "mann",
   "online_logits_fn",
 )
