@@ -26,6 +26,7 @@ NAMES = {
   "baseline_pp": "Baseline++",
   "snail": "SNAIL",
   "mann": "MANN",
+  "metaoptnet": "MetaOptNet",
 }
 
 

@@ -47,6 +47,7 @@ from metajax.learners import mann
 from metajax.learners import matching_net
 from metajax.learners import meta_learner_lstm
 from metajax.learners import meta_sgd
+from metajax.learners import metaoptnet
 from metajax.learners import protomaml
 from metajax.learners import protonet
 from metajax.learners import r2d2
@@ -112,6 +113,7 @@ __all__ = (
   "meta_sgd",
   "meta_test",
   "meta_train",
+  "metaoptnet",
   "models",
   "parallel",
   "predict",

@@ -16,6 +16,7 @@ from metajax.learners.maml import meta_sgd
 from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.meta_lstm import meta_learner_lstm
+from metajax.learners.metaoptnet import metaoptnet
 from metajax.learners.protomaml import protomaml
 from metajax.learners.protonet import protonet
 from metajax.learners.r2d2 import lrd2
@@ -40,6 +41,7 @@ FACTORIES = {
     matching_net,
     meta_learner_lstm,
     meta_sgd,
+    metaoptnet,
     protomaml,
     protonet,
     r2d2,
@@ -64,6 +66,7 @@ __all__ = (
   "matching_net",
   "meta_learner_lstm",
   "meta_sgd",
+  "metaoptnet",
   "protomaml",
   "protonet",
   "r2d2",
