@@ -204,6 +204,22 @@ def test_metaoptnet_logits_against_the_primal_svm():
 
   assert abs(float(jax.grad(loss)(params)["head"]["scale"])) > 1e-4
 
+  # The support set's gradient flows through adapt's solver: a directional
+  # derivative against central differences (float32, as the learner runs).
+  def support_loss(support_x):
+    state = learner.adapt(params, (support_x, ep.support_y), None)
+    return learner.loss(learner.predict(params, state, ep.query_x), ep.query_y)
+
+  u = np.random.default_rng(4).standard_normal(ep.support_x.shape)
+  analytic = float(np.sum(jax.grad(support_loss)(ep.support_x) * u))
+  eps = 1e-3
+  numeric = (
+    float(support_loss(ep.support_x + eps * u))
+    - float(support_loss(ep.support_x - eps * u))
+  ) / (2 * eps)
+  assert abs(analytic) > 1e-2
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-2)
+
 
 @pytest.mark.parametrize(
   "option,value",
