@@ -52,7 +52,7 @@ CPU, all at once on accelerators; --tasks_per_chunk sets it):
                   grow with the inner steps; beside maml_patches (through
                   the unrolled steps) and maml_remat with
                   --inner_steps_sweep, step MB (XLA) against inner steps
-  metaoptnet      MetaOptNet-SVM (C 0.1, 50 solver steps on the dual, the
+  metaoptnet      MetaOptNet-SVM (C 0.1, 100 solver steps on the dual, the
                   meta-gradient through them), Conv4 embedding
 
 --inner_steps_sweep=1,4,16 runs every row at each of those inner-step counts

@@ -149,9 +149,9 @@ def test_gradient_against_finite_differences_of_the_exact_solution():
 
   with jax.enable_x64(True):
     a = np.asarray(crammer_singer_dual(x @ x.T, onehot, c, 3000))
-    grads = {s: np.asarray(jax.grad(f)(x, s)) for s in (50, 3000)}
-    f50 = jax.jit(lambda x: f(x, 50))
-    own = central_differences(lambda z: float(f50(z)), x, 1e-6)
+    grads = {s: np.asarray(jax.grad(f)(x, s)) for s in (20, 100, 3000)}
+    f20 = jax.jit(lambda x: f(x, 20))
+    own = central_differences(lambda z: float(f20(z)), x, 1e-6)
   # The active set, with strict complementarity (else (a) is not smooth).
   bound = c * onehot
   active = bound - a < 1e-9
@@ -168,9 +168,11 @@ def test_gradient_against_finite_differences_of_the_exact_solution():
   np.testing.assert_allclose(
     grads[3000], exact, atol=1e-6 * np.abs(exact).max()
   )
-  np.testing.assert_allclose(grads[50], own, atol=1e-6 * np.abs(own).max())
-  # 50 steps (the default) already give the exact solution's gradient here.
-  np.testing.assert_allclose(grads[50], exact, atol=1e-3 * np.abs(exact).max())
+  np.testing.assert_allclose(grads[20], own, atol=1e-6 * np.abs(own).max())
+  # 100 steps (the default) already give the exact solution's gradient
+  # here; 20 are not there yet.
+  np.testing.assert_allclose(grads[100], exact, atol=1e-4 * np.abs(exact).max())
+  assert np.abs(grads[20] - exact).max() > 1e-3 * np.abs(exact).max()
 
 
 def central_differences(fn, x, eps):
