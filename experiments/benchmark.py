@@ -54,6 +54,8 @@ CPU, all at once on accelerators; --tasks_per_chunk sets it):
                   grow with the inner steps; beside maml_patches (through
                   the unrolled steps) and maml_remat with
                   --inner_steps_sweep, step MB (XLA) against inner steps
+  metaoptnet      MetaOptNet-SVM (C 0.1, 100 solver steps on the dual, the
+                  meta-gradient through them), Conv4 embedding
 
 --inner_steps_sweep=1,4,16 runs every row at each of those inner-step counts
 (instead of --inner_steps), each named row@steps.
@@ -131,6 +133,7 @@ ROWS = {
   "maml_vmapped": ("maml", "patches", {"vmapped": True}),
   "protonet_vmapped": ("protonet", "patches", {"vmapped": True}),
   "imaml": ("imaml", "patches", {}),
+  "metaoptnet": ("metaoptnet", "patches", {}),
 }
 # loop: time the per-task Python loop baseline; vmapped: all tasks of the
 # meta-batch adapted at once (tasks_per_chunk = the meta-batch size).

@@ -27,6 +27,7 @@ NAMES = {
   "baseline_pp": "Baseline++",
   "snail": "SNAIL",
   "mann": "MANN",
+  "metaoptnet": "MetaOptNet",
 }
 
 

@@ -48,6 +48,7 @@ from metajax.learners import matching_net
 from metajax.learners import meta_curvature
 from metajax.learners import meta_learner_lstm
 from metajax.learners import meta_sgd
+from metajax.learners import metaoptnet
 from metajax.learners import protomaml
 from metajax.learners import protonet
 from metajax.learners import r2d2
@@ -114,6 +115,7 @@ __all__ = (
   "meta_sgd",
   "meta_test",
   "meta_train",
+  "metaoptnet",
   "models",
   "parallel",
   "predict",

@@ -34,6 +34,7 @@ TINY = {
   "protomaml": (dict(inner_steps=2), dict(prototype_gradient="yes")),
   "r2d2": (dict(), dict(lambda_init=0.0)),
   "lrd2": (dict(newton_steps=2), dict(newton_steps=0)),
+  "metaoptnet": (dict(solver_steps=3), dict(c_reg=0.0)),
   "matching_net": (dict(read_steps=2), dict(read_steps=0)),
   "baseline": (dict(finetune_steps=2), dict(finetune_lr=-1.0)),
   "baseline_pp": (dict(finetune_steps=2), dict(finetune_steps=0)),

@@ -17,6 +17,7 @@ from metajax.learners.mann import mann
 from metajax.learners.matching import matching_net
 from metajax.learners.meta_curvature import meta_curvature
 from metajax.learners.meta_lstm import meta_learner_lstm
+from metajax.learners.metaoptnet import metaoptnet
 from metajax.learners.protomaml import protomaml
 from metajax.learners.protonet import protonet
 from metajax.learners.r2d2 import lrd2
@@ -42,6 +43,7 @@ FACTORIES = {
     meta_curvature,
     meta_learner_lstm,
     meta_sgd,
+    metaoptnet,
     protomaml,
     protonet,
     r2d2,
@@ -67,6 +69,7 @@ __all__ = (
   "meta_curvature",
   "meta_learner_lstm",
   "meta_sgd",
+  "metaoptnet",
   "protomaml",
   "protonet",
   "r2d2",
