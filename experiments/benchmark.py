@@ -1,4 +1,5 @@
-r"""Meta-training speed of every learner on Conv4: tasks/s, compile, memory, FLOPs.
+r"""Meta-training speed of every learner on Conv4 (and of ProtoNets and MAML on
+ResNet-12): tasks/s, compile, memory, FLOPs.
 
   python -m experiments.benchmark                       # all rows
   python -m experiments.benchmark --rows=maml_patches --steps=20
@@ -56,6 +57,12 @@ CPU, all at once on accelerators; --tasks_per_chunk sets it):
                   --inner_steps_sweep, step MB (XLA) against inner steps
   metaoptnet      MetaOptNet-SVM (C 0.1, 100 solver steps on the dual, the
                   meta-gradient through them), Conv4 embedding
+  protonet_resnet12      protonet on ResNet12(conv_impl="patches") instead
+                  of Conv4 (channels: --resnet12_channels; --image_size
+                  1-channel images, e.g. 28 -> 14 -> 7 -> 3 -> 1)
+  protonet_resnet12_xla  the same on ResNet12(conv_impl="xla")
+  maml_resnet12   second-order MAML on ResNet12(conv_impl="patches")
+  maml_resnet12_xla      the same on ResNet12(conv_impl="xla")
 
 --inner_steps_sweep=1,4,16 runs every row at each of those inner-step counts
 (instead of --inner_steps), each named row@steps.
@@ -134,10 +141,15 @@ ROWS = {
   "protonet_vmapped": ("protonet", "patches", {"vmapped": True}),
   "imaml": ("imaml", "patches", {}),
   "metaoptnet": ("metaoptnet", "patches", {}),
+  "protonet_resnet12": ("protonet", "patches", {"model": "resnet12"}),
+  "protonet_resnet12_xla": ("protonet", "xla", {"model": "resnet12"}),
+  "maml_resnet12": ("maml", "patches", {"model": "resnet12"}),
+  "maml_resnet12_xla": ("maml", "xla", {"model": "resnet12"}),
 }
 # loop: time the per-task Python loop baseline; vmapped: all tasks of the
-# meta-batch adapted at once (tasks_per_chunk = the meta-batch size).
-BENCH_OPTIONS = ("loop", "vmapped")
+# meta-batch adapted at once (tasks_per_chunk = the meta-batch size); model:
+# the backbone, "conv4" unless named ("resnet12": --resnet12_channels).
+BENCH_OPTIONS = ("loop", "vmapped", "model")
 MODEL_OPTIONS = ("norm", "compute_dtype")
 # Learners with an inner loop: 1 step of SGD 0.4 (or Adam, Reptile's), the
 # MAML Omniglot setting; the Meta-Learner LSTM learns its steps.
@@ -179,6 +191,11 @@ _SHOTS = flags.DEFINE_integer("shots", 1, "Support examples per class (K).")
 _QUERIES = flags.DEFINE_integer("queries", 15, "Query examples per class.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 28, "Image height and width.")
 _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 filters.")
+_RESNET12_CHANNELS = flags.DEFINE_list(
+  "resnet12_channels",
+  ["64", "160", "320", "640"],
+  "ResNet-12's channels per block, for the *_resnet12 rows.",
+)
 _INNER_STEPS = flags.DEFINE_integer(
   "inner_steps", 1, "Inner steps of the gradient-based rows."
 )
@@ -315,17 +332,21 @@ def run_row(row: str) -> dict:
     )
   batch = jax.device_put(batch)
   config = from_config.default_config()
+  model = options.get("model", "conv4")
   config.update(
-    dict(learner=learner_name, ways=ways, shots=shots, num_classes=100)
-  )
-  config.model_kwargs.update(
     dict(
-      filters=_FILTERS.value,
-      pooling="stride",
-      conv_impl=conv_impl,
-      **model_options,
+      learner=learner_name,
+      model=model,
+      ways=ways,
+      shots=shots,
+      num_classes=100,
     )
   )
+  if model == "resnet12":
+    model_options["channels"] = tuple(map(int, _RESNET12_CHANNELS.value))
+  else:
+    model_options.update(filters=_FILTERS.value, pooling="stride")
+  config.model_kwargs.update(dict(conv_impl=conv_impl, **model_options))
   if learner_name in INNER_LOOP:
     config.inner_steps = _INNER_STEPS.value
     if learner_name != "meta_learner_lstm":
@@ -405,7 +426,9 @@ def run_row(row: str) -> dict:
     "shots": shots,
     "queries": queries,
     "image_size": size,
+    "model": model,
     "filters": _FILTERS.value,
+    "channels": model_options.get("channels"),
     "meta_batch_size": tasks,
     "inner_steps": _INNER_STEPS.value,
     "steps": steps,
@@ -502,6 +525,7 @@ def _worker_args(row):
     _QUERIES,
     _IMAGE_SIZE,
     _FILTERS,
+    _RESNET12_CHANNELS,
     _INNER_STEPS,
     _MATMUL_SIZE,
     _COMPUTE_DTYPE,
@@ -509,7 +533,10 @@ def _worker_args(row):
     _SAMPLE_REPEATS,
   ):
     if flag.value is not None:
-      args.append(f"--{flag.name}={flag.value}")
+      value = flag.value
+      if isinstance(value, list):
+        value = ",".join(value)
+      args.append(f"--{flag.name}={value}")
   return args
 
 

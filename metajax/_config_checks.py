@@ -19,7 +19,11 @@ from metajax.checks import ConfigError
 from metajax.data.from_config import DATASETS
 from metajax.data.sources import DATA_DIR_ENV
 
-MODELS = {"conv4": models.Conv4, "mlp": models.MLP}
+MODELS = {
+  "conv4": models.Conv4,
+  "mlp": models.MLP,
+  "resnet12": models.ResNet12,
+}
 OUTER_OPTS = {"adam": optax.adam, "sgd": optax.sgd}
 SCHEDULES = ("constant", "linear_decay")
 KWARGS_FIELDS = (

@@ -7,7 +7,8 @@ experiments/configs/) says what to build::
                                 its keyword options (unset: its defaults)
   test_learner_kwargs           options that differ at validation and test
                                 time (None: as in training)
-  model, model_kwargs           "conv4" or "mlp" and the module's options
+  model, model_kwargs           "conv4", "resnet12" or "mlp" and the
+                                module's options
   dataset, data_kwargs, ...     the data (data_kwargs go to its loader)
 
 and the run's shared fields (episode sizes, meta-batch, outer optimizer,

@@ -167,3 +167,39 @@ def test_benchmark_inner_steps_sweep():
   assert memory["maml_patches@16"] > 1.5 * memory["maml_patches@1"], memory
   assert memory["maml_patches@16"] > 1.5 * memory["imaml@16"], memory
   assert "imaml@16" in proc.stdout.split("tasks/s")[-1]  # the table
+
+
+def test_benchmark_resnet12_rows():
+  """The ResNet-12 rows build that backbone, with --resnet12_channels."""
+  rows = ["protonet_resnet12", "maml_resnet12_xla"]
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.benchmark",
+      f"--rows={','.join(rows)}",
+      "--resnet12_channels=4,6,4,4",
+      "--meta_batch_size=2",
+      "--warmup=0",
+      "--steps=1",
+      "--image_size=16",
+      "--queries=1",
+      "--matmul_size=64",
+      "--sample_repeats=0",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [json.loads(l) for l in proc.stdout.splitlines() if l[:1] == "{"]
+  assert [l["row"] for l in lines] == rows
+  assert [(l["learner"], l["conv_impl"]) for l in lines] == [
+    ("protonet", "patches"),
+    ("maml", "xla"),
+  ]
+  for l in lines:
+    assert l["model"] == "resnet12" and l["channels"] == [4, 6, 4, 4], l
+    assert l["gflop_per_step"] > 0 and l["tasks_per_s"] > 0, l

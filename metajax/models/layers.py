@@ -222,3 +222,44 @@ class BatchStatNorm(nn.Module):
       else None
     )
     return batch_stat_norm(x, scale, bias, self.epsilon, stats_rows)
+
+
+def drop_block(x: Array, key: Array, rate: float, block_size: int) -> Array:
+  """DropBlock (Ghiasi et al. 2018): zeroes random square blocks of a map.
+
+  Seeds are drawn Bernoulli(gamma) at each position of [..., H - b + 1,
+  W - b + 1, C] where a b x b block fits (b = min(block_size, H, W)); each
+  seed zeroes the b x b block below and right of it, channel by channel;
+  then the kept values are scaled by (number of values) / (number kept), so
+  the mean is kept in expectation. gamma = rate / b^2 * H W / ((H - b + 1)
+  (W - b + 1)) makes the dropped fraction about `rate` (as in the paper and
+  RFS / MetaOptNet's ResNet-12). `block_size=1` is dropout, normalized by
+  the count kept instead of 1 / (1 - rate).
+
+  Args:
+    x: [..., H, W, C] feature maps.
+    key: PRNG key of the seeds.
+    rate: target fraction dropped, in [0, 1).
+    block_size: side of the dropped squares (clipped to H and W).
+
+  Returns:
+    Array shaped like `x`.
+  """
+  h, w = x.shape[-3:-1]
+  b = max(1, min(block_size, h, w))
+  gamma = rate / b**2 * (h * w) / ((h - b + 1) * (w - b + 1))
+  seed_shape = x.shape[:-3] + (h - b + 1, w - b + 1, x.shape[-1])
+  seeds = jax.random.bernoulli(key, min(gamma, 1.0), seed_shape)
+  seeds = seeds.astype(x.dtype)
+  if b > 1:
+    # Position (i, j) is dropped if a seed lies in [i - b + 1, i] x
+    # [j - b + 1, j]: a b x b max over the seeds padded by b - 1 each side.
+    lead = [(0, 0)] * (x.ndim - 3)
+    seeds = jnp.pad(seeds, lead + [(b - 1, b - 1), (b - 1, b - 1), (0, 0)])
+    ones = (1,) * (x.ndim - 3)
+    seeds = jax.lax.reduce_window(
+      seeds, 0.0, jax.lax.max, ones + (b, b, 1), ones + (1, 1, 1), "VALID"
+    )
+  keep = 1.0 - seeds
+  kept = jnp.maximum(jnp.sum(keep), 1.0)
+  return x * keep * (keep.size / kept)
