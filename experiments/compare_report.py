@@ -1,6 +1,7 @@
 """comparison.md and comparison.jsonl of `experiments.compare`, read back
 from the cells' workdirs (results.json and compare.json), so that the table
-can be rewritten at any time from what is finished."""
+can be rewritten at any time from what is finished; a cell whose workdir is
+gone keeps its line of the previous comparison.jsonl."""
 
 import json
 import os
@@ -195,6 +196,25 @@ NOTES = [
 ]
 
 
+def previous_lines(
+  output: str, budget: comparison.Budget
+) -> Dict[tuple, Dict[str, Any]]:
+  """The lines of `<output>/comparison.jsonl` at `budget`, by (learner,
+  cell): a table's cells outlive their workdirs (a new machine, a deleted
+  scratch folder) through its jsonl, so rewriting the table from a workdir
+  that lacks some cells keeps their figures instead of dropping them."""
+  path = os.path.join(output, "comparison.jsonl")
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    lines = [json.loads(l) for l in f if l.strip()]
+  return {
+    (l["learner"], l["cell"]): dict(l, kept=True)
+    for l in lines
+    if l.get("budget") == comparison.describe(budget)
+  }
+
+
 def write(
   root: str,
   learners: List[str],
@@ -203,11 +223,16 @@ def write(
   command: str,
 ) -> None:
   """Writes `<output>/comparison.md` and `comparison.jsonl` from the
-  finished cells of `learners` under `root`."""
+  finished cells of `learners` under `root`; a cell not finished there
+  keeps its line of the previous `<output>/comparison.jsonl` (same budget),
+  marked `"kept": true`."""
+  previous = previous_lines(output, budget)
   lines = {
-    l: [cell_line(root, l, c) for c in comparison.CELLS] for l in learners
+    l: [cell_line(root, l, c) or previous.get((l, c)) for c in comparison.CELLS]
+    for l in learners
   }
   every = [line for row in lines.values() for line in row]
+  kept = sum(1 for line in every if line is not None and line.get("kept"))
   table = _header(every, budget, command) + [
     "| learner | "
     + " | ".join(comparison.CELLS)
@@ -217,6 +242,12 @@ def write(
     "| --- " * (len(comparison.CELLS) + 5) + "|",
   ]
   table += [_row(l, lines[l]) for l in learners] + NOTES
+  if kept:
+    table.append(
+      f"- {kept} of the cells above come from the previous comparison.jsonl: "
+      "their workdirs are not under the workdir this table was written from "
+      "(each line keeps its `workdir`, relative to the table's root then)."
+    )
   os.makedirs(output, exist_ok=True)
   write_text(os.path.join(output, "comparison.md"), "\n".join(table) + "\n")
   write_text(

@@ -315,3 +315,55 @@ def test_every_learner_of_the_table_has_a_display_name():
   """The report names each row; a learner added to the table without a name
   would fail only when the table is written, after its first cell."""
   assert set(comparison.LEARNERS) <= set(compare_report.NAMES)
+
+
+def _fake_cell(root, learner, cell, mean, budget):
+  """A finished cell's results.json and compare.json, as the binary writes
+  them (the fields the report reads)."""
+  workdir = root / learner / cell
+  workdir.mkdir(parents=True)
+  config = {"num_steps": 4, "meta_batch_size": 8, "paper_result": "-"}
+  (workdir / "results.json").write_text(
+    json.dumps(
+      {
+        "metric": "accuracy",
+        "mean": mean,
+        "ci95": 0.01,
+        "episodes": 10,
+        "config": config,
+      }
+    )
+  )
+  (workdir / compare_report.COMPARE_JSON).write_text(
+    json.dumps(
+      {"budget": comparison.describe(budget), "devices": ["cpu"], "seconds": 3}
+    )
+  )
+
+
+def test_cells_whose_workdirs_are_gone_keep_their_previous_lines(tmp_path):
+  """A table outlives its workdirs through its jsonl: rewriting it from a
+  workdir that lacks some cells keeps their lines (same budget only), and a
+  cell finished in the workdir replaces its previous line."""
+  smoke, cpu = comparison.BUDGETS["smoke"], comparison.BUDGETS["cpu"]
+  old, new, out = tmp_path / "old", tmp_path / "new", tmp_path / "docs"
+  _fake_cell(old, "maml", "5w1s", 0.5, smoke)
+  _fake_cell(old, "protonet", "5w1s", 0.6, smoke)
+  learners = ["maml", "protonet"]
+  compare_report.write(str(old), learners, smoke, str(out), "c")
+  # Another budget's line in the jsonl is not this table's: dropped.
+  foreign = dict(_lines(out)[0], cell="20w5s", budget=comparison.describe(cpu))
+  with open(out / "comparison.jsonl", "a") as f:
+    f.write(json.dumps(foreign) + "\n")
+  _fake_cell(new, "protonet", "5w1s", 0.7, smoke)
+  compare_report.write(str(new), learners, smoke, str(out), "c")
+  lines = _lines(out)
+  assert [(l["learner"], l["cell"], l["mean"]) for l in lines] == [
+    ("maml", "5w1s", 0.5),
+    ("protonet", "5w1s", 0.7),
+  ]
+  assert lines[0]["kept"] and "kept" not in lines[1]
+  table = (out / "comparison.md").read_text()
+  assert "| MAML | 50.00 +- 1.00 | - |" in table
+  assert "| ProtoNets | 70.00 +- 1.00 | - |" in table
+  assert "1 of the cells above come from the previous comparison.jsonl" in table
