@@ -28,16 +28,31 @@ LEARNERS = (
   "fomaml",
   "meta_sgd",
   "anil",
+  "imaml",
+  "protomaml",
+  "meta_curvature",
   "reptile",
   "meta_learner_lstm",
   "protonet",
   "matching_net",
+  "r2d2",
+  "lrd2",
+  "metaoptnet",
   "baseline",
   "baseline_pp",
   "mann",
   "snail",
 )
-INNER_LOOP = ("maml", "fomaml", "meta_sgd", "anil", "reptile")
+INNER_LOOP = (
+  "maml",
+  "fomaml",
+  "meta_sgd",
+  "anil",
+  "imaml",
+  "protomaml",
+  "meta_curvature",
+  "reptile",
+)
 
 
 def program_text(learner_name, *, filters=64, size=28, tasks=4) -> str:
