@@ -1,20 +1,29 @@
 """Helpers of the learners that embed their inputs: scaling the host's images,
-normalizing features, embedding examples one at a time, freezing an embedding.
+normalizing features, embedding examples one at a time, freezing an embedding,
+and the learner around a linear head solved on each support set (R2-D2,
+LR-D2, MetaOptNet).
 
 Every learner with an embedding keeps its parameters in `meta_params["embed"]`
 (ProtoNets, Matching Nets, R2-D2, LR-D2, the Baselines, MANN, SNAIL), which
 is what `freeze_embedding` and a run's `embedding_init` rely on.
 """
 
-from typing import Any
+from typing import Any, Callable, Dict
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metajax.types import Learner
+from metajax import losses
+from metajax.types import Episode, Learner
 
-__all__ = ("embed_each", "freeze_embedding", "l2_normalize", "to_float")
+__all__ = (
+  "embed_each",
+  "freeze_embedding",
+  "l2_normalize",
+  "solved_head_learner",
+  "to_float",
+)
 
 Array = Any
 
@@ -86,4 +95,56 @@ def freeze_embedding(learner: Learner) -> Learner:
     adapt=lambda p, support, k: learner.adapt(frozen(p), support, k),
     predict=lambda p, state, q: learner.predict(frozen(p), state, q),
     task_loss=task_loss,
+  )
+
+
+def solved_head_learner(
+  embedding: nn.Module,
+  ways: int,
+  head_init: Dict[str, float],
+  solve: Callable[[Any, Any, Any], Any],
+  logits: Callable[[Any, Any, Any], Any],
+  fit_bias: bool = False,
+) -> Learner:
+  """The classification `Learner` of a linear head fit on each support set.
+
+  meta_params = {"embed": the embedding's params, "head": head_init's
+  entries as float32 scalars}. `adapt` embeds the support set (a constant 1
+  appended to each row if `fit_bias`) and returns `solve(head, x, onehot)`,
+  the weights W [D (+1), ways]; `predict` returns `logits(head, z, W)` for
+  the query embeddings z. Gradients flow through `solve` into the
+  embedding and the head's parameters.
+  """
+  loss_fn, metric_fn, metric_name = losses.for_task("classification")
+
+  def features(meta_params, x):
+    z = jnp.asarray(
+      embedding.apply({"params": meta_params["embed"]}, to_float(x))
+    )
+    if fit_bias:
+      z = jnp.concatenate([z, jnp.ones((z.shape[0], 1), z.dtype)], axis=1)
+    return z
+
+  def init(key, episode: Episode):
+    embed = embedding.init(key, to_float(episode.support_x)).get("params", {})
+    head = {k: jnp.asarray(v, jnp.float32) for k, v in head_init.items()}
+    return {"embed": embed, "head": head}
+
+  def adapt(meta_params, support, key):
+    del key  # deterministic.
+    support_x, support_y = support
+    x = features(meta_params, support_x)
+    onehot = jax.nn.one_hot(support_y, ways, dtype=x.dtype)
+    return solve(meta_params["head"], x, onehot)
+
+  def predict(meta_params, state, query_x):
+    return logits(meta_params["head"], features(meta_params, query_x), state)
+
+  return Learner(
+    init=init,
+    adapt=adapt,
+    predict=predict,
+    loss=loss_fn,
+    metric=metric_fn,
+    metric_name=metric_name,
   )

@@ -30,9 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from metajax import checks
-from metajax import losses
-from metajax.learners.embedding import to_float
-from metajax.types import Episode, Learner
+from metajax.learners.embedding import solved_head_learner
+from metajax.types import Learner
 
 __all__ = ("crammer_singer_dual", "metaoptnet", "project_dual")
 
@@ -155,32 +154,15 @@ def metaoptnet(
   c = checks.positive("c_reg", c_reg)
   steps = checks.integer("solver_steps", solver_steps, minimum=1)
   scale = checks.number("scale_init", scale_init)
-  loss_fn, metric_fn, metric_name = losses.for_task("classification")
 
-  def features(meta_params, x):
-    return jnp.asarray(
-      embedding.apply({"params": meta_params["embed"]}, to_float(x))
-    )
-
-  def init(key, episode: Episode):
-    embed = embedding.init(key, to_float(episode.support_x)).get("params", {})
-    return {"embed": embed, "head": {"scale": jnp.asarray(scale, jnp.float32)}}
-
-  def adapt(meta_params, support, key):
-    del key  # deterministic.
-    support_x, support_y = support
-    x = features(meta_params, support_x)
-    onehot = jax.nn.one_hot(support_y, ways, dtype=x.dtype)
+  def solve(head, x, onehot):
+    del head  # C and the solver's steps are fixed.
     return x.T @ crammer_singer_dual(x @ x.T, onehot, c, steps)
 
-  def predict(meta_params, state, query_x):
-    return meta_params["head"]["scale"] * features(meta_params, query_x) @ state
-
-  return Learner(
-    init=init,
-    adapt=adapt,
-    predict=predict,
-    loss=loss_fn,
-    metric=metric_fn,
-    metric_name=metric_name,
+  return solved_head_learner(
+    embedding,
+    ways,
+    {"scale": scale},
+    solve,
+    lambda head, z, w: head["scale"] * z @ w,
   )

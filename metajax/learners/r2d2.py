@@ -24,9 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from metajax import checks
-from metajax import losses
-from metajax.learners.embedding import to_float
-from metajax.types import Episode, Learner
+from metajax.learners.embedding import solved_head_learner
+from metajax.types import Learner
 
 __all__ = ("logistic_weights", "lrd2", "r2d2", "ridge_weights")
 
@@ -85,40 +84,15 @@ def _closed_form_learner(
   hparams: dict,
   fit_bias: bool,
 ) -> Learner:
-  """The Learner around `solve(features, onehot, lam) -> W [D(+1), ways]`."""
-  loss_fn, metric_fn, metric_name = losses.for_task("classification")
-
-  def features(meta_params, x):
-    z = jnp.asarray(
-      embedding.apply({"params": meta_params["embed"]}, to_float(x))
-    )
-    if fit_bias:
-      z = jnp.concatenate([z, jnp.ones((z.shape[0], 1), z.dtype)], axis=1)
-    return z
-
-  def init(key, episode: Episode):
-    embed = embedding.init(key, to_float(episode.support_x)).get("params", {})
-    head = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-    return {"embed": embed, "head": head}
-
-  def adapt(meta_params, support, key):
-    del key  # deterministic.
-    support_x, support_y = support
-    x = features(meta_params, support_x)
-    onehot = jax.nn.one_hot(support_y, ways, dtype=x.dtype)
-    return solve(x, onehot, jnp.exp(meta_params["head"]["log_lambda"]))
-
-  def predict(meta_params, state, query_x):
-    head = meta_params["head"]
-    return head["alpha"] * features(meta_params, query_x) @ state + head["beta"]
-
-  return Learner(
-    init=init,
-    adapt=adapt,
-    predict=predict,
-    loss=loss_fn,
-    metric=metric_fn,
-    metric_name=metric_name,
+  """The Learner around `solve(features, onehot, lam) -> W [D(+1), ways]`:
+  logits alpha * z W + beta, lambda = exp(log_lambda)."""
+  return solved_head_learner(
+    embedding,
+    ways,
+    hparams,
+    lambda head, x, onehot: solve(x, onehot, jnp.exp(head["log_lambda"])),
+    lambda head, z, w: head["alpha"] * z @ w + head["beta"],
+    fit_bias,
   )
 
 
