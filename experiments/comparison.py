@@ -57,6 +57,7 @@ import json
 import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from flax import traverse_util
 import ml_collections
 
 from experiments.configs import maml_omniglot
@@ -300,21 +301,13 @@ SHARED_FIELDS = (
 TEST_FIELDS = ("test_ways", "test_shots", "test_queries", "paper_result")
 
 
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, (dict, ml_collections.ConfigDict)):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def training_difference(a, b) -> List[str]:
   """The fields, other than TEST_FIELDS, in which configs `a` and `b` differ
   (their options' defaults filled in): [] when they train the same run."""
   a, b = (
-    _flat(json.loads(from_config.with_option_defaults(c).to_json()))
+    traverse_util.flatten_dict(
+      json.loads(from_config.with_option_defaults(c).to_json()), sep="."
+    )
     for c in (a, b)
   )
   return sorted(

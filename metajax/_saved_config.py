@@ -10,6 +10,8 @@ import json
 import os
 from typing import Any, Dict, Optional
 
+from flax import traverse_util
+
 from metajax import from_config
 
 # Fields a resumed run may change: how long, how often, where, on what devices.
@@ -65,23 +67,17 @@ def read_config_json(workdir) -> Optional[Dict[str, Any]]:
   return saved
 
 
-def _flat(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def check_same_config(workdir, config) -> None:
   """Raises ValueError if `workdir` holds a run of another config."""
   saved = read_config_json(workdir)
   if saved is None:
     return
-  old = _flat(config_dict(from_config.with_option_defaults(saved)))
-  new = _flat(config_dict(from_config.with_option_defaults(config)))
+  old = traverse_util.flatten_dict(
+    config_dict(from_config.with_option_defaults(saved)), sep="."
+  )
+  new = traverse_util.flatten_dict(
+    config_dict(from_config.with_option_defaults(config)), sep="."
+  )
   diff = sorted(
     k
     for k in set(old) | set(new)
