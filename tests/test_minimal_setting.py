@@ -255,6 +255,31 @@ def test_queries_classified_on_their_own(query_norm, independent):
   assert np.allclose(alone, logits[0], atol=1e-5) == independent
 
 
+def test_support_mode_prototypes_are_the_support_sets_own():
+  """query_norm="support" embeds support and queries in one pass: its
+  prototypes must be the class means of the support set embedded alone (as
+  "batch" computes them), its queries normalized by the support's
+  statistics."""
+  embedding = _DenseNorm()
+  key = jax.random.PRNGKey(3)
+  support_x = jax.random.uniform(key, (6, 14, 14, 1))
+  support_y = jnp.array([0, 1, 2, 0, 1, 2])
+  query_x = jax.random.uniform(jax.random.PRNGKey(4), (5, 14, 14, 1))
+  episode = Episode(support_x, support_y, query_x, jnp.zeros(5, jnp.int32))
+  batch, support = (
+    protonet(embedding, ways=3, query_norm=q) for q in ("batch", "support")
+  )
+  params = batch.init(key, episode)
+  prototypes = batch.adapt(params, (support_x, support_y), key)
+  both = jnp.concatenate([support_x, query_x])
+  q = embedding.apply({"params": params["embed"]}, both, stats_rows=6)[6:]
+  expected = -((q[:, None, :] - prototypes[None]) ** 2).sum(-1)
+  state = support.adapt(params, (support_x, support_y), key)
+  np.testing.assert_allclose(
+    support.predict(params, state, query_x), expected, rtol=1e-5, atol=1e-5
+  )
+
+
 def test_config_plumbing(monkeypatch, omniglot_data_dir):
   """The config's within-alphabet test episodes and warped training."""
   monkeypatch.setenv("METAJAX_DATA_DIR", omniglot_data_dir)

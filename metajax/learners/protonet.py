@@ -77,7 +77,8 @@ def protonet(
 
   Returns:
     A `Learner` whose task state is the prototypes [ways, D] ("batch"), or
-    {"prototypes", "support_x"} ("support").
+    the support set {"support_x", "support_y"} ("support": embedded with
+    each query set, in one pass).
 
   References:
     Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning",
@@ -104,18 +105,20 @@ def protonet(
   def adapt(meta_params, support, key):
     del key  # deterministic.
     support_x, support_y = support
-    prototypes = class_means(embed(meta_params, support_x), support_y, ways)
     if query_norm == "batch":
-      return prototypes
-    return {"prototypes": prototypes, "support_x": support_x}
+      return class_means(embed(meta_params, support_x), support_y, ways)
+    # The support set is embedded with its queries, in one pass (its rows
+    # give the statistics, so its features are those it has alone).
+    return {"support_x": support_x, "support_y": support_y}
 
   def predict(meta_params, state, query_x):
     if query_norm == "batch":
       prototypes, q = state, embed(meta_params, query_x)
     else:
-      prototypes, support_x = state["prototypes"], state["support_x"]
-      both = jnp.concatenate([support_x, query_x])
-      q = embed(meta_params, both, stats_rows=len(support_x))[len(support_x) :]
+      n = len(state["support_x"])
+      both = jnp.concatenate([state["support_x"], query_x])
+      z = embed(meta_params, both, stats_rows=n)
+      prototypes, q = class_means(z[:n], state["support_y"], ways), z[n:]
     if distance == "euclidean":
       return -squared_distances(q, prototypes)
     return scale * l2_normalize(q) @ l2_normalize(prototypes).T
