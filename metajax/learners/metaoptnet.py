@@ -65,7 +65,7 @@ def crammer_singer_dual(kernel: Any, onehot: Any, c: Any, steps: int):
 
   Minimizes `1/2 tr(A^T K A) - tr(onehot^T A)` subject to `sum_k A_ik = 0`
   and `A_ik <= c onehot_ik` (the module docstring) by FISTA from A = 0,
-  with a step of 1 / d_i per example, d_i = sum_j |K_ij| (so that diag(d)
+  with a step of 1 / d_i per example, `d_i = sum_j abs(K_ij)` (so that diag(d)
   majorizes K, Gershgorin), and the momentum restarted whenever it points
   uphill (O'Donoghue & Candes 2015). Every iterate is feasible; the SVM's
   weights are `X^T A` for the features X with K = X X^T.
