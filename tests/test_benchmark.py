@@ -22,30 +22,35 @@ POSITIVE = (
 )
 
 
-def test_benchmark_prints_one_json_line_per_row(tmp_path):
-  json_out = tmp_path / "bench.jsonl"
+def _bench(*flags, timeout=300):
+  """Runs experiments.benchmark with `flags`; (the process, its JSON lines)
+  after checking it succeeded."""
   proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.benchmark",
-      "--rows=maml_patches",
-      "--meta_batch_size=2",
-      "--warmup=1",
-      "--steps=1",
-      "--image_size=12",
-      "--filters=4",
-      "--matmul_size=128",
-      f"--json_out={json_out}",
-    ],
+    [sys.executable, "-m", "experiments.benchmark", *flags],
     cwd=REPO,
     capture_output=True,
     text=True,
-    timeout=120,
+    timeout=timeout,
     check=False,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+  lines = [json.loads(l) for l in proc.stdout.splitlines() if l[:1] == "{"]
+  return proc, lines
+
+
+def test_benchmark_prints_one_json_line_per_row(tmp_path):
+  json_out = tmp_path / "bench.jsonl"
+  proc, lines = _bench(
+    "--rows=maml_patches",
+    "--meta_batch_size=2",
+    "--warmup=1",
+    "--steps=1",
+    "--image_size=12",
+    "--filters=4",
+    "--matmul_size=128",
+    f"--json_out={json_out}",
+    timeout=120,
+  )
   assert len(lines) == 1
   row = lines[0]
   assert row["row"] == "maml_patches"
@@ -88,29 +93,17 @@ def test_benchmark_rejects_unknown_rows():
 def test_benchmark_rows_of_other_learners(tmp_path):
   """Another learner, the loop baseline, all tasks at once, bfloat16."""
   rows = ["baseline_pp", "protonet_loop", "protonet_vmapped"]
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.benchmark",
-      f"--rows={','.join(rows)}",
-      "--meta_batch_size=2",
-      "--warmup=0",
-      "--steps=1",
-      "--image_size=12",
-      "--filters=4",
-      "--matmul_size=64",
-      "--compute_dtype=bfloat16",
-      "--sample_repeats=0",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
+  _, lines = _bench(
+    f"--rows={','.join(rows)}",
+    "--meta_batch_size=2",
+    "--warmup=0",
+    "--steps=1",
+    "--image_size=12",
+    "--filters=4",
+    "--matmul_size=64",
+    "--compute_dtype=bfloat16",
+    "--sample_repeats=0",
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
   assert [l["row"] for l in lines] == rows
   assert [l["learner"] for l in lines] == [
     "baseline_pp",
@@ -130,29 +123,18 @@ def test_benchmark_rows_of_other_learners(tmp_path):
 def test_benchmark_inner_steps_sweep():
   """--inner_steps_sweep runs each row at each count, named row@steps:
   iMAML's XLA step memory stays while MAML's grows with the inner steps."""
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.benchmark",
-      "--rows=imaml,maml_patches",
-      "--inner_steps_sweep=1,16",
-      "--meta_batch_size=2",
-      "--warmup=0",
-      "--steps=1",
-      "--image_size=12",
-      "--filters=4",
-      "--matmul_size=64",
-      "--sample_repeats=0",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
+  proc, rows = _bench(
+    "--rows=imaml,maml_patches",
+    "--inner_steps_sweep=1,16",
+    "--meta_batch_size=2",
+    "--warmup=0",
+    "--steps=1",
+    "--image_size=12",
+    "--filters=4",
+    "--matmul_size=64",
+    "--sample_repeats=0",
     timeout=600,
-    check=False,
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(l) for l in proc.stdout.splitlines() if l[:1] == "{"]
   lines = {l["row"]: l for l in rows}
   assert sorted(lines) == [
     "imaml@1",
@@ -172,29 +154,17 @@ def test_benchmark_inner_steps_sweep():
 def test_benchmark_resnet12_rows():
   """The ResNet-12 rows build that backbone, with --resnet12_channels."""
   rows = ["protonet_resnet12", "maml_resnet12_xla"]
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.benchmark",
-      f"--rows={','.join(rows)}",
-      "--resnet12_channels=4,6,4,4",
-      "--meta_batch_size=2",
-      "--warmup=0",
-      "--steps=1",
-      "--image_size=16",
-      "--queries=1",
-      "--matmul_size=64",
-      "--sample_repeats=0",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
+  _, lines = _bench(
+    f"--rows={','.join(rows)}",
+    "--resnet12_channels=4,6,4,4",
+    "--meta_batch_size=2",
+    "--warmup=0",
+    "--steps=1",
+    "--image_size=16",
+    "--queries=1",
+    "--matmul_size=64",
+    "--sample_repeats=0",
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [json.loads(l) for l in proc.stdout.splitlines() if l[:1] == "{"]
   assert [l["row"] for l in lines] == rows
   assert [(l["learner"], l["conv_impl"]) for l in lines] == [
     ("protonet", "patches"),
