@@ -39,18 +39,24 @@ from metajax.inner.loop import optimize
 from metajax.learners.embedding import to_float
 from metajax.learners.imaml import implicit_solution
 
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "A finished iMAML run (default: a fresh 5w1s init)."
-)
-_FILTERS = flags.DEFINE_integer(
-  "filters", 64, "Conv4 width of the fresh init (ignored with --workdir)."
-)
-_LR = flags.DEFINE_list("inner_lr", ["0.1", "0.02"], "Inner step sizes.")
-_STEPS = flags.DEFINE_list(
-  "inner_steps", ["64", "320"], "Inner steps, one per --inner_lr."
-)
-_CG = flags.DEFINE_list("cg_steps", ["0", "5", "20"], "CG steps to compare.")
-_EPISODES = flags.DEFINE_integer("episodes", 4, "Meta-training episodes.")
+
+def _define_flags() -> None:
+  """The binary's flags, defined when it runs as a binary only: tests import
+  `diagnose`, and a module-level --workdir would clash with other
+  binaries' in the same process."""
+  global _WORKDIR, _FILTERS, _LR, _STEPS, _CG, _EPISODES
+  _WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A finished iMAML run (default: a fresh 5w1s init)."
+  )
+  _FILTERS = flags.DEFINE_integer(
+    "filters", 64, "Conv4 width of the fresh init (ignored with --workdir)."
+  )
+  _LR = flags.DEFINE_list("inner_lr", ["0.1", "0.02"], "Inner step sizes.")
+  _STEPS = flags.DEFINE_list(
+    "inner_steps", ["64", "320"], "Inner steps, one per --inner_lr."
+  )
+  _CG = flags.DEFINE_list("cg_steps", ["0", "5", "20"], "CG steps to compare.")
+  _EPISODES = flags.DEFINE_integer("episodes", 4, "Meta-training episodes.")
 
 
 def _flat(tree) -> jax.Array:
@@ -189,4 +195,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
