@@ -82,6 +82,7 @@ def check_fields(config) -> None:
     "augment",
     "warp",
     "test_within_groups",
+    "train_within_groups",
     "freeze_embedding",
     "select_on_validation",
   ):

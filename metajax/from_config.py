@@ -62,8 +62,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment = False  # random crops and flips of the training images
   c.augment_pad = placeholder(int)  # None: 4 pixels at 32x32, 8 at 84x84
   c.warp = False  # random affine warps of the training images (warp_kwargs)
-  # Each test episode's classes from one group (Omniglot: one alphabet).
+  # Each test (training) episode's classes from one group (Omniglot: one
+  # alphabet).
   c.test_within_groups = False
+  c.train_within_groups = False
   # Classes of the training split, for learners that pre-train a head over
   # all of them (None: counted from the data when the run starts).
   c.num_classes = placeholder(int)

@@ -19,6 +19,7 @@ from metajax import models
 from metajax import runs
 from metajax.checks import ConfigError
 from metajax.data import augment
+from metajax.data import from_config as data_from_config
 from metajax.data import omniglot
 from metajax.data.episodes import EpisodeSampler
 from metajax.data.sources import ClassImages
@@ -295,6 +296,60 @@ def test_config_plumbing(monkeypatch, omniglot_data_dir):
   config.warp_kwargs = {"spin": 1.0}
   with pytest.raises(ConfigError, match="config.warp_kwargs: .*spin"):
     from_config.build_sources(config)
+
+
+def _episode_alphabets(classes, episode):
+  """The alphabet of each support image's class (found by its pixels)."""
+  flat = classes.images.reshape(
+    classes.num_classes, -1, classes.images[0, 0].size
+  )
+  out = []
+  for x in episode.support_x:
+    c = int(np.argwhere((flat == x.reshape(-1)).all(-1))[0, 0])
+    out.append(classes.names[c].split("/")[0])
+  return out
+
+
+@pytest.mark.parametrize("within", [False, True])
+def test_training_episodes_within_alphabets(
+  monkeypatch, omniglot_data_dir, within
+):
+  """`train_within_groups` draws each training episode from one alphabet
+  (its rotated characters included); without it, episodes mix them."""
+  monkeypatch.setenv("METAJAX_DATA_DIR", omniglot_data_dir)
+  config = minimal_omniglot.get_config("smoke")
+  config.warp = False
+  config.train_within_groups = within
+  config = from_config.validate(config)
+  train = from_config.build_sources(config)["train"]
+  rng = np.random.default_rng(0)
+  counts = [
+    len(set(_episode_alphabets(train.classes, train.sample(rng))))
+    for _ in range(20)
+  ]
+  if within:
+    assert counts == [1] * 20
+  else:
+    assert max(counts) > 1
+  seen = {
+    _episode_alphabets(train.classes, train.sample(rng))[0] for _ in range(40)
+  }
+  assert len(seen) > 1  # every alphabet can be drawn, not just one
+
+
+def test_training_episodes_within_alphabets_errors(
+  monkeypatch, omniglot_data_dir
+):
+  monkeypatch.setenv("METAJAX_DATA_DIR", omniglot_data_dir)
+  config = minimal_omniglot.get_config("smoke")
+  config.train_within_groups = True
+  config.ways = 200  # more than any alphabet's characters x 4 rotations
+  config = from_config.validate(config)
+  with pytest.raises(ConfigError, match="train split.*largest group"):
+    from_config.build_sources(config)
+  config.ways = 6
+  with pytest.raises(ConfigError, match="train_within_groups.*mini-batches"):
+    data_from_config.sources(config, train_on="class_batches")
 
 
 def test_a_trained_run_on_a_users_drawings(

@@ -4,7 +4,7 @@ The data half of `metajax.from_config` (see there for the config's fields):
 `dataset` ("sinusoid" or an image dataset), `data_dir`, `data_kwargs` (the
 dataset loader's options), `image_size`, `augment`, `augment_pad`, `warp`
 and `warp_kwargs` (options of `augment.Warped`), `test_within_groups`,
-`batch_size`, and the episode sizes `ways`, `shots`, `queries` and their
+`train_within_groups`, `batch_size`, and the episode sizes `ways`, `shots`, `queries` and their
 test_* values.
 """
 
@@ -96,11 +96,11 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
   test_sizes = [test_value(config, n) for n in ("ways", "shots", "queries")]
 
   def sampler(split, ways, shots, queries, *, prefix=""):
-    groups = (
-      splits[split].name_groups()
-      if split == "test" and config.test_within_groups
-      else None
-    )
+    within = {
+      "train": config.train_within_groups,
+      "test": config.test_within_groups,
+    }
+    groups = splits[split].name_groups() if within.get(split) else None
     try:
       return episodes_lib.EpisodeSampler(
         splits[split], ways=ways, shots=shots, queries=queries, groups=groups
@@ -116,6 +116,11 @@ def sources(config, train_on: str = "episodes") -> Dict[str, Any]:
       f"{config.learner}'s train_on={train_on!r}; valid: {TRAIN_ON}."
     )
   if train_on == "class_batches":
+    if config.train_within_groups:
+      raise ConfigError(
+        "config.train_within_groups draws training episodes, but "
+        f"{config.learner} trains on mini-batches of all classes."
+      )
     if config.batch_size is None:
       raise ConfigError(
         f"config.batch_size is unset: {config.learner} "
