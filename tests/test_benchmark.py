@@ -22,6 +22,18 @@ POSITIVE = (
 )
 
 
+# One timed step of two tasks of a tiny net, no host sampling measured.
+TINY = (
+  "--meta_batch_size=2",
+  "--warmup=0",
+  "--steps=1",
+  "--image_size=12",
+  "--filters=4",
+  "--matmul_size=64",
+  "--sample_repeats=0",
+)
+
+
 def _bench(*flags, timeout=300):
   """Runs experiments.benchmark with `flags`; (the process, its JSON lines)
   after checking it succeeded."""
@@ -95,14 +107,8 @@ def test_benchmark_rows_of_other_learners(tmp_path):
   rows = ["baseline_pp", "protonet_loop", "protonet_vmapped"]
   _, lines = _bench(
     f"--rows={','.join(rows)}",
-    "--meta_batch_size=2",
-    "--warmup=0",
-    "--steps=1",
-    "--image_size=12",
-    "--filters=4",
-    "--matmul_size=64",
+    *TINY,
     "--compute_dtype=bfloat16",
-    "--sample_repeats=0",
   )
   assert [l["row"] for l in lines] == rows
   assert [l["learner"] for l in lines] == [
@@ -126,13 +132,7 @@ def test_benchmark_inner_steps_sweep():
   proc, rows = _bench(
     "--rows=imaml,maml_patches",
     "--inner_steps_sweep=1,16",
-    "--meta_batch_size=2",
-    "--warmup=0",
-    "--steps=1",
-    "--image_size=12",
-    "--filters=4",
-    "--matmul_size=64",
-    "--sample_repeats=0",
+    *TINY,
     timeout=600,
   )
   lines = {l["row"]: l for l in rows}

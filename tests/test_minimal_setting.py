@@ -117,6 +117,18 @@ def test_minimal_split_arguments(tmp_path):
   assert not list(tmp_path.rglob("*.array_record*"))  # nothing prepared
 
 
+def _episode_alphabets(classes, episode):
+  """The alphabet of each support image's class (found by its pixels)."""
+  flat = classes.images.reshape(
+    classes.num_classes, -1, classes.images[0, 0].size
+  )
+  out = []
+  for x in episode.support_x:
+    c = int(np.argwhere((flat == x.reshape(-1)).all(-1))[0, 0])
+    out.append(classes.names[c].split("/")[0])
+  return out
+
+
 def test_within_alphabet_test_episodes(minimal):
   """A 20-way within-alphabet sampler never mixes alphabets and skips
   Tagalog (17 characters)."""
@@ -127,12 +139,7 @@ def test_within_alphabet_test_episodes(minimal):
   rng = np.random.default_rng(0)
   drawn = set()
   for _ in range(30):
-    episode = sampler.sample(rng)
-    flat = test.images.reshape(test.num_classes, 20, -1)
-    alphabets = set()
-    for x in episode.support_x:
-      c = int(np.argwhere((flat == x.reshape(-1)).all(-1))[0, 0])
-      alphabets.add(test.names[c].split("/")[0])
+    alphabets = set(_episode_alphabets(test, sampler.sample(rng)))
     assert len(alphabets) == 1
     drawn |= alphabets
   assert drawn == {"Japanese_(katakana)", "Sanskrit"}
@@ -296,18 +303,6 @@ def test_config_plumbing(monkeypatch, omniglot_data_dir):
   config.warp_kwargs = {"spin": 1.0}
   with pytest.raises(ConfigError, match="config.warp_kwargs: .*spin"):
     from_config.build_sources(config)
-
-
-def _episode_alphabets(classes, episode):
-  """The alphabet of each support image's class (found by its pixels)."""
-  flat = classes.images.reshape(
-    classes.num_classes, -1, classes.images[0, 0].size
-  )
-  out = []
-  for x in episode.support_x:
-    c = int(np.argwhere((flat == x.reshape(-1)).all(-1))[0, 0])
-    out.append(classes.names[c].split("/")[0])
-  return out
 
 
 @pytest.mark.parametrize("within", [False, True])

@@ -4,8 +4,8 @@ The data half of `metajax.from_config` (see there for the config's fields):
 `dataset` ("sinusoid" or an image dataset), `data_dir`, `data_kwargs` (the
 dataset loader's options), `image_size`, `augment`, `augment_pad`, `warp`
 and `warp_kwargs` (options of `augment.Warped`), `test_within_groups`,
-`train_within_groups`, `batch_size`, and the episode sizes `ways`, `shots`, `queries` and their
-test_* values.
+`train_within_groups`, `batch_size`, and the episode sizes `ways`, `shots`,
+`queries` and their test_* values.
 """
 
 from typing import Any, Dict
